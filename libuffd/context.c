@@ -1,0 +1,589 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Contexts: the userfaultfd, the region table and the handler thread.
+ */
+#include <poll.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
+
+#include "internal.h"
+
+/* Features asked for when the kernel has them. */
+#define DEFAULT_FEATURES (UFFD_FEATURE_EVENT_REMOVE |			\
+			  UFFD_FEATURE_EVENT_UNMAP |			\
+			  UFFD_FEATURE_MISSING_SHMEM |			\
+			  UFFD_FEATURE_MISSING_HUGETLBFS |		\
+			  UFFD_FEATURE_THREAD_ID |			\
+			  UFFD_FEATURE_POISON |				\
+			  UFFD_FEATURE_MOVE)
+
+/* Messages per read(): faults come before events in what read returns. */
+#define READ_BATCH	64
+
+LUFFD_API int uffd_ctx_create(struct uffd_ctx **out,
+			      const struct uffd_ctx_opts *uopts)
+{
+	struct uffd_ctx_opts opts = { .size = sizeof(opts), .handler_cpu = -1 };
+	struct uffd_ctx *ctx;
+	uint64_t avail, want;
+	long ncpu;
+	int ret;
+
+	if (!out)
+		return luffd_fail(-EINVAL, "uffd_ctx_create: NULL out");
+	if (uopts) {
+		if (uopts->size == 0 || uopts->size > sizeof(opts))
+			return luffd_fail(-EINVAL, "uffd_ctx_opts: bad size %zu",
+					  uopts->size);
+		memcpy(&opts, uopts, uopts->size);
+	}
+	if (opts.flags & ~LIBUFFD_CTX_NO_DEV)
+		return luffd_fail(-EINVAL, "uffd_ctx_opts: unknown flags %#x",
+				  opts.flags);
+	ncpu = sysconf(_SC_NPROCESSORS_CONF);
+	if (opts.handler_cpu < -1 || opts.handler_cpu >= CPU_SETSIZE ||
+	    (ncpu > 0 && opts.handler_cpu >= ncpu))
+		return luffd_fail(-EINVAL, "handler_cpu %d: no such CPU",
+				  opts.handler_cpu);
+	if (opts.features & LIBUFFD_FEATURE_SIGBUS)
+		return luffd_fail(-EINVAL,
+				  "SIGBUS delivery is not supported yet");
+
+	{
+		struct uffd_probe p = { .size = sizeof(p) };
+
+		ret = uffd_probe(&p);
+		if (ret < 0)
+			return ret;
+		avail = p.features;
+	}
+	if ((opts.features & avail) != opts.features)
+		return luffd_fail(-EOPNOTSUPP,
+				  "kernel lacks features %#llx",
+				  (unsigned long long)(opts.features & ~avail));
+	want = opts.features | (DEFAULT_FEATURES & avail);
+
+	ctx = calloc(1, sizeof(*ctx));
+	if (!ctx)
+		return luffd_fail(-ENOMEM, "out of memory");
+	ctx->fd = -1;
+	ctx->stop_fd = -1;
+	ctx->handler_cpu = opts.handler_cpu;
+	pthread_rwlock_init(&ctx->lock, NULL);
+	pthread_mutex_init(&ctx->serve_lock, NULL);
+	pthread_mutex_init(&ctx->cpu_lock, NULL);
+
+	ctx->handler = calloc(1, sizeof(*ctx->handler));
+	if (!ctx->handler) {
+		ret = luffd_fail(-ENOMEM, "out of memory");
+		goto fail;
+	}
+	ctx->handler->ctx = ctx;
+
+	ret = luffd_open_uffd(opts.flags, &ctx->open_method);
+	if (ret < 0)
+		goto fail;
+	ctx->fd = ret;
+	ret = luffd_api(ctx->fd, want, &ctx->features, &ctx->ioctls);
+	if (ret < 0)
+		goto fail;
+	ctx->features = want;	/* what we enabled; the reply lists all */
+
+	ctx->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (ctx->stop_fd < 0) {
+		ret = luffd_fail(-errno, "eventfd: %s", strerror(errno));
+		goto fail;
+	}
+	*out = ctx;
+	return 0;
+fail:
+	uffd_ctx_destroy(ctx);
+	return ret;
+}
+
+LUFFD_API int uffd_ctx_fd(const struct uffd_ctx *ctx)
+{
+	return ctx ? ctx->fd : -EINVAL;
+}
+
+LUFFD_API uint64_t uffd_ctx_features(const struct uffd_ctx *ctx)
+{
+	return ctx ? ctx->features : 0;
+}
+
+/* ---------------------------------------------------------- table */
+
+/* Index of the first region whose end is above @addr. */
+static size_t first_ending_after(struct uffd_ctx *ctx, uint64_t addr)
+{
+	size_t lo = 0, hi = ctx->nregions;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		struct uffd_region *r = ctx->regions[mid];
+
+		if (r->base + r->len <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Caller holds ctx->lock (read or write). O(log n). */
+struct uffd_region *luffd_lookup(struct uffd_ctx *ctx, uint64_t addr)
+{
+	size_t i = first_ending_after(ctx, addr);
+	struct uffd_region *r;
+
+	if (i == ctx->nregions)
+		return NULL;
+	r = ctx->regions[i];
+	if (addr < r->base || __atomic_load_n(&r->gone, __ATOMIC_ACQUIRE))
+		return NULL;
+	return r;
+}
+
+/*
+ * Drop regions that an UNMAP event removed.  The handler only flags them
+ * (it holds the lock for reading); a writer tidies up before it inserts,
+ * so the table never holds two regions over the same addresses.
+ */
+static void table_compact(struct uffd_ctx *ctx)
+{
+	size_t i, j = 0;
+
+	for (i = 0; i < ctx->nregions; i++) {
+		struct uffd_region *r = ctx->regions[i];
+
+		if (__atomic_load_n(&r->gone, __ATOMIC_ACQUIRE)) {
+			r->in_table = false;
+			continue;
+		}
+		ctx->regions[j++] = r;
+	}
+	ctx->nregions = j;
+}
+
+/* Caller holds ctx->lock for writing. */
+int luffd_table_insert(struct uffd_ctx *ctx, struct uffd_region *r)
+{
+	size_t i;
+
+	table_compact(ctx);
+	i = first_ending_after(ctx, r->base);
+	if (i < ctx->nregions && ctx->regions[i]->base < r->base + r->len)
+		return luffd_fail(-EEXIST,
+				  "range %#llx+%#llx overlaps a region",
+				  (unsigned long long)r->base,
+				  (unsigned long long)r->len);
+	if (ctx->nregions == ctx->cap) {
+		size_t cap = ctx->cap ? ctx->cap * 2 : 8;
+		struct uffd_region **n = realloc(ctx->regions,
+						 cap * sizeof(*n));
+
+		if (!n)
+			return luffd_fail(-ENOMEM, "out of memory");
+		ctx->regions = n;
+		ctx->cap = cap;
+	}
+	memmove(&ctx->regions[i + 1], &ctx->regions[i],
+		(ctx->nregions - i) * sizeof(*ctx->regions));
+	ctx->regions[i] = r;
+	ctx->nregions++;
+	r->in_table = true;
+	return 0;
+}
+
+/* Caller holds ctx->lock for writing. */
+void luffd_table_remove(struct uffd_ctx *ctx, struct uffd_region *r)
+{
+	size_t i;
+
+	if (!r->in_table)
+		return;
+	for (i = 0; i < ctx->nregions; i++) {
+		if (ctx->regions[i] == r) {
+			memmove(&ctx->regions[i], &ctx->regions[i + 1],
+				(ctx->nregions - i - 1) * sizeof(*ctx->regions));
+			ctx->nregions--;
+			break;
+		}
+	}
+	r->in_table = false;
+}
+
+/* ---------------------------------------------------------- events */
+
+/* Visit the regions overlapping [start, end).  Caller holds ctx->lock. */
+#define for_each_overlap(ctx, i, r, start, end)				\
+	for (i = first_ending_after(ctx, start);			\
+	     i < (ctx)->nregions && ((r) = (ctx)->regions[i])->base < (end); \
+	     i++)
+
+/*
+ * Bookkeeping done as soon as an event is read, even in the middle of a
+ * fill: a REMOVE or UNMAP invalidates what we know is present, and an
+ * UNMAP must stop faults being served into a range that is gone.
+ * Caller holds ctx->lock for reading.
+ */
+void luffd_ingest_event(struct uffd_ctx *ctx, const struct uffd_msg *m)
+{
+	uint64_t start, end;
+	struct uffd_region *r;
+	bool hit = false;
+	size_t i, ctr;
+
+	switch (m->event) {
+	case UFFD_EVENT_REMOVE:
+		ctr = LUFFD_CTR(events_remove);
+		break;
+	case UFFD_EVENT_UNMAP:
+		ctr = LUFFD_CTR(events_unmap);
+		break;
+	default:
+		return;
+	}
+	start = m->arg.remove.start;
+	end = m->arg.remove.end;
+	for_each_overlap(ctx, i, r, start, end) {
+		uint64_t s = LUFFD_MAX(start, r->base);
+		uint64_t e = LUFFD_MIN(end, r->base + r->len);
+
+		if (__atomic_load_n(&r->gone, __ATOMIC_ACQUIRE))
+			continue;
+		hit = true;
+		luffd_count(&r->ctr, ctr, 1);
+		luffd_present_clear(r, s - r->base, e - s);
+		if (m->event != UFFD_EVENT_UNMAP)
+			continue;
+		if (s == r->base && e == r->base + r->len)
+			__atomic_store_n(&r->gone, 1, __ATOMIC_RELEASE);
+		else
+			__atomic_store_n(&r->partly_unmapped, 1,
+					 __ATOMIC_RELEASE);
+	}
+	if (!hit)
+		luffd_count(&ctx->ctr, ctr, 1);
+}
+
+/* Tell pagers about an event, in message order.  Caller holds the lock. */
+static void deliver_event(struct uffd_ctx *ctx, const struct uffd_msg *m)
+{
+	struct uffd_region *r;
+	uint64_t start, end;
+	size_t i;
+
+	if (m->event != UFFD_EVENT_REMOVE && m->event != UFFD_EVENT_UNMAP)
+		return;
+	start = m->arg.remove.start;
+	end = m->arg.remove.end;
+	for_each_overlap(ctx, i, r, start, end) {
+		uint64_t s = LUFFD_MAX(start, r->base);
+		uint64_t e = LUFFD_MIN(end, r->base + r->len);
+		struct uffd_event ev = {
+			.type = m->event == UFFD_EVENT_REMOVE ?
+				LIBUFFD_EVENT_REMOVE : LIBUFFD_EVENT_UNMAP,
+			.offset = s - r->base,
+			.len = e - s,
+		};
+
+		if (r->ops->event)
+			r->ops->event(r->state, &ev);
+	}
+}
+
+/* ---------------------------------------------------------- messages */
+
+/*
+ * Read what the uffd has into the inbox.  Returns the number of messages
+ * read (0 when none were waiting) or -errno.  Events are ingested here.
+ * Caller holds ctx->lock for reading.
+ */
+int luffd_read_msgs(struct luffd_handler *h)
+{
+	struct uffd_msg buf[READ_BATCH];
+	unsigned int room, want, i, n;
+	uint64_t now;
+	ssize_t got;
+
+	if (h->head == h->tail)
+		h->head = h->tail = 0;
+	if (h->tail == LUFFD_INBOX_CAP && h->head) {
+		memmove(h->q, h->q + h->head,
+			(h->tail - h->head) * sizeof(h->q[0]));
+		h->tail -= h->head;
+		h->head = 0;
+	}
+	room = LUFFD_INBOX_CAP - h->tail;
+	if (!room)
+		return -ENOSPC;
+	want = LUFFD_MIN(room, READ_BATCH);
+	got = read(h->ctx->fd, buf, want * sizeof(buf[0]));
+	if (got < 0) {
+		if (errno == EAGAIN || errno == EINTR)
+			return 0;
+		return -errno;
+	}
+	now = luffd_now_ns();
+	n = (unsigned int)((size_t)got / sizeof(buf[0]));
+	for (i = 0; i < n; i++) {
+		struct luffd_msg *lm = &h->q[h->tail++];
+
+		lm->msg = buf[i];
+		lm->t_read_ns = now;
+		luffd_ingest_event(h->ctx, &buf[i]);
+	}
+	return (int)n;
+}
+
+static void dispatch(struct luffd_handler *h, const struct luffd_msg *m)
+{
+	struct uffd_ctx *ctx = h->ctx;
+	struct uffd_region *r;
+
+	if (m->msg.event != UFFD_EVENT_PAGEFAULT) {
+		deliver_event(ctx, &m->msg);
+		return;
+	}
+	r = luffd_lookup(ctx, m->msg.arg.pagefault.address);
+	if (!r) {
+		/*
+		 * Raced with unregister/unmap: the range is no longer ours.
+		 * Waking lets the thread retry as an ordinary fault.
+		 */
+		struct uffdio_range range = {
+			.start = m->msg.arg.pagefault.address &
+				 ~(uint64_t)(sysconf(_SC_PAGESIZE) - 1),
+			.len = (uint64_t)sysconf(_SC_PAGESIZE),
+		};
+
+		luffd_count(&ctx->ctr, LUFFD_CTR(stray_faults), 1);
+		luffd_count(&ctx->ctr, LUFFD_CTR(ioctls), 1);
+		ioctl(ctx->fd, UFFDIO_WAKE, &range);
+		return;
+	}
+	luffd_dispatch_fault(h, r, m);
+}
+
+/*
+ * Serve everything queued and readable now.  Returns 0 when the uffd had
+ * nothing more, or -errno from read().  Caller holds ctx->serve_lock.
+ */
+static int serve_pending(struct luffd_handler *h)
+{
+	struct uffd_ctx *ctx = h->ctx;
+	int ret = 0;
+
+	for (;;) {
+		pthread_rwlock_rdlock(&ctx->lock);
+		if (h->head == h->tail) {
+			ret = luffd_read_msgs(h);
+			if (ret <= 0) {
+				pthread_rwlock_unlock(&ctx->lock);
+				return ret;
+			}
+		}
+		while (h->head != h->tail) {
+			/* copy: a fill may read more messages and compact */
+			struct luffd_msg m = h->q[h->head++];
+
+			dispatch(h, &m);
+		}
+		pthread_rwlock_unlock(&ctx->lock);
+	}
+}
+
+static uint64_t thread_cpu_ns(clockid_t clk)
+{
+	struct timespec ts;
+
+	if (clock_gettime(clk, &ts) < 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void *handler_main(void *arg)
+{
+	struct uffd_ctx *ctx = arg;
+	struct pollfd pfd[2] = {
+		{ .fd = ctx->fd, .events = POLLIN },
+		{ .fd = ctx->stop_fd, .events = POLLIN },
+	};
+	int ret = 0;
+
+	for (;;) {
+		pthread_mutex_lock(&ctx->serve_lock);
+		ret = serve_pending(ctx->handler);
+		pthread_mutex_unlock(&ctx->serve_lock);
+		if (ret < 0)
+			break;
+		if (__atomic_load_n(&ctx->stopping, __ATOMIC_ACQUIRE))
+			break;
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR) {
+			ret = -errno;
+			break;
+		}
+		if (pfd[0].revents & (POLLERR | POLLHUP | POLLNVAL)) {
+			ret = -EIO;
+			break;
+		}
+		/* on stop, loop once more to drain, then leave */
+		if (pfd[1].revents & POLLIN)
+			__atomic_store_n(&ctx->stopping, 1, __ATOMIC_RELEASE);
+	}
+	ctx->thread_err = ret;
+	pthread_mutex_lock(&ctx->cpu_lock);
+	ctx->handler_cpu_done += thread_cpu_ns(CLOCK_THREAD_CPUTIME_ID);
+	ctx->thread_live = false;
+	pthread_mutex_unlock(&ctx->cpu_lock);
+	return NULL;
+}
+
+LUFFD_API uint64_t uffd_ctx_handler_cpu_ns(const struct uffd_ctx *cctx)
+{
+	struct uffd_ctx *ctx = (struct uffd_ctx *)cctx;
+	uint64_t ns;
+
+	if (!ctx)
+		return 0;
+	pthread_mutex_lock(&ctx->cpu_lock);
+	ns = ctx->handler_cpu_done;
+	if (ctx->thread_live)
+		ns += thread_cpu_ns(ctx->thread_clock);
+	pthread_mutex_unlock(&ctx->cpu_lock);
+	return ns;
+}
+
+/*
+ * Run the pagers' start hooks.  Under the write lock, so that a region
+ * created meanwhile sees pagers_on and starts itself.
+ */
+static int start_pagers(struct uffd_ctx *ctx)
+{
+	struct uffd_region *r;
+	int ret = 0;
+
+	pthread_rwlock_wrlock(&ctx->lock);
+	ctx->pagers_on = true;
+	for (r = ctx->all; r && !ret; r = r->next) {
+		if (r->started)
+			continue;
+		if (r->ops->start)
+			ret = r->ops->start(r->state);
+		if (!ret)
+			r->started = true;
+	}
+	pthread_rwlock_unlock(&ctx->lock);
+	return ret;
+}
+
+static void stop_pagers(struct uffd_ctx *ctx)
+{
+	struct uffd_region *r;
+
+	pthread_rwlock_wrlock(&ctx->lock);
+	ctx->pagers_on = false;
+	for (r = ctx->all; r; r = r->next) {
+		if (r->started && r->ops->stop)
+			r->ops->stop(r->state);
+		r->started = false;
+	}
+	pthread_rwlock_unlock(&ctx->lock);
+}
+
+LUFFD_API int uffd_ctx_start(struct uffd_ctx *ctx)
+{
+	pthread_attr_t attr;
+	int ret;
+
+	if (!ctx)
+		return luffd_fail(-EINVAL, "uffd_ctx_start: NULL context");
+	if (ctx->running)
+		return luffd_fail(-EALREADY, "handler already running");
+	ret = start_pagers(ctx);
+	if (ret < 0) {
+		stop_pagers(ctx);
+		return ret;
+	}
+	pthread_attr_init(&attr);
+	if (ctx->handler_cpu >= 0) {
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		CPU_SET(ctx->handler_cpu, &set);
+		pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
+	}
+	__atomic_store_n(&ctx->stopping, 0, __ATOMIC_RELEASE);
+	ctx->thread_err = 0;
+	pthread_mutex_lock(&ctx->cpu_lock);
+	ret = -pthread_create(&ctx->thread, &attr, handler_main, ctx);
+	if (!ret) {
+		ctx->thread_live = pthread_getcpuclockid(ctx->thread,
+						&ctx->thread_clock) == 0;
+	}
+	pthread_mutex_unlock(&ctx->cpu_lock);
+	pthread_attr_destroy(&attr);
+	if (ret < 0) {
+		stop_pagers(ctx);
+		return luffd_fail(ret, "pthread_create: %s", strerror(-ret));
+	}
+	ctx->running = true;
+	return 0;
+}
+
+LUFFD_API int uffd_ctx_stop(struct uffd_ctx *ctx)
+{
+	uint64_t one = 1;
+	int ret = 0;
+
+	if (!ctx)
+		return luffd_fail(-EINVAL, "uffd_ctx_stop: NULL context");
+	if (ctx->running) {
+		__atomic_store_n(&ctx->stopping, 1, __ATOMIC_RELEASE);
+		if (write(ctx->stop_fd, &one, sizeof(one)) < 0 &&
+		    errno != EAGAIN)
+			ret = -errno;
+		pthread_join(ctx->thread, NULL);
+		ctx->running = false;
+		/* reset the eventfd for the next start */
+		if (read(ctx->stop_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+			ret = ret ? ret : -errno;
+	} else {
+		ret = luffd_fail(-EALREADY, "handler not running");
+	}
+	/*
+	 * Serve whatever is still queued, also when the thread never ran:
+	 * no faulting thread may be left blocked by a stop.
+	 */
+	pthread_mutex_lock(&ctx->serve_lock);
+	serve_pending(ctx->handler);
+	pthread_mutex_unlock(&ctx->serve_lock);
+	stop_pagers(ctx);
+	return ret;
+}
+
+LUFFD_API void uffd_ctx_destroy(struct uffd_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	if (ctx->fd >= 0)
+		uffd_ctx_stop(ctx);
+	/* every region, including those UNMAP dropped from the table */
+	while (ctx->all)
+		uffd_region_destroy(ctx->all);
+	if (ctx->fd >= 0)
+		close(ctx->fd);
+	if (ctx->stop_fd >= 0)
+		close(ctx->stop_fd);
+	pthread_rwlock_destroy(&ctx->lock);
+	pthread_mutex_destroy(&ctx->serve_lock);
+	pthread_mutex_destroy(&ctx->cpu_lock);
+	free(ctx->regions);
+	free(ctx->handler);
+	free(ctx);
+}

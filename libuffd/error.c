@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The thread's last error text.  A per-thread buffer, like dlerror(): the
+ * library never prints, so the reason behind an -EINVAL has to live
+ * somewhere the caller can ask for it.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+static __thread char last_error[256];
+
+LUFFD_API const char *uffd_last_error(void)
+{
+	return last_error;
+}
+
+static void vset(const char *fmt, va_list ap)
+{
+	vsnprintf(last_error, sizeof(last_error), fmt, ap);
+}
+
+LUFFD_API void uffd_set_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vset(fmt, ap);
+	va_end(ap);
+}
+
+int luffd_fail(int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vset(fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+void luffd_clear_error(void)
+{
+	last_error[0] = '\0';
+}
+
+uint64_t luffd_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}

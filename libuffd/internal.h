@@ -1,0 +1,236 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libuffd internals: never installed.  Internal functions are named
+ * luffd_* and are hidden from the shared library (see libuffd.map).
+ */
+#ifndef LIBUFFD_INTERNAL_H
+#define LIBUFFD_INTERNAL_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/ioctl.h>
+#include <linux/userfaultfd.h>
+
+#include "libuffd.h"
+
+#define LUFFD_API __attribute__((visibility("default")))
+
+/* ---- kernel definitions newer than the installed 6.1 headers ---- */
+#ifndef UFFD_FEATURE_WP_UNPOPULATED
+#define UFFD_FEATURE_WP_UNPOPULATED	(1 << 13)
+#endif
+#ifndef UFFD_FEATURE_POISON
+#define UFFD_FEATURE_POISON		(1 << 14)
+#endif
+#ifndef UFFD_FEATURE_WP_ASYNC
+#define UFFD_FEATURE_WP_ASYNC		(1 << 15)
+#endif
+#ifndef UFFD_FEATURE_MOVE
+#define UFFD_FEATURE_MOVE		(1 << 16)
+#endif
+
+#ifndef _UFFDIO_MOVE
+#define _UFFDIO_MOVE			(0x05)
+struct uffdio_move {
+	__u64 dst;
+	__u64 src;
+	__u64 len;
+#define UFFDIO_MOVE_MODE_DONTWAKE		((__u64)1 << 0)
+#define UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES	((__u64)1 << 1)
+	__u64 mode;
+	__s64 move;
+};
+#define UFFDIO_MOVE	_IOWR(UFFDIO, _UFFDIO_MOVE, struct uffdio_move)
+#endif
+
+#ifndef _UFFDIO_POISON
+#define _UFFDIO_POISON			(0x08)
+struct uffdio_poison {
+	struct uffdio_range range;
+#define UFFDIO_POISON_MODE_DONTWAKE	((__u64)1 << 0)
+	__u64 mode;
+	__s64 updated;
+};
+#define UFFDIO_POISON	_IOWR(UFFDIO, _UFFDIO_POISON, struct uffdio_poison)
+#endif
+
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC_NEW	_IO(0xAA, 0x00)
+#endif
+
+/* ---- small helpers ---- */
+#define LUFFD_MIN(a, b)		((a) < (b) ? (a) : (b))
+#define LUFFD_MAX(a, b)		((a) > (b) ? (a) : (b))
+#define LUFFD_ALIGNED(x, a)	(((x) & ((a) - 1)) == 0)
+#define LUFFD_ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
+
+static inline void luffd_add(uint64_t *p, uint64_t n)
+{
+	__atomic_fetch_add(p, n, __ATOMIC_RELAXED);
+}
+
+static inline uint64_t luffd_load(const uint64_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+uint64_t luffd_now_ns(void);
+
+/* error.c: the thread's last error text; returns @err for tail calls */
+int luffd_fail(int err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void luffd_clear_error(void);
+
+/* probe.c */
+int luffd_open_uffd(unsigned int ctx_flags, int *method);
+int luffd_api(int fd, uint64_t features, uint64_t *features_out,
+	      uint64_t *ioctls_out);
+
+/* ---- statistics: plain counters updated with atomics ---- */
+struct luffd_counters {
+	uint64_t v[sizeof(struct uffd_stats) / sizeof(uint64_t)];
+};
+#define LUFFD_CTR(field)	(offsetof(struct uffd_stats, field) / sizeof(uint64_t))
+
+static inline void luffd_count(struct luffd_counters *c, size_t idx,
+			       uint64_t n)
+{
+	luffd_add(&c->v[idx], n);
+}
+
+void luffd_hist_add(struct luffd_counters *c, uint64_t ns);
+void luffd_counters_sum(struct luffd_counters *dst,
+			const struct luffd_counters *src);
+void luffd_counters_to_stats(const struct luffd_counters *c,
+			     struct uffd_stats *st);
+
+/* ---- args.c: parsed pager specs ---- */
+#define LUFFD_MAX_ARGS	16
+struct uffd_args {
+	int	n;
+	char	*key[LUFFD_MAX_ARGS];
+	char	*val[LUFFD_MAX_ARGS];
+	char	*buf;		/* owns the strings */
+	char	*name;		/* pager name, when parsed from a spec */
+};
+
+int luffd_spec_parse(const char *spec, struct uffd_args *a);
+int luffd_args_parse(const char *s, struct uffd_args *a);
+void luffd_args_free(struct uffd_args *a);
+
+/* ---- regions ---- */
+struct uffd_region {
+	struct uffd_ctx		*ctx;
+	uint64_t		base;
+	uint64_t		len;
+	uint64_t		page_size;
+	unsigned int		page_shift;
+	enum uffd_mem_type	type;
+	int			memfd;
+	uint64_t		map_len;	/* what we mmap'd (0: adopted) */
+	void			*map_addr;
+	uint64_t		reg_ioctls;	/* UFFDIO_REGISTER's reply */
+
+	int			registered;	/* guarded by ctx->lock */
+	bool			in_table;	/* guarded by ctx->lock */
+	struct uffd_region	*next, *prev;	/* ctx->all, under ctx->lock */
+	bool			started;	/* pager start hook ran */
+	int			gone;		/* atomic: UNMAP covered it */
+	int			partly_unmapped; /* atomic */
+
+	/*
+	 * One bit per page the library filled (or found present), cleared
+	 * by REMOVE/UNMAP.  Lets multi-page fills skip known-present pages
+	 * without a failing ioctl each; the kernel's EEXIST stays the
+	 * authority.
+	 */
+	uint64_t		*present;
+
+	const struct uffd_pager_ops *ops;
+	void			*state;
+	char			pager_name[32];
+
+	struct luffd_counters	ctr;
+};
+
+/* ---- the resolver: one per dispatched fault ---- */
+struct luffd_handler;
+struct uffd_resolver {
+	struct uffd_region	*region;
+	struct luffd_handler	*h;
+	uint64_t		fault_off;	/* faulting page offset */
+	uint64_t		t_read_ns;	/* when its message was read */
+	bool			covered;	/* faulting page filled/present */
+	bool			timed;		/* histogram entry recorded */
+};
+
+/*
+ * Messages read but not yet dispatched.  A handler owns one.  Bounded by
+ * the number of threads that can be blocked at once on this uffd, since
+ * each blocked thread has one message outstanding.
+ */
+#define LUFFD_INBOX_CAP	4096
+struct luffd_msg {
+	struct uffd_msg	msg;
+	uint64_t	t_read_ns;
+};
+struct luffd_handler {
+	struct uffd_ctx	*ctx;
+	unsigned int	head, tail;	/* tail - head messages queued */
+	struct luffd_msg q[LUFFD_INBOX_CAP];
+};
+
+/* ---- context ---- */
+struct uffd_ctx {
+	int			fd;
+	int			stop_fd;	/* eventfd */
+	int			open_method;
+	uint64_t		features;
+	uint64_t		ioctls;
+	int			handler_cpu;
+
+	pthread_rwlock_t	lock;		/* region table */
+	struct uffd_region	**regions;	/* sorted by base */
+	size_t			nregions, cap;
+	struct uffd_region	*all;		/* every region, for destroy */
+
+	pthread_t		thread;
+	bool			running;
+	bool			pagers_on;	/* under lock: start hooks run */
+	int			stopping;	/* atomic */
+	int			thread_err;
+	pthread_mutex_t		cpu_lock;
+	clockid_t		thread_clock;	/* valid while thread_live */
+	bool			thread_live;
+	uint64_t		handler_cpu_done;	/* from finished runs */
+
+	struct luffd_handler	*handler;	/* inbox, reused across runs */
+	pthread_mutex_t		serve_lock;	/* one server of the inbox */
+
+	struct luffd_counters	retired;	/* destroyed regions */
+	struct luffd_counters	ctr;		/* stray faults etc. */
+};
+
+/* context.c */
+struct uffd_region *luffd_lookup(struct uffd_ctx *ctx, uint64_t addr);
+int luffd_read_msgs(struct luffd_handler *h);
+void luffd_ingest_event(struct uffd_ctx *ctx, const struct uffd_msg *m);
+int luffd_table_insert(struct uffd_ctx *ctx, struct uffd_region *r);
+void luffd_table_remove(struct uffd_ctx *ctx, struct uffd_region *r);
+
+/* region.c */
+void luffd_present_set(struct uffd_region *r, uint64_t off, uint64_t len);
+void luffd_present_clear(struct uffd_region *r, uint64_t off, uint64_t len);
+bool luffd_present_test(const struct uffd_region *r, uint64_t off);
+
+/* resolver.c */
+void luffd_dispatch_fault(struct luffd_handler *h, struct uffd_region *r,
+			  const struct luffd_msg *m);
+const void *luffd_zero_source(size_t *len);
+
+/* pager.c */
+extern const struct uffd_pager_ops luffd_pager_zero;
+
+#endif /* LIBUFFD_INTERNAL_H */

@@ -1,0 +1,426 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libuffd - page memory from user space with Linux userfaultfd.
+ *
+ * A *context* owns one userfaultfd and the handler thread that serves it.
+ * A *region* is a page-aligned range registered with a context and bound to
+ * one *pager*: a strategy (an ops table plus per-region state) that resolves
+ * every fault in the region through a *resolver*.
+ *
+ * Conventions, for every function below unless its comment says otherwise:
+ *  - 0 (or a count) on success, a negative errno on failure; nothing is
+ *    changed when a call fails with -EINVAL.
+ *  - The library never prints, aborts or exits.  A one-line reason for the
+ *    most recent failure in the calling thread is kept for uffd_last_error().
+ *  - Handles are opaque; *_destroy(NULL) is a no-op.
+ *  - Option and statistics structs only grow at the end; callers say how
+ *    big their copy is (the .size member, or a size argument).
+ */
+#ifndef LIBUFFD_H
+#define LIBUFFD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LIBUFFD_VERSION_MAJOR	0
+#define LIBUFFD_VERSION_MINOR	1
+
+/* ------------------------------------------------------------------ */
+/* Probing the kernel                                                  */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Feature bits, with the same values as the kernel's UFFD_FEATURE_* bits
+ * (including those newer than the installed headers).
+ */
+#define LIBUFFD_FEATURE_PAGEFAULT_FLAG_WP	(1ULL << 0)
+#define LIBUFFD_FEATURE_EVENT_FORK		(1ULL << 1)
+#define LIBUFFD_FEATURE_EVENT_REMAP		(1ULL << 2)
+#define LIBUFFD_FEATURE_EVENT_REMOVE		(1ULL << 3)
+#define LIBUFFD_FEATURE_MISSING_HUGETLBFS	(1ULL << 4)
+#define LIBUFFD_FEATURE_MISSING_SHMEM		(1ULL << 5)
+#define LIBUFFD_FEATURE_EVENT_UNMAP		(1ULL << 6)
+#define LIBUFFD_FEATURE_SIGBUS			(1ULL << 7)
+#define LIBUFFD_FEATURE_THREAD_ID		(1ULL << 8)
+#define LIBUFFD_FEATURE_MINOR_HUGETLBFS		(1ULL << 9)
+#define LIBUFFD_FEATURE_MINOR_SHMEM		(1ULL << 10)
+#define LIBUFFD_FEATURE_EXACT_ADDRESS		(1ULL << 11)
+#define LIBUFFD_FEATURE_WP_HUGETLBFS_SHMEM	(1ULL << 12)
+#define LIBUFFD_FEATURE_WP_UNPOPULATED		(1ULL << 13)
+#define LIBUFFD_FEATURE_POISON			(1ULL << 14)
+#define LIBUFFD_FEATURE_WP_ASYNC		(1ULL << 15)
+#define LIBUFFD_FEATURE_MOVE			(1ULL << 16)
+#define LIBUFFD_FEATURE_NBITS			64
+
+/* How a userfaultfd was obtained. */
+#define LIBUFFD_OPEN_DEV	1	/* /dev/userfaultfd, USERFAULTFD_IOC_NEW */
+#define LIBUFFD_OPEN_SYSCALL	2	/* userfaultfd(2) */
+
+struct uffd_probe {
+	size_t		size;		/* sizeof(struct uffd_probe), set by caller */
+	uint64_t	features;	/* LIBUFFD_FEATURE_* the kernel offers */
+	uint64_t	ioctls;		/* 1 << _UFFDIO_* bits from UFFDIO_API */
+	int		open_method;	/* LIBUFFD_OPEN_* */
+};
+
+/*
+ * Ask the running kernel what it offers.  Uses a throwaway userfaultfd,
+ * because UFFDIO_API succeeds only once per descriptor.
+ * Returns 0, -EINVAL (bad size), or the errno of open/ioctl (-EPERM when
+ * neither /dev/userfaultfd nor the syscall is allowed, -ENOSYS...).
+ * Any thread.
+ */
+int uffd_probe(struct uffd_probe *out);
+
+/*
+ * Name of feature bit @bit (0..63), e.g. "MOVE", or NULL when the bit is
+ * unknown to this library.  Never fails otherwise.
+ */
+const char *uffd_feature_name(unsigned int bit);
+
+/* Reason for the most recent failure of a libuffd call in this thread. */
+const char *uffd_last_error(void);
+
+/* ------------------------------------------------------------------ */
+/* Contexts                                                            */
+/* ------------------------------------------------------------------ */
+
+struct uffd_ctx;
+struct uffd_region;
+struct uffd_resolver;
+
+#define LIBUFFD_CTX_NO_DEV	(1u << 0)	/* skip /dev/userfaultfd */
+
+struct uffd_ctx_opts {
+	size_t		size;		/* sizeof(struct uffd_ctx_opts) */
+	unsigned int	flags;		/* LIBUFFD_CTX_* */
+	/*
+	 * Features to require on top of the defaults; a missing one fails
+	 * uffd_ctx_create() with -EOPNOTSUPP.  The defaults are the ones of
+	 * EVENT_REMOVE, EVENT_UNMAP, MISSING_SHMEM, MISSING_HUGETLBFS,
+	 * THREAD_ID, POISON and MOVE that the kernel has.
+	 */
+	uint64_t	features;
+	int		handler_cpu;	/* pin the handler thread; -1: don't */
+};
+
+/*
+ * Create a context: opens and initialises a userfaultfd.  @opts may be NULL
+ * for the defaults.  Returns 0 and *out, or -EINVAL, -ENOMEM, -EOPNOTSUPP,
+ * or the errno of open/ioctl/eventfd.  Any thread.
+ */
+int uffd_ctx_create(struct uffd_ctx **out, const struct uffd_ctx_opts *opts);
+
+/*
+ * Start the handler thread.  Returns 0, -EALREADY when running, or the
+ * errno of pthread_create.  Calls of start/stop/destroy on one context must
+ * not overlap.
+ */
+int uffd_ctx_start(struct uffd_ctx *ctx);
+
+/*
+ * Stop the handler thread.  Every fault already queued on the userfaultfd
+ * is served before this returns (also when the thread was never started),
+ * so no thread waiting on a fault is left blocked.  Faults raised after
+ * stop wait until uffd_ctx_start() or uffd_ctx_destroy().
+ * Returns 0, or -EALREADY when the handler was not running (the queue is
+ * still drained).  Must not be called from a pager hook.
+ */
+int uffd_ctx_stop(struct uffd_ctx *ctx);
+
+/*
+ * Stop, destroy every remaining region (unregistering it and unmapping
+ * what the library mapped), and close the userfaultfd.  Closing wakes any
+ * fault raised after stop, which then proceeds as an ordinary fault.
+ */
+void uffd_ctx_destroy(struct uffd_ctx *ctx);
+
+/* The userfaultfd, for callers that poll it themselves (never close it). */
+int uffd_ctx_fd(const struct uffd_ctx *ctx);
+
+/* Features enabled on this context's userfaultfd (LIBUFFD_FEATURE_*). */
+uint64_t uffd_ctx_features(const struct uffd_ctx *ctx);
+
+/* ------------------------------------------------------------------ */
+/* Pagers                                                              */
+/* ------------------------------------------------------------------ */
+
+/* Fault flags. */
+#define LIBUFFD_FAULT_WRITE	(1u << 0)
+#define LIBUFFD_FAULT_WP	(1u << 1)
+#define LIBUFFD_FAULT_MINOR	(1u << 2)
+
+struct uffd_fault {
+	uint64_t	addr;		/* page-aligned faulting address */
+	uint64_t	offset;		/* addr - region base */
+	unsigned int	flags;		/* LIBUFFD_FAULT_* */
+	uint32_t	tid;		/* faulting thread, 0 if unknown */
+};
+
+/* Events a pager may want to know about. */
+#define LIBUFFD_EVENT_REMOVE	1	/* MADV_DONTNEED/REMOVE: now missing */
+#define LIBUFFD_EVENT_UNMAP	2	/* munmap: range is gone */
+
+struct uffd_event {
+	int		type;		/* LIBUFFD_EVENT_* */
+	uint64_t	offset;		/* start, relative to the region base */
+	uint64_t	len;		/* clipped to the region */
+};
+
+/* A key=value list parsed from a pager spec ("name:k=v,k2=v2"). */
+struct uffd_args;
+
+#define LIBUFFD_PAGER_OPS_VERSION	1
+
+/*
+ * A pager.  Hooks get the state pointer that init returned as their first
+ * argument.  Optional hooks may be NULL.
+ *
+ * init   (required) called by uffd_region_create(); allocate everything the
+ *        fault path will need here.  Return 0 and *state, or -errno (the
+ *        region is then not created).  @args is never NULL.
+ * fault  (required) resolve @f through @res.  Runs in the handler thread.
+ *        Must not allocate, and must not take a lock that a faulting thread
+ *        could hold.  Return 0 when the faulting page was filled (or found
+ *        present), -errno otherwise: the library then poisons the faulting
+ *        page (UFFDIO_POISON) so the toucher gets SIGBUS instead of hanging
+ *        or reading wrong data, and counts it.  A hook that returns 0
+ *        without covering the faulting page is treated as a failure.
+ * event  (optional) a REMOVE or UNMAP event that overlaps the region; the
+ *        library has already updated its own bookkeeping.
+ * start  (optional) the context's handler starts (e.g. start a helper).
+ * stop   (optional) the context's handler stopped (stop helpers).
+ * fini   (optional) the region is being destroyed.
+ */
+struct uffd_pager_ops {
+	unsigned int	version;	/* LIBUFFD_PAGER_OPS_VERSION */
+	const char	*name;
+	int	(*init)(struct uffd_region *region,
+			const struct uffd_args *args, void **state);
+	int	(*fault)(void *state, struct uffd_resolver *res,
+			 const struct uffd_fault *f);
+	void	(*event)(void *state, const struct uffd_event *ev);
+	int	(*start)(void *state);
+	void	(*stop)(void *state);
+	void	(*fini)(void *state);
+};
+
+/*
+ * Look up a pager argument.  uffd_args_get returns the value string or
+ * NULL when absent.  uffd_args_u64 parses a number with an optional
+ * K/M/G suffix (powers of 1024) into *val (untouched when absent) and
+ * returns 0, or -EINVAL when malformed or outside [min, max].
+ * uffd_args_check returns -EINVAL when a key outside the NULL-terminated
+ * list @known is present.  Failures set uffd_last_error().
+ */
+const char *uffd_args_get(const struct uffd_args *args, const char *key);
+int uffd_args_u64(const struct uffd_args *args, const char *key,
+		  uint64_t *val, uint64_t min, uint64_t max);
+int uffd_args_check(const struct uffd_args *args, const char *const *known);
+
+/* Set the calling thread's uffd_last_error() text (printf style). */
+void uffd_set_error(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+
+/*
+ * The built-in pager @name ("zero", ...), or NULL.  uffd_pager_list()
+ * returns the NULL-terminated list of built-in pagers.
+ */
+const struct uffd_pager_ops *uffd_pager_find(const char *name);
+const struct uffd_pager_ops *const *uffd_pager_list(void);
+
+/*
+ * Check a spec string such as "zero" or "prealloc:batch=32" without
+ * creating anything: parses it and runs the pager's init on a scratch
+ * region of @len bytes (0: 2 MiB).  Returns 0 or -EINVAL (see
+ * uffd_last_error() for why), -ENOMEM.
+ */
+int uffd_pager_spec_check(const char *spec, size_t len);
+
+/* ------------------------------------------------------------------ */
+/* The resolver: fills for pagers                                      */
+/* ------------------------------------------------------------------ */
+
+/*
+ * All ranges are (offset, length) relative to the region base, page
+ * aligned, and are clipped to the region.  Each call implements the whole
+ * fill protocol: EAGAIN with progress resumes, EAGAIN for a pending event
+ * reads the events and retries, EEXIST counts the page as already present
+ * and moves on.  Multi-page fills are done without waking, then the whole
+ * range is woken once.  Pages the library knows are present are skipped.
+ *
+ * Each returns the number of pages it newly filled (>= 0), or -errno:
+ * -EINVAL (bad range), -ESRCH (the process is gone), -ENOENT (range not
+ * registered, e.g. unmapped), -EOPNOTSUPP (MOVE without the feature).
+ * Only from a pager's fault hook, with the resolver it was given.
+ */
+
+/* UFFDIO_COPY from @src.  @src must not be in a registered range. */
+long uffd_resolve_copy(struct uffd_resolver *res, uint64_t off,
+		       const void *src, uint64_t len);
+/* Map the shared zero page (UFFDIO_ZEROPAGE); on hugetlb, copies zeros. */
+long uffd_resolve_zeropage(struct uffd_resolver *res, uint64_t off,
+			   uint64_t len);
+/* Fill with fresh zeroed pages: UFFDIO_COPY from a zero source. */
+long uffd_resolve_zerofill(struct uffd_resolver *res, uint64_t off,
+			   uint64_t len);
+/*
+ * UFFDIO_MOVE the pages at @src (private anonymous, populated, not
+ * registered) into the region; @src pages are left unmapped.
+ */
+long uffd_resolve_move(struct uffd_resolver *res, uint64_t off,
+		       void *src, uint64_t len);
+/* Wake threads waiting in the range without filling anything. */
+int uffd_resolve_wake(struct uffd_resolver *res, uint64_t off, uint64_t len);
+
+/* The region a resolver works on. */
+struct uffd_region *uffd_resolver_region(struct uffd_resolver *res);
+
+/* ------------------------------------------------------------------ */
+/* Regions                                                             */
+/* ------------------------------------------------------------------ */
+
+enum uffd_mem_type {
+	LIBUFFD_MEM_ANON = 0,	/* library mmaps anonymous private memory */
+	LIBUFFD_MEM_MEMFD,	/* library mmaps a memfd, MAP_SHARED */
+	LIBUFFD_MEM_HUGETLB,	/* library mmaps hugetlb (needs reserved pages) */
+	LIBUFFD_MEM_ADOPT,	/* caller's existing mapping at .addr */
+};
+
+struct uffd_region_opts {
+	size_t		size;		/* sizeof(struct uffd_region_opts) */
+	enum uffd_mem_type type;
+	void		*addr;		/* LIBUFFD_MEM_ADOPT only */
+	size_t		len;		/* bytes, a multiple of the page size */
+	/* Either a spec string ... */
+	const char	*pager;		/* "zero", "name:k=v,..."; NULL: "zero" */
+	/* ... or a caller's ops table with its argument string. */
+	const struct uffd_pager_ops *ops;
+	const char	*args;		/* "k=v,..." for ops->init, may be NULL */
+};
+
+/*
+ * Map (or adopt) and register a region, and bind its pager.  The page size
+ * is the hugetlb size for LIBUFFD_MEM_HUGETLB, else the base page size.
+ * Returns 0 and *out, or:
+ *  -EINVAL  zero or unaligned length/address, bad opts, bad pager spec
+ *  -EEXIST  overlaps a live region of this context
+ *  -ENOMEM  no memory (hugetlb: no huge pages free)
+ *  -EOPNOTSUPP  the kernel lacks the feature the memory type needs
+ *  or the errno of mmap/memfd_create/UFFDIO_REGISTER.
+ * Nothing is left mapped or registered on failure.  Any thread; safe while
+ * the handler runs.
+ */
+int uffd_region_create(struct uffd_ctx *ctx,
+		       const struct uffd_region_opts *opts,
+		       struct uffd_region **out);
+
+/*
+ * Unregister the region from the userfaultfd (waking any thread waiting in
+ * it; later accesses are ordinary faults) but keep the mapping.
+ * Returns 0, -EALREADY if already unregistered, -ENODEV if the range was
+ * unmapped (UFFD_EVENT_UNMAP), or the errno of UFFDIO_UNREGISTER.
+ */
+int uffd_region_unregister(struct uffd_region *r);
+
+/*
+ * Unregister (if still registered), call the pager's fini, unmap what the
+ * library mapped, and free the region.  Any thread, not from a pager hook.
+ */
+void uffd_region_destroy(struct uffd_region *r);
+
+void *uffd_region_addr(const struct uffd_region *r);
+size_t uffd_region_len(const struct uffd_region *r);
+size_t uffd_region_page_size(const struct uffd_region *r);
+enum uffd_mem_type uffd_region_type(const struct uffd_region *r);
+/* The memfd behind a LIBUFFD_MEM_MEMFD/HUGETLB region, or -1. */
+int uffd_region_memfd(const struct uffd_region *r);
+/* 1 when UFFD_EVENT_UNMAP removed the whole region, else 0. */
+int uffd_region_gone(const struct uffd_region *r);
+struct uffd_ctx *uffd_region_ctx(const struct uffd_region *r);
+/* The pager's name, e.g. "zero". */
+const char *uffd_region_pager_name(const struct uffd_region *r);
+
+/* ------------------------------------------------------------------ */
+/* Statistics                                                          */
+/* ------------------------------------------------------------------ */
+
+#define LIBUFFD_HIST_BUCKETS	32
+
+/*
+ * Counters since creation.  Fault service time is measured from the read()
+ * that returned the fault message to the return of the ioctl that resolved
+ * it.  hist_us[0] counts services under 1 us; hist_us[i] for i >= 1 counts
+ * services in [2^(i-1), 2^i) us; the last bucket has everything longer.
+ */
+struct uffd_stats {
+	uint64_t	faults_read;
+	uint64_t	faults_write;
+	uint64_t	faults_wp;
+	uint64_t	faults_minor;
+	uint64_t	pages_copy;	/* pages newly filled by UFFDIO_COPY */
+	uint64_t	pages_zero;	/* ... by UFFDIO_ZEROPAGE */
+	uint64_t	pages_move;	/* ... by UFFDIO_MOVE */
+	uint64_t	bytes_copied;
+	uint64_t	eexist;		/* pages found present: lost races */
+	uint64_t	ioctls;		/* fill/wake/poison ioctls issued */
+	uint64_t	poisoned;	/* pages poisoned after pager failures */
+	uint64_t	pager_errors;	/* fault hooks that failed */
+	uint64_t	events_remove;
+	uint64_t	events_unmap;
+	uint64_t	stray_faults;	/* faults outside any live region */
+	uint64_t	helper_cpu_ns;	/* CPU time of pager helper threads */
+	uint64_t	pager_misses;	/* pager-defined fallbacks (pool empty) */
+	uint64_t	handler_cpu_ns;	/* context only: handler thread CPU */
+	uint64_t	hist_us[LIBUFFD_HIST_BUCKETS];
+};
+
+/*
+ * Copy up to @size bytes of the counters into @st (pass sizeof(*st)).
+ * Context statistics add up every region, destroyed ones included, plus
+ * stray faults and the handler thread's CPU time (handler_cpu_ns, which
+ * is 0 in region statistics).
+ * Returns 0 or -EINVAL.  Any thread; the counters are read without
+ * stopping the handler, so each is exact but they are not one snapshot.
+ */
+int uffd_region_stats(const struct uffd_region *r, struct uffd_stats *st,
+		      size_t size);
+int uffd_ctx_stats(const struct uffd_ctx *ctx, struct uffd_stats *st,
+		   size_t size);
+/* CPU time the context's handler thread(s) used, in ns (0 if never run). */
+uint64_t uffd_ctx_handler_cpu_ns(const struct uffd_ctx *ctx);
+
+/* Pagers report their own counters here (atomic, any thread). */
+void uffd_region_add_helper_cpu(struct uffd_region *r, uint64_t ns);
+void uffd_region_add_miss(struct uffd_region *r, uint64_t n);
+
+/*
+ * Median (q = 0.5), p99 (0.99)... of the service-time histogram, in us,
+ * taken as the upper bound of the bucket holding that quantile.
+ * Returns 0 when the histogram is empty.
+ */
+uint64_t uffd_stats_quantile_us(const struct uffd_stats *st, double q);
+
+#define LIBUFFD_FMT_TEXT	0
+#define LIBUFFD_FMT_JSON	1
+
+/*
+ * Format @st as text (several lines) or as one JSON object (one line,
+ * no newline), snprintf-style: returns the length the full output needs,
+ * writing at most @len bytes including the NUL.  -EINVAL on bad args.
+ */
+int uffd_stats_format(const struct uffd_stats *st, int fmt, char *buf,
+		      size_t len);
+/* Same, written to @fp.  Returns 0, -EINVAL, or -EIO. */
+int uffd_stats_print(const struct uffd_stats *st, int fmt, FILE *fp);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LIBUFFD_H */

@@ -1,0 +1,436 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Regions: mapping, registration, binding a pager, and the present map.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
+
+#include "internal.h"
+
+#ifndef MFD_HUGETLB
+#define MFD_HUGETLB	0x0004U
+#endif
+
+#define HUGE_2M		(2ull << 20)
+
+/* ------------------------------------------------------- present map */
+
+static void present_range(struct uffd_region *r, uint64_t off, uint64_t len,
+			  bool set)
+{
+	uint64_t p = off >> r->page_shift;
+	uint64_t end = (off + len) >> r->page_shift;
+
+	while (p < end) {
+		unsigned int bit = (unsigned int)(p & 63);
+		uint64_t n = LUFFD_MIN(end - p, 64 - (uint64_t)bit);
+		uint64_t mask = (n == 64 ? ~0ull : ((1ull << n) - 1)) << bit;
+
+		if (set)
+			__atomic_fetch_or(&r->present[p >> 6], mask,
+					  __ATOMIC_RELAXED);
+		else
+			__atomic_fetch_and(&r->present[p >> 6], ~mask,
+					   __ATOMIC_RELAXED);
+		p += n;
+	}
+}
+
+void luffd_present_set(struct uffd_region *r, uint64_t off, uint64_t len)
+{
+	present_range(r, off, len, true);
+}
+
+void luffd_present_clear(struct uffd_region *r, uint64_t off, uint64_t len)
+{
+	present_range(r, off, len, false);
+}
+
+bool luffd_present_test(const struct uffd_region *r, uint64_t off)
+{
+	uint64_t p = off >> r->page_shift;
+
+	return (__atomic_load_n(&r->present[p >> 6], __ATOMIC_RELAXED) >>
+		(p & 63)) & 1;
+}
+
+/* ------------------------------------------------------- mapping */
+
+static int map_memory(struct uffd_region *r, size_t len)
+{
+	void *p;
+
+	switch (r->type) {
+	case LIBUFFD_MEM_ANON: {
+		/* 2 MiB aligned when big enough: extents match THP's */
+		size_t extra = len >= HUGE_2M ? HUGE_2M : 0;
+		uint64_t a, head, tail;
+
+		p = mmap(NULL, len + extra, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (p == MAP_FAILED)
+			return luffd_fail(-errno, "mmap: %s", strerror(errno));
+		a = ((uint64_t)(uintptr_t)p + extra - 1) & ~(uint64_t)(extra ? extra - 1 : 0);
+		if (!extra)
+			a = (uint64_t)(uintptr_t)p;
+		head = a - (uint64_t)(uintptr_t)p;
+		tail = extra - head;
+		if (head)
+			munmap(p, head);
+		if (tail)
+			munmap((char *)(uintptr_t)a + len, tail);
+		r->map_addr = (void *)(uintptr_t)a;
+		break;
+	}
+	case LIBUFFD_MEM_MEMFD:
+	case LIBUFFD_MEM_HUGETLB: {
+		bool huge = r->type == LIBUFFD_MEM_HUGETLB;
+		int fd = memfd_create(huge ? "libuffd-hugetlb" : "libuffd",
+				      MFD_CLOEXEC | (huge ? MFD_HUGETLB : 0));
+
+		if (fd < 0)
+			return luffd_fail(-errno, "memfd_create: %s",
+					  strerror(errno));
+		if (ftruncate(fd, (off_t)len) < 0) {
+			int err = errno;
+
+			close(fd);
+			return luffd_fail(-err, "ftruncate: %s", strerror(err));
+		}
+		p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (p == MAP_FAILED) {
+			int err = errno;
+
+			close(fd);
+			if (huge && err == ENOMEM)
+				return luffd_fail(-ENOMEM,
+					"hugetlb mmap: no huge pages free (vm.nr_hugepages)");
+			return luffd_fail(-err, "mmap: %s", strerror(err));
+		}
+		r->memfd = fd;
+		r->map_addr = p;
+		break;
+	}
+	default:
+		return luffd_fail(-EINVAL, "bad memory type %d", (int)r->type);
+	}
+	r->map_len = len;
+	r->base = (uint64_t)(uintptr_t)r->map_addr;
+	return 0;
+}
+
+static void unmap_memory(struct uffd_region *r)
+{
+	/*
+	 * After a partial munmap the rest may belong to someone else by
+	 * now; leaking it is better than unmapping another mapping.
+	 */
+	if (r->map_len && !__atomic_load_n(&r->gone, __ATOMIC_ACQUIRE) &&
+	    !__atomic_load_n(&r->partly_unmapped, __ATOMIC_ACQUIRE))
+		munmap(r->map_addr, r->map_len);
+	r->map_len = 0;
+	if (r->memfd >= 0)
+		close(r->memfd);
+	r->memfd = -1;
+}
+
+/* ------------------------------------------------------- pager binding */
+
+static int bind_pager(struct uffd_region *r, const struct uffd_region_opts *o,
+		      struct uffd_args *args)
+{
+	const struct uffd_pager_ops *ops = o->ops;
+	int ret;
+
+	if (ops && o->pager)
+		return luffd_fail(-EINVAL, "give either .pager or .ops");
+	if (ops) {
+		if (ops->version < 1 || ops->version > LIBUFFD_PAGER_OPS_VERSION)
+			return luffd_fail(-EINVAL, "pager ops version %u unknown",
+					  ops->version);
+		if (!ops->name || !ops->init || !ops->fault)
+			return luffd_fail(-EINVAL,
+					  "pager ops need name, init and fault");
+		ret = luffd_args_parse(o->args, args);
+		if (ret < 0)
+			return ret;
+	} else {
+		ret = luffd_spec_parse(o->pager ? o->pager : "zero", args);
+		if (ret < 0)
+			return ret;
+		ops = uffd_pager_find(args->name);
+		if (!ops)
+			return luffd_fail(-EINVAL, "unknown pager \"%s\"",
+					  args->name);
+	}
+	r->ops = ops;
+	snprintf(r->pager_name, sizeof(r->pager_name), "%s", ops->name);
+	return 0;
+}
+
+static int check_opts(struct uffd_ctx *ctx, const struct uffd_region_opts *o,
+		      size_t *page_size)
+{
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+
+	if (!o || o->size == 0 || o->size > sizeof(*o))
+		return luffd_fail(-EINVAL, "uffd_region_opts: NULL or bad size");
+	switch (o->type) {
+	case LIBUFFD_MEM_ANON:
+	case LIBUFFD_MEM_MEMFD:
+		if (o->addr)
+			return luffd_fail(-EINVAL, ".addr is for ADOPT only");
+		break;
+	case LIBUFFD_MEM_HUGETLB:
+		if (o->addr)
+			return luffd_fail(-EINVAL, ".addr is for ADOPT only");
+		ps = HUGE_2M;
+		break;
+	case LIBUFFD_MEM_ADOPT:
+		if (!o->addr || !LUFFD_ALIGNED((uintptr_t)o->addr, ps))
+			return luffd_fail(-EINVAL,
+					  "ADOPT: address %p not page aligned",
+					  o->addr);
+		break;
+	default:
+		return luffd_fail(-EINVAL, "unknown memory type %d",
+				  (int)o->type);
+	}
+	if (o->len == 0 || !LUFFD_ALIGNED(o->len, ps))
+		return luffd_fail(-EINVAL,
+				  "length %zu is zero or not a multiple of %zu",
+				  o->len, ps);
+	if (o->type == LIBUFFD_MEM_ADOPT &&
+	    (uintptr_t)o->addr + o->len < (uintptr_t)o->addr)
+		return luffd_fail(-EINVAL, "ADOPT: range wraps");
+	if (o->type == LIBUFFD_MEM_MEMFD &&
+	    !(ctx->features & UFFD_FEATURE_MISSING_SHMEM))
+		return luffd_fail(-EOPNOTSUPP, "kernel lacks MISSING_SHMEM");
+	if (o->type == LIBUFFD_MEM_HUGETLB &&
+	    !(ctx->features & UFFD_FEATURE_MISSING_HUGETLBFS))
+		return luffd_fail(-EOPNOTSUPP, "kernel lacks MISSING_HUGETLBFS");
+	*page_size = ps;
+	return 0;
+}
+
+LUFFD_API int uffd_region_create(struct uffd_ctx *ctx,
+				 const struct uffd_region_opts *uopts,
+				 struct uffd_region **out)
+{
+	struct uffd_region_opts o = { 0 };
+	struct uffd_args args = { 0 };
+	struct uffdio_register reg;
+	struct uffd_region *r;
+	size_t ps = 0, words;
+	int ret;
+
+	if (!ctx || !out)
+		return luffd_fail(-EINVAL, "uffd_region_create: NULL argument");
+	ret = check_opts(ctx, uopts, &ps);
+	if (ret < 0)
+		return ret;
+	memcpy(&o, uopts, uopts->size);
+
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return luffd_fail(-ENOMEM, "out of memory");
+	r->ctx = ctx;
+	r->memfd = -1;
+	r->type = o.type;
+	r->len = o.len;
+	r->page_size = ps;
+	r->page_shift = (unsigned int)__builtin_ctzll(ps);
+	words = (o.len / ps + 63) / 64;
+	r->present = calloc(words, sizeof(uint64_t));
+	if (!r->present) {
+		ret = luffd_fail(-ENOMEM, "out of memory");
+		goto fail_free;
+	}
+	ret = bind_pager(r, &o, &args);
+	if (ret < 0)
+		goto fail_free;
+
+	if (o.type == LIBUFFD_MEM_ADOPT)
+		r->base = (uint64_t)(uintptr_t)o.addr;
+	else if ((ret = map_memory(r, o.len)) < 0)
+		goto fail_free;
+
+	/* claim the range first: re-registering a live range would succeed */
+	pthread_rwlock_wrlock(&ctx->lock);
+	ret = luffd_table_insert(ctx, r);
+	pthread_rwlock_unlock(&ctx->lock);
+	if (ret < 0)
+		goto fail_unmap;
+
+	ret = r->ops->init(r, &args, &r->state);
+	if (ret < 0) {
+		if (ret > -1 || ret < -4095)
+			ret = -EINVAL;
+		if (!uffd_last_error()[0])
+			luffd_fail(ret, "pager %s: init failed", r->pager_name);
+		goto fail_untable;
+	}
+
+	memset(&reg, 0, sizeof(reg));
+	reg.range.start = r->base;
+	reg.range.len = r->len;
+	reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+	if (ioctl(ctx->fd, UFFDIO_REGISTER, &reg) < 0) {
+		ret = luffd_fail(-errno, "UFFDIO_REGISTER: %s", strerror(errno));
+		goto fail_fini;
+	}
+	r->reg_ioctls = reg.ioctls;
+	if (!(reg.ioctls & (1ull << _UFFDIO_COPY))) {
+		struct uffdio_range range = { r->base, r->len };
+
+		ioctl(ctx->fd, UFFDIO_UNREGISTER, &range);
+		ret = luffd_fail(-EOPNOTSUPP, "UFFDIO_COPY not offered here");
+		goto fail_fini;
+	}
+
+	pthread_rwlock_wrlock(&ctx->lock);
+	r->registered = 1;
+	r->next = ctx->all;
+	if (ctx->all)
+		ctx->all->prev = r;
+	ctx->all = r;
+	ret = 0;
+	if (ctx->pagers_on) {
+		ret = r->ops->start ? r->ops->start(r->state) : 0;
+		r->started = ret == 0;
+	}
+	pthread_rwlock_unlock(&ctx->lock);
+	if (ret < 0) {
+		uffd_region_destroy(r);
+		luffd_args_free(&args);
+		return ret;
+	}
+	luffd_args_free(&args);
+	luffd_clear_error();
+	*out = r;
+	return 0;
+
+fail_fini:
+	if (r->ops->fini)
+		r->ops->fini(r->state);
+fail_untable:
+	pthread_rwlock_wrlock(&ctx->lock);
+	luffd_table_remove(ctx, r);
+	pthread_rwlock_unlock(&ctx->lock);
+fail_unmap:
+	unmap_memory(r);
+fail_free:
+	luffd_args_free(&args);
+	free(r->present);
+	free(r);
+	return ret;
+}
+
+/* Caller holds ctx->lock for writing. */
+static int unregister_locked(struct uffd_region *r)
+{
+	struct uffdio_range range = { .start = r->base, .len = r->len };
+
+	if (__atomic_load_n(&r->gone, __ATOMIC_ACQUIRE))
+		return luffd_fail(-ENODEV, "region was unmapped");
+	if (!r->registered)
+		return luffd_fail(-EALREADY, "region not registered");
+	/* UNREGISTER wakes every thread waiting in the range */
+	if (ioctl(r->ctx->fd, UFFDIO_UNREGISTER, &range) < 0) {
+		int err = errno;
+
+		/* ENOMEM/EINVAL: part of the range is not mapped any more */
+		if (!__atomic_load_n(&r->partly_unmapped, __ATOMIC_ACQUIRE))
+			return luffd_fail(-err, "UFFDIO_UNREGISTER: %s",
+					  strerror(err));
+	}
+	r->registered = 0;
+	return 0;
+}
+
+LUFFD_API int uffd_region_unregister(struct uffd_region *r)
+{
+	int ret;
+
+	if (!r)
+		return luffd_fail(-EINVAL, "uffd_region_unregister: NULL");
+	pthread_rwlock_wrlock(&r->ctx->lock);
+	ret = unregister_locked(r);
+	pthread_rwlock_unlock(&r->ctx->lock);
+	return ret;
+}
+
+LUFFD_API void uffd_region_destroy(struct uffd_region *r)
+{
+	struct uffd_ctx *ctx;
+
+	if (!r)
+		return;
+	ctx = r->ctx;
+	/*
+	 * The write lock waits out any dispatch into this region; once it
+	 * is out of the table the handler treats its faults as strays.
+	 */
+	pthread_rwlock_wrlock(&ctx->lock);
+	if (r->registered)
+		unregister_locked(r);
+	luffd_table_remove(ctx, r);
+	if (r->prev)
+		r->prev->next = r->next;
+	else if (ctx->all == r)
+		ctx->all = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	luffd_counters_sum(&ctx->retired, &r->ctr);
+	pthread_rwlock_unlock(&ctx->lock);
+
+	if (r->started && r->ops->stop)
+		r->ops->stop(r->state);
+	if (r->ops->fini)
+		r->ops->fini(r->state);
+	unmap_memory(r);
+	free(r->present);
+	free(r);
+}
+
+LUFFD_API void *uffd_region_addr(const struct uffd_region *r)
+{
+	return r ? (void *)(uintptr_t)r->base : NULL;
+}
+
+LUFFD_API size_t uffd_region_len(const struct uffd_region *r)
+{
+	return r ? r->len : 0;
+}
+
+LUFFD_API size_t uffd_region_page_size(const struct uffd_region *r)
+{
+	return r ? r->page_size : 0;
+}
+
+LUFFD_API enum uffd_mem_type uffd_region_type(const struct uffd_region *r)
+{
+	return r ? r->type : LIBUFFD_MEM_ANON;
+}
+
+LUFFD_API int uffd_region_memfd(const struct uffd_region *r)
+{
+	return r ? r->memfd : -1;
+}
+
+LUFFD_API int uffd_region_gone(const struct uffd_region *r)
+{
+	return r ? __atomic_load_n(&r->gone, __ATOMIC_ACQUIRE) : 0;
+}
+
+LUFFD_API struct uffd_ctx *uffd_region_ctx(const struct uffd_region *r)
+{
+	return r ? r->ctx : NULL;
+}
+
+LUFFD_API const char *uffd_region_pager_name(const struct uffd_region *r)
+{
+	return r ? r->pager_name : NULL;
+}

@@ -1,0 +1,392 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The resolver: the one implementation of the fill protocol that every
+ * pager goes through, and the dispatch of a fault to its pager.
+ */
+#include <sched.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
+
+#include "internal.h"
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ	22
+#endif
+
+enum fill_op { OP_COPY, OP_ZEROPAGE, OP_MOVE };
+
+/* Bounded retries of a fill whose event we could not read yet. */
+#define EVENT_RETRIES	100000
+
+/* ------------------------------------------------------- zero source */
+
+#define ZERO_SRC_LEN	(32ull << 20)
+
+static pthread_once_t zero_once = PTHREAD_ONCE_INIT;
+static void *zero_src;
+
+static void zero_src_init(void)
+{
+	/*
+	 * Read-only anonymous memory reads as the shared zero page: a
+	 * source of zeros for UFFDIO_COPY that costs no memory.  Populated
+	 * now so the first copies take no fault.
+	 */
+	void *p = mmap(NULL, ZERO_SRC_LEN, PROT_READ,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	if (p == MAP_FAILED)
+		return;
+	madvise(p, ZERO_SRC_LEN, MADV_POPULATE_READ);
+	zero_src = p;
+}
+
+const void *luffd_zero_source(size_t *len)
+{
+	pthread_once(&zero_once, zero_src_init);
+	*len = zero_src ? ZERO_SRC_LEN : 0;
+	return zero_src;
+}
+
+/* ------------------------------------------------------- the protocol */
+
+/* Returns bytes done (> 0), 0 for "nothing done, retry", or -errno. */
+static long do_ioctl(struct uffd_resolver *res, enum fill_op op,
+		     uint64_t dst, const char *src, uint64_t len, bool dontwake)
+{
+	struct uffd_region *r = res->region;
+	int fd = r->ctx->fd;
+	long done;
+	int ret;
+
+	luffd_count(&r->ctr, LUFFD_CTR(ioctls), 1);
+	switch (op) {
+	case OP_COPY: {
+		struct uffdio_copy c = {
+			.dst = dst, .src = (uint64_t)(uintptr_t)src, .len = len,
+			.mode = dontwake ? UFFDIO_COPY_MODE_DONTWAKE : 0,
+		};
+		ret = ioctl(fd, UFFDIO_COPY, &c);
+		done = (long)c.copy;
+		break;
+	}
+	case OP_ZEROPAGE: {
+		struct uffdio_zeropage z = {
+			.range = { .start = dst, .len = len },
+			.mode = dontwake ? UFFDIO_ZEROPAGE_MODE_DONTWAKE : 0,
+		};
+		ret = ioctl(fd, UFFDIO_ZEROPAGE, &z);
+		done = (long)z.zeropage;
+		break;
+	}
+	case OP_MOVE: {
+		struct uffdio_move m = {
+			.dst = dst, .src = (uint64_t)(uintptr_t)src, .len = len,
+			.mode = dontwake ? UFFDIO_MOVE_MODE_DONTWAKE : 0,
+		};
+		ret = ioctl(fd, UFFDIO_MOVE, &m);
+		done = (long)m.move;
+		break;
+	}
+	default:
+		return -EINVAL;
+	}
+	if (ret == 0)
+		return (long)len;
+	if (errno == EAGAIN)
+		return done > 0 ? done : 0;
+	return -errno;
+}
+
+/*
+ * Read pending messages so the event that blocks the fill can complete.
+ * Faults read here are queued for later; events are ingested at once.
+ */
+static int absorb_events(struct uffd_resolver *res, unsigned int *tries)
+{
+	int n = luffd_read_msgs(res->h);
+
+	if (n < 0 && n != -ENOSPC)
+		return n;
+	if (n <= 0) {
+		if (++*tries > EVENT_RETRIES)
+			return -EAGAIN;
+		sched_yield();
+	}
+	return 0;
+}
+
+static void record_service(struct uffd_resolver *res)
+{
+	if (res->timed)
+		return;
+	res->timed = true;
+	luffd_hist_add(&res->region->ctr, luffd_now_ns() - res->t_read_ns);
+}
+
+static int wake_range(struct uffd_resolver *res, uint64_t off, uint64_t len)
+{
+	struct uffd_region *r = res->region;
+	struct uffdio_range range = { .start = r->base + off, .len = len };
+
+	luffd_count(&r->ctr, LUFFD_CTR(ioctls), 1);
+	if (ioctl(r->ctx->fd, UFFDIO_WAKE, &range) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Fill [a, b) with one protocol loop; counts into *filled. */
+static long fill_run(struct uffd_resolver *res, enum fill_op op,
+		     uint64_t a, uint64_t b, const char *src, uint64_t src_off,
+		     bool dontwake, uint64_t *filled, bool *need_wake)
+{
+	struct uffd_region *r = res->region;
+	unsigned int tries = 0;
+	size_t ctr = op == OP_COPY ? LUFFD_CTR(pages_copy) :
+		     op == OP_ZEROPAGE ? LUFFD_CTR(pages_zero) :
+		     LUFFD_CTR(pages_move);
+
+	while (a < b) {
+		const char *s = src ? src + (a - src_off) : NULL;
+		long done = do_ioctl(res, op, r->base + a, s, b - a, dontwake);
+
+		if (done > 0) {
+			uint64_t pages = (uint64_t)done >> r->page_shift;
+
+			luffd_present_set(r, a, (uint64_t)done);
+			luffd_count(&r->ctr, ctr, pages);
+			if (op == OP_COPY)
+				luffd_count(&r->ctr, LUFFD_CTR(bytes_copied),
+					    (uint64_t)done);
+			*filled += pages;
+			a += (uint64_t)done;
+		} else if (done == 0) {
+			int ret = absorb_events(res, &tries);
+
+			if (ret < 0)
+				return ret;
+		} else if (done == -EEXIST) {
+			/* present already: a lost race, not a new page */
+			luffd_count(&r->ctr, LUFFD_CTR(eexist), 1);
+			luffd_present_set(r, a, r->page_size);
+			*need_wake = true;
+			a += r->page_size;
+		} else {
+			return done;
+		}
+	}
+	return 0;
+}
+
+static long fill(struct uffd_resolver *res, enum fill_op op, uint64_t off,
+		 const void *src, uint64_t len)
+{
+	struct uffd_region *r;
+	uint64_t end, pos, filled = 0;
+	bool multi, need_wake = false;
+	long ret = 0;
+
+	if (!res)
+		return -EINVAL;
+	r = res->region;
+	if (!LUFFD_ALIGNED(off, r->page_size) ||
+	    !LUFFD_ALIGNED(len, r->page_size) || len == 0 || off >= r->len)
+		return luffd_fail(-EINVAL, "resolve: bad range %#llx+%#llx",
+				  (unsigned long long)off,
+				  (unsigned long long)len);
+	if ((op == OP_COPY || op == OP_MOVE) && !src)
+		return luffd_fail(-EINVAL, "resolve: NULL source");
+	if (len > r->len - off)
+		len = r->len - off;	/* windows are clipped to the region */
+	end = off + len;
+	multi = len > r->page_size;
+
+	/*
+	 * Runs of pages not known to be present.  The faulting page is
+	 * never skipped on our word alone: only the kernel's EEXIST counts.
+	 */
+	for (pos = off; pos < end && ret >= 0;) {
+		uint64_t run;
+
+		if (pos != res->fault_off && luffd_present_test(r, pos)) {
+			pos += r->page_size;
+			continue;
+		}
+		for (run = pos + r->page_size; run < end; run += r->page_size)
+			if (run != res->fault_off && luffd_present_test(r, run))
+				break;
+		ret = fill_run(res, op, pos, run, src, off, multi, &filled,
+			       &need_wake);
+		pos = run;
+	}
+	if (res->fault_off >= off && res->fault_off < end &&
+	    (ret >= 0 || luffd_present_test(r, res->fault_off)))
+		res->covered = true;
+	/* one wake for the whole range, also after an error: never strand */
+	if (multi || need_wake) {
+		int w = wake_range(res, off, len);
+
+		if (ret >= 0 && w < 0 && w != -ENOENT)
+			ret = w;
+	}
+	if (res->covered)
+		record_service(res);
+	if (ret < 0)
+		return luffd_fail((int)ret, "resolve %#llx+%#llx: %s",
+				  (unsigned long long)off,
+				  (unsigned long long)len, strerror((int)-ret));
+	return (long)filled;
+}
+
+LUFFD_API long uffd_resolve_copy(struct uffd_resolver *res, uint64_t off,
+				 const void *src, uint64_t len)
+{
+	return fill(res, OP_COPY, off, src, len);
+}
+
+/* Copy zeros from the zero source, in chunks as big as the source. */
+static long zerofill(struct uffd_resolver *res, uint64_t off, uint64_t len)
+{
+	size_t zlen;
+	const void *z = luffd_zero_source(&zlen);
+	long total = 0;
+
+	if (!z)
+		return luffd_fail(-ENOMEM, "no zero source");
+	if (!res)
+		return -EINVAL;
+	if (len > res->region->len - LUFFD_MIN(off, res->region->len))
+		len = res->region->len - LUFFD_MIN(off, res->region->len);
+	if (len == 0)
+		return fill(res, OP_COPY, off, z, 0);	/* -EINVAL */
+	while (len) {
+		uint64_t n = LUFFD_MIN(len, (uint64_t)zlen);
+		long ret = fill(res, OP_COPY, off, z, n);
+
+		if (ret < 0)
+			return ret;
+		total += ret;
+		off += n;
+		len -= n;
+	}
+	return total;
+}
+
+LUFFD_API long uffd_resolve_zerofill(struct uffd_resolver *res, uint64_t off,
+				     uint64_t len)
+{
+	return zerofill(res, off, len);
+}
+
+LUFFD_API long uffd_resolve_zeropage(struct uffd_resolver *res, uint64_t off,
+				     uint64_t len)
+{
+	if (!res)
+		return -EINVAL;
+	/* hugetlb offers no UFFDIO_ZEROPAGE: zeros have to be copied */
+	if (!(res->region->reg_ioctls & (1ull << _UFFDIO_ZEROPAGE)))
+		return zerofill(res, off, len);
+	return fill(res, OP_ZEROPAGE, off, NULL, len);
+}
+
+LUFFD_API long uffd_resolve_move(struct uffd_resolver *res, uint64_t off,
+				 void *src, uint64_t len)
+{
+	if (!res)
+		return -EINVAL;
+	if (!(res->region->ctx->features & UFFD_FEATURE_MOVE))
+		return luffd_fail(-EOPNOTSUPP, "UFFDIO_MOVE not enabled");
+	return fill(res, OP_MOVE, off, src, len);
+}
+
+LUFFD_API int uffd_resolve_wake(struct uffd_resolver *res, uint64_t off,
+				uint64_t len)
+{
+	if (!res || !LUFFD_ALIGNED(off, res->region->page_size) ||
+	    !LUFFD_ALIGNED(len, res->region->page_size) || !len ||
+	    off >= res->region->len)
+		return luffd_fail(-EINVAL, "wake: bad range");
+	len = LUFFD_MIN(len, res->region->len - off);
+	return wake_range(res, off, len);
+}
+
+LUFFD_API struct uffd_region *uffd_resolver_region(struct uffd_resolver *res)
+{
+	return res ? res->region : NULL;
+}
+
+/* ------------------------------------------------------- dispatch */
+
+/*
+ * A failed pager must neither strand the faulting thread nor let it read
+ * wrong data: poison the page, so its access raises SIGBUS.
+ */
+static void poison_fault(struct uffd_resolver *res)
+{
+	struct uffd_region *r = res->region;
+	struct uffdio_poison p = {
+		.range = { .start = r->base + res->fault_off,
+			   .len = r->page_size },
+	};
+	unsigned int tries = 0;
+
+	for (;;) {
+		luffd_count(&r->ctr, LUFFD_CTR(ioctls), 1);
+		if (ioctl(r->ctx->fd, UFFDIO_POISON, &p) == 0) {
+			luffd_count(&r->ctr, LUFFD_CTR(poisoned), 1);
+			break;
+		}
+		if (errno == EAGAIN && p.updated <= 0 &&
+		    absorb_events(res, &tries) == 0)
+			continue;
+		/*
+		 * EEXIST: something filled it meanwhile.  Other errors
+		 * (no POISON before 6.6, range gone): wake and let the
+		 * thread retry rather than leave it blocked.
+		 */
+		wake_range(res, res->fault_off, r->page_size);
+		break;
+	}
+	record_service(res);
+}
+
+void luffd_dispatch_fault(struct luffd_handler *h, struct uffd_region *r,
+			  const struct luffd_msg *m)
+{
+	uint64_t flags = m->msg.arg.pagefault.flags;
+	uint64_t addr = m->msg.arg.pagefault.address &
+			~(uint64_t)(r->page_size - 1);
+	struct uffd_resolver res = {
+		.region = r,
+		.h = h,
+		.fault_off = addr - r->base,
+		.t_read_ns = m->t_read_ns,
+	};
+	struct uffd_fault f = {
+		.addr = addr,
+		.offset = addr - r->base,
+		.tid = m->msg.arg.pagefault.feat.ptid,
+	};
+	int ret;
+
+	if (flags & UFFD_PAGEFAULT_FLAG_WRITE)
+		f.flags |= LIBUFFD_FAULT_WRITE;
+	if (flags & UFFD_PAGEFAULT_FLAG_WP)
+		f.flags |= LIBUFFD_FAULT_WP;
+	if (flags & UFFD_PAGEFAULT_FLAG_MINOR)
+		f.flags |= LIBUFFD_FAULT_MINOR;
+	luffd_count(&r->ctr,
+		    (flags & UFFD_PAGEFAULT_FLAG_WP) ? LUFFD_CTR(faults_wp) :
+		    (flags & UFFD_PAGEFAULT_FLAG_MINOR) ? LUFFD_CTR(faults_minor) :
+		    (flags & UFFD_PAGEFAULT_FLAG_WRITE) ? LUFFD_CTR(faults_write) :
+		    LUFFD_CTR(faults_read), 1);
+
+	ret = r->ops->fault(r->state, &res, &f);
+	if (ret == 0 && res.covered)
+		return;
+	if (ret == -ESRCH)
+		return;		/* the faulting process is gone */
+	luffd_count(&r->ctr, LUFFD_CTR(pager_errors), 1);
+	poison_fault(&res);
+}
