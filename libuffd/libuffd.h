@@ -184,7 +184,8 @@ struct uffd_args;
  * init   (required) called by uffd_region_create(); allocate everything the
  *        fault path will need here.  Return 0 and *state, or -errno (the
  *        region is then not created).  @args is never NULL.
- * fault  (required) resolve @f through @res.  Runs in the handler thread.
+ * fault  (required) resolve @f through @res.  Runs in the handler thread;
+ *        the fault hooks of one context run one at a time.
  *        Must not allocate, and must not take a lock that a faulting thread
  *        could hold.  Return 0 when the faulting page was filled (or found
  *        present), -errno otherwise: the library then poisons the faulting
