@@ -139,7 +139,7 @@ LUFFD_API int uffd_args_u64(const struct uffd_args *args, const char *key,
 	if (!isdigit((unsigned char)s[0]))
 		return luffd_fail(-EINVAL, "%s=%s: not a number", key, s);
 	errno = 0;
-	v = strtoull(s, &end, 0);
+	v = strtoull(s, &end, 10);	/* "010" is ten, not eight */
 	if (errno)
 		return luffd_fail(-EINVAL, "%s=%s: out of range", key, s);
 	switch (*end) {

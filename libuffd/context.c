@@ -65,7 +65,9 @@ LUFFD_API int uffd_ctx_create(struct uffd_ctx **out,
 		return luffd_fail(-EOPNOTSUPP,
 				  "kernel lacks features %#llx",
 				  (unsigned long long)(opts.features & ~avail));
-	want = opts.features | (DEFAULT_FEATURES & avail);
+	if (opts.features & opts.features_off)
+		return luffd_fail(-EINVAL, "features and features_off overlap");
+	want = opts.features | (DEFAULT_FEATURES & avail & ~opts.features_off);
 
 	ctx = calloc(1, sizeof(*ctx));
 	if (!ctx)
@@ -93,6 +95,9 @@ LUFFD_API int uffd_ctx_create(struct uffd_ctx **out,
 		goto fail;
 	ctx->features = want;	/* what we enabled; the reply lists all */
 
+	ret = luffd_zero_source_init(ctx);
+	if (ret < 0)
+		goto fail;
 	ctx->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (ctx->stop_fd < 0) {
 		ret = luffd_fail(-errno, "eventfd: %s", strerror(errno));
@@ -580,6 +585,7 @@ LUFFD_API void uffd_ctx_destroy(struct uffd_ctx *ctx)
 		close(ctx->fd);
 	if (ctx->stop_fd >= 0)
 		close(ctx->stop_fd);
+	luffd_zero_source_fini(ctx);
 	pthread_rwlock_destroy(&ctx->lock);
 	pthread_mutex_destroy(&ctx->serve_lock);
 	pthread_mutex_destroy(&ctx->cpu_lock);

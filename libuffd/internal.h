@@ -207,6 +207,7 @@ struct uffd_ctx {
 	uint64_t		handler_cpu_done;	/* from finished runs */
 
 	struct luffd_handler	*handler;	/* inbox, reused across runs */
+	void			*zero_src;	/* LUFFD_ZERO_SRC_LEN of zeros */
 	pthread_mutex_t		serve_lock;	/* one server of the inbox */
 
 	struct luffd_counters	retired;	/* destroyed regions */
@@ -228,9 +229,15 @@ bool luffd_present_test(const struct uffd_region *r, uint64_t off);
 /* resolver.c */
 void luffd_dispatch_fault(struct luffd_handler *h, struct uffd_region *r,
 			  const struct luffd_msg *m);
-const void *luffd_zero_source(size_t *len);
+/* 16 MiB: prealloc's largest batch (4096 pages) in one COPY */
+#define LUFFD_ZERO_SRC_LEN	(16ull << 20)
+int luffd_zero_source_init(struct uffd_ctx *ctx);
+void luffd_zero_source_fini(struct uffd_ctx *ctx);
 
 /* pager.c */
 extern const struct uffd_pager_ops luffd_pager_zero;
+extern const struct uffd_pager_ops luffd_pager_prealloc;
+extern const struct uffd_pager_ops luffd_pager_prezero;
+extern const struct uffd_pager_ops luffd_pager_hugezero;
 
 #endif /* LIBUFFD_INTERNAL_H */

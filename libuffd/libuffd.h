@@ -107,6 +107,11 @@ struct uffd_ctx_opts {
 	 */
 	uint64_t	features;
 	int		handler_cpu;	/* pin the handler thread; -1: don't */
+	/*
+	 * Default features not to enable (e.g. LIBUFFD_FEATURE_MOVE, to try
+	 * a pager's fallback).  Overlap with .features is -EINVAL.
+	 */
+	uint64_t	features_off;
 };
 
 /*
@@ -213,7 +218,7 @@ struct uffd_pager_ops {
 
 /*
  * Look up a pager argument.  uffd_args_get returns the value string or
- * NULL when absent.  uffd_args_u64 parses a number with an optional
+ * NULL when absent.  uffd_args_u64 parses a decimal number with an optional
  * K/M/G suffix (powers of 1024) into *val (untouched when absent) and
  * returns 0, or -EINVAL when malformed or outside [min, max].
  * uffd_args_check returns -EINVAL when a key outside the NULL-terminated
@@ -388,6 +393,12 @@ struct uffd_stats {
  * is 0 in region statistics).
  * Returns 0 or -EINVAL.  Any thread; the counters are read without
  * stopping the handler, so each is exact but they are not one snapshot.
+ * A fault's faults_* counter is bumped before its pager runs; its pages_*,
+ * bytes and eexist counts just after the fill ioctl, which for a one-page
+ * fill has already woken the faulting thread; its histogram entry last.
+ * So a thread that resumed from its own fault may briefly see that fault
+ * counted but not its pages; once the histogram total equals the number
+ * of faults served, every counter of those faults is in.
  */
 int uffd_region_stats(const struct uffd_region *r, struct uffd_stats *st,
 		      size_t size);

@@ -8,6 +8,9 @@
 
 static const struct uffd_pager_ops *const builtin[] = {
 	&luffd_pager_zero,
+	&luffd_pager_prealloc,
+	&luffd_pager_prezero,
+	&luffd_pager_hugezero,
 	NULL,
 };
 

@@ -251,6 +251,7 @@ LUFFD_API int uffd_region_create(struct uffd_ctx *ctx,
 	ret = bind_pager(r, &o, &args);
 	if (ret < 0)
 		goto fail_free;
+	luffd_clear_error();	/* so a pager's own reason shows, or none */
 
 	if (o.type == LIBUFFD_MEM_ADOPT)
 		r->base = (uint64_t)(uintptr_t)o.addr;
@@ -266,10 +267,13 @@ LUFFD_API int uffd_region_create(struct uffd_ctx *ctx,
 
 	ret = r->ops->init(r, &args, &r->state);
 	if (ret < 0) {
+		char why[200];
+
 		if (ret > -1 || ret < -4095)
 			ret = -EINVAL;
-		if (!uffd_last_error()[0])
-			luffd_fail(ret, "pager %s: init failed", r->pager_name);
+		snprintf(why, sizeof(why), "%s", uffd_last_error());
+		luffd_fail(ret, "pager %s: %s", r->pager_name,
+			   why[0] ? why : strerror(-ret));
 		goto fail_untable;
 	}
 

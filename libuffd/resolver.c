@@ -21,32 +21,30 @@ enum fill_op { OP_COPY, OP_ZEROPAGE, OP_MOVE };
 
 /* ------------------------------------------------------- zero source */
 
-#define ZERO_SRC_LEN	(32ull << 20)
-
-static pthread_once_t zero_once = PTHREAD_ONCE_INIT;
-static void *zero_src;
-
-static void zero_src_init(void)
+/*
+ * Read-only anonymous memory reads as the shared zero page: a source of
+ * zeros for UFFDIO_COPY that costs no memory and stays in cache.  One per
+ * context, populated at creation so the first copies take no fault, and
+ * as long as the biggest fill a pager may ask for in one ioctl.
+ */
+int luffd_zero_source_init(struct uffd_ctx *ctx)
 {
-	/*
-	 * Read-only anonymous memory reads as the shared zero page: a
-	 * source of zeros for UFFDIO_COPY that costs no memory.  Populated
-	 * now so the first copies take no fault.
-	 */
-	void *p = mmap(NULL, ZERO_SRC_LEN, PROT_READ,
+	void *p = mmap(NULL, LUFFD_ZERO_SRC_LEN, PROT_READ,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 
 	if (p == MAP_FAILED)
-		return;
-	madvise(p, ZERO_SRC_LEN, MADV_POPULATE_READ);
-	zero_src = p;
+		return luffd_fail(-errno, "mmap zero source: %s",
+				  strerror(errno));
+	madvise(p, LUFFD_ZERO_SRC_LEN, MADV_POPULATE_READ);
+	ctx->zero_src = p;
+	return 0;
 }
 
-const void *luffd_zero_source(size_t *len)
+void luffd_zero_source_fini(struct uffd_ctx *ctx)
 {
-	pthread_once(&zero_once, zero_src_init);
-	*len = zero_src ? ZERO_SRC_LEN : 0;
-	return zero_src;
+	if (ctx->zero_src)
+		munmap(ctx->zero_src, LUFFD_ZERO_SRC_LEN);
+	ctx->zero_src = NULL;
 }
 
 /* ------------------------------------------------------- the protocol */
@@ -248,14 +246,13 @@ LUFFD_API long uffd_resolve_copy(struct uffd_resolver *res, uint64_t off,
 /* Copy zeros from the zero source, in chunks as big as the source. */
 static long zerofill(struct uffd_resolver *res, uint64_t off, uint64_t len)
 {
-	size_t zlen;
-	const void *z = luffd_zero_source(&zlen);
+	const void *z;
+	uint64_t zlen = LUFFD_ZERO_SRC_LEN;
 	long total = 0;
 
-	if (!z)
-		return luffd_fail(-ENOMEM, "no zero source");
 	if (!res)
 		return -EINVAL;
+	z = res->region->ctx->zero_src;
 	if (len > res->region->len - LUFFD_MIN(off, res->region->len))
 		len = res->region->len - LUFFD_MIN(off, res->region->len);
 	if (len == 0)
