@@ -266,7 +266,9 @@ void luffd_ingest_event(struct uffd_ctx *ctx, const struct uffd_msg *m)
 		luffd_present_clear(r, s - r->base, e - s);
 		if (m->event != UFFD_EVENT_UNMAP)
 			continue;
-		if (s == r->base && e == r->base + r->len)
+		luffd_unmapped_set(r, s - r->base, e - s);
+		if ((s == r->base && e == r->base + r->len) ||
+		    luffd_all_unmapped(r))
 			__atomic_store_n(&r->gone, 1, __ATOMIC_RELEASE);
 		else
 			__atomic_store_n(&r->partly_unmapped, 1,

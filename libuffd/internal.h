@@ -147,6 +147,8 @@ struct uffd_region {
 	 * authority.
 	 */
 	uint64_t		*present;
+	/* pages a partial munmap took away (UNMAP events) */
+	uint64_t		*unmapped;
 
 	const struct uffd_pager_ops *ops;
 	void			*state;
@@ -225,6 +227,8 @@ void luffd_table_remove(struct uffd_ctx *ctx, struct uffd_region *r);
 void luffd_present_set(struct uffd_region *r, uint64_t off, uint64_t len);
 void luffd_present_clear(struct uffd_region *r, uint64_t off, uint64_t len);
 bool luffd_present_test(const struct uffd_region *r, uint64_t off);
+void luffd_unmapped_set(struct uffd_region *r, uint64_t off, uint64_t len);
+bool luffd_all_unmapped(const struct uffd_region *r);
 
 /* resolver.c */
 void luffd_dispatch_fault(struct luffd_handler *h, struct uffd_region *r,

@@ -287,6 +287,19 @@ int uffd_resolve_wake(struct uffd_resolver *res, uint64_t off, uint64_t len);
 /* The region a resolver works on. */
 struct uffd_region *uffd_resolver_region(struct uffd_resolver *res);
 
+/*
+ * A resolver for a pager's own helper thread (prefetch, read-ahead): the
+ * same fill calls, outside any fault.  Such fills race the handler's
+ * fault fills safely (the loser sees EEXIST, counted in eexist), wake any
+ * thread waiting in the range, and add no histogram entry.  When a fill
+ * must wait for an event the handler reads, it sleeps briefly and
+ * retries.  One thread at a time per helper resolver; destroy it (in the
+ * pager's stop or fini hook) before the region goes.
+ * Returns 0 and *out, -EINVAL, or -ENOMEM.
+ */
+int uffd_resolver_create(struct uffd_region *r, struct uffd_resolver **out);
+void uffd_resolver_destroy(struct uffd_resolver *res);
+
 /* ------------------------------------------------------------------ */
 /* Regions                                                             */
 /* ------------------------------------------------------------------ */

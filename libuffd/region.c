@@ -17,8 +17,8 @@
 
 /* ------------------------------------------------------- present map */
 
-static void present_range(struct uffd_region *r, uint64_t off, uint64_t len,
-			  bool set)
+static void bitmap_range(const struct uffd_region *r, uint64_t *map,
+			 uint64_t off, uint64_t len, bool set)
 {
 	uint64_t p = off >> r->page_shift;
 	uint64_t end = (off + len) >> r->page_shift;
@@ -29,10 +29,9 @@ static void present_range(struct uffd_region *r, uint64_t off, uint64_t len,
 		uint64_t mask = (n == 64 ? ~0ull : ((1ull << n) - 1)) << bit;
 
 		if (set)
-			__atomic_fetch_or(&r->present[p >> 6], mask,
-					  __ATOMIC_RELAXED);
+			__atomic_fetch_or(&map[p >> 6], mask, __ATOMIC_RELAXED);
 		else
-			__atomic_fetch_and(&r->present[p >> 6], ~mask,
+			__atomic_fetch_and(&map[p >> 6], ~mask,
 					   __ATOMIC_RELAXED);
 		p += n;
 	}
@@ -40,20 +39,74 @@ static void present_range(struct uffd_region *r, uint64_t off, uint64_t len,
 
 void luffd_present_set(struct uffd_region *r, uint64_t off, uint64_t len)
 {
-	present_range(r, off, len, true);
+	bitmap_range(r, r->present, off, len, true);
 }
 
 void luffd_present_clear(struct uffd_region *r, uint64_t off, uint64_t len)
 {
-	present_range(r, off, len, false);
+	bitmap_range(r, r->present, off, len, false);
+}
+
+void luffd_unmapped_set(struct uffd_region *r, uint64_t off, uint64_t len)
+{
+	bitmap_range(r, r->unmapped, off, len, true);
+}
+
+bool luffd_all_unmapped(const struct uffd_region *r)
+{
+	uint64_t pages = r->len >> r->page_shift, i;
+
+	for (i = 0; i < pages / 64; i++)
+		if (~__atomic_load_n(&r->unmapped[i], __ATOMIC_RELAXED))
+			return false;
+	if (pages % 64 &&
+	    (~__atomic_load_n(&r->unmapped[i], __ATOMIC_RELAXED) &
+	     ((1ull << (pages % 64)) - 1)))
+		return false;
+	return true;
+}
+
+static bool bit_test(const struct uffd_region *r, const uint64_t *map,
+		     uint64_t off)
+{
+	uint64_t p = off >> r->page_shift;
+
+	return (__atomic_load_n(&map[p >> 6], __ATOMIC_RELAXED) >>
+		(p & 63)) & 1;
+}
+
+/*
+ * Call @fn on each run of pages still mapped (not removed by a partial
+ * munmap), so that nothing mapped since into a hole is touched.
+ */
+static int for_each_mapped_run(struct uffd_region *r,
+			       int (*fn)(struct uffd_region *, uint64_t,
+					 uint64_t))
+{
+	uint64_t pos = 0, run;
+	int ret = 0, err;
+
+	if (!__atomic_load_n(&r->partly_unmapped, __ATOMIC_ACQUIRE))
+		return fn(r, 0, r->len);
+	while (pos < r->len) {
+		if (bit_test(r, r->unmapped, pos)) {
+			pos += r->page_size;
+			continue;
+		}
+		for (run = pos; run < r->len &&
+		     !bit_test(r, r->unmapped, run); run += r->page_size)
+			;
+		err = fn(r, pos, run - pos);
+		if (err && !ret)
+			ret = err;
+		pos = run;
+	}
+	return ret;
 }
 
 bool luffd_present_test(const struct uffd_region *r, uint64_t off)
 {
-	uint64_t p = off >> r->page_shift;
-
-	return (__atomic_load_n(&r->present[p >> 6], __ATOMIC_RELAXED) >>
-		(p & 63)) & 1;
+	return bit_test(r, r->present, off);
 }
 
 /* ------------------------------------------------------- mapping */
@@ -121,15 +174,16 @@ static int map_memory(struct uffd_region *r, size_t len)
 	return 0;
 }
 
+static int unmap_run(struct uffd_region *r, uint64_t off, uint64_t len)
+{
+	return munmap((char *)(uintptr_t)r->base + off, len) ? -errno : 0;
+}
+
 static void unmap_memory(struct uffd_region *r)
 {
-	/*
-	 * After a partial munmap the rest may belong to someone else by
-	 * now; leaking it is better than unmapping another mapping.
-	 */
-	if (r->map_len && !__atomic_load_n(&r->gone, __ATOMIC_ACQUIRE) &&
-	    !__atomic_load_n(&r->partly_unmapped, __ATOMIC_ACQUIRE))
-		munmap(r->map_addr, r->map_len);
+	/* after a partial munmap, the holes may hold someone else's maps */
+	if (r->map_len && !__atomic_load_n(&r->gone, __ATOMIC_ACQUIRE))
+		for_each_mapped_run(r, unmap_run);
 	r->map_len = 0;
 	if (r->memfd >= 0)
 		close(r->memfd);
@@ -137,6 +191,32 @@ static void unmap_memory(struct uffd_region *r)
 }
 
 /* ------------------------------------------------------- pager binding */
+
+/*
+ * The kernel registers a range with holes in it; an adopted range must be
+ * one mapping (or several back to back), so check.  mincore() fails with
+ * ENOMEM on any unmapped page.
+ */
+static int check_mapped(uint64_t base, uint64_t len)
+{
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	unsigned char vec[4096];
+	uint64_t off, n;
+
+	for (off = 0; off < len; off += n) {
+		n = LUFFD_MIN(len - off, (uint64_t)sizeof(vec) * ps);
+		if (mincore((void *)(uintptr_t)(base + off), n, vec) < 0) {
+			if (errno == ENOMEM)
+				return luffd_fail(-EINVAL,
+					"ADOPT: %#llx+%#llx is not all mapped",
+					(unsigned long long)base,
+					(unsigned long long)len);
+			return luffd_fail(-errno, "mincore: %s",
+					  strerror(errno));
+		}
+	}
+	return 0;
+}
 
 static int bind_pager(struct uffd_region *r, const struct uffd_region_opts *o,
 		      struct uffd_args *args)
@@ -244,7 +324,8 @@ LUFFD_API int uffd_region_create(struct uffd_ctx *ctx,
 	r->page_shift = (unsigned int)__builtin_ctzll(ps);
 	words = (o.len / ps + 63) / 64;
 	r->present = calloc(words, sizeof(uint64_t));
-	if (!r->present) {
+	r->unmapped = calloc(words, sizeof(uint64_t));
+	if (!r->present || !r->unmapped) {
 		ret = luffd_fail(-ENOMEM, "out of memory");
 		goto fail_free;
 	}
@@ -253,8 +334,12 @@ LUFFD_API int uffd_region_create(struct uffd_ctx *ctx,
 		goto fail_free;
 	luffd_clear_error();	/* so a pager's own reason shows, or none */
 
-	if (o.type == LIBUFFD_MEM_ADOPT)
+	if (o.type == LIBUFFD_MEM_ADOPT) {
 		r->base = (uint64_t)(uintptr_t)o.addr;
+		ret = check_mapped(r->base, r->len);
+		if (ret < 0)
+			goto fail_free;
+	}
 	else if ((ret = map_memory(r, o.len)) < 0)
 		goto fail_free;
 
@@ -328,28 +413,34 @@ fail_unmap:
 fail_free:
 	luffd_args_free(&args);
 	free(r->present);
+	free(r->unmapped);
 	free(r);
 	return ret;
+}
+
+static int unregister_run(struct uffd_region *r, uint64_t off, uint64_t len)
+{
+	struct uffdio_range range = { .start = r->base + off, .len = len };
+
+	/* UNREGISTER wakes every thread waiting in the range */
+	if (ioctl(r->ctx->fd, UFFDIO_UNREGISTER, &range) < 0)
+		return luffd_fail(-errno, "UFFDIO_UNREGISTER: %s",
+				  strerror(errno));
+	return 0;
 }
 
 /* Caller holds ctx->lock for writing. */
 static int unregister_locked(struct uffd_region *r)
 {
-	struct uffdio_range range = { .start = r->base, .len = r->len };
+	int ret;
 
 	if (__atomic_load_n(&r->gone, __ATOMIC_ACQUIRE))
 		return luffd_fail(-ENODEV, "region was unmapped");
 	if (!r->registered)
 		return luffd_fail(-EALREADY, "region not registered");
-	/* UNREGISTER wakes every thread waiting in the range */
-	if (ioctl(r->ctx->fd, UFFDIO_UNREGISTER, &range) < 0) {
-		int err = errno;
-
-		/* ENOMEM/EINVAL: part of the range is not mapped any more */
-		if (!__atomic_load_n(&r->partly_unmapped, __ATOMIC_ACQUIRE))
-			return luffd_fail(-err, "UFFDIO_UNREGISTER: %s",
-					  strerror(err));
-	}
+	ret = for_each_mapped_run(r, unregister_run);
+	if (ret < 0)
+		return ret;
 	r->registered = 0;
 	return 0;
 }
@@ -396,6 +487,7 @@ LUFFD_API void uffd_region_destroy(struct uffd_region *r)
 		r->ops->fini(r->state);
 	unmap_memory(r);
 	free(r->present);
+	free(r->unmapped);
 	free(r);
 }
 

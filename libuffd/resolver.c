@@ -4,7 +4,9 @@
  * pager goes through, and the dispatch of a fault to its pager.
  */
 #include <sched.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/mman.h>
 
@@ -103,7 +105,18 @@ static long do_ioctl(struct uffd_resolver *res, enum fill_op op,
  */
 static int absorb_events(struct uffd_resolver *res, unsigned int *tries)
 {
-	int n = luffd_read_msgs(res->h);
+	int n;
+
+	if (!res->h) {
+		/* a helper thread: the handler reads the event; wait for it */
+		struct timespec ts = { .tv_nsec = 20000 };
+
+		if (++*tries > EVENT_RETRIES)
+			return -EAGAIN;
+		nanosleep(&ts, NULL);
+		return 0;
+	}
+	n = luffd_read_msgs(res->h);
 
 	if (n < 0 && n != -ENOSPC)
 		return n;
@@ -311,6 +324,28 @@ LUFFD_API int uffd_resolve_wake(struct uffd_resolver *res, uint64_t off,
 LUFFD_API struct uffd_region *uffd_resolver_region(struct uffd_resolver *res)
 {
 	return res ? res->region : NULL;
+}
+
+LUFFD_API int uffd_resolver_create(struct uffd_region *r,
+				   struct uffd_resolver **out)
+{
+	struct uffd_resolver *res;
+
+	if (!r || !out)
+		return luffd_fail(-EINVAL, "uffd_resolver_create: NULL");
+	res = calloc(1, sizeof(*res));
+	if (!res)
+		return luffd_fail(-ENOMEM, "out of memory");
+	res->region = r;
+	res->fault_off = UINT64_MAX;	/* no fault: nothing to time */
+	res->timed = true;
+	*out = res;
+	return 0;
+}
+
+LUFFD_API void uffd_resolver_destroy(struct uffd_resolver *res)
+{
+	free(res);
 }
 
 /* ------------------------------------------------------- dispatch */
