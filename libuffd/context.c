@@ -2,7 +2,9 @@
 /*
  * Contexts: the userfaultfd, the region table and the handler thread.
  */
+#include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,7 @@
 /* Features asked for when the kernel has them. */
 #define DEFAULT_FEATURES (UFFD_FEATURE_EVENT_REMOVE |			\
 			  UFFD_FEATURE_EVENT_UNMAP |			\
+			  UFFD_FEATURE_EVENT_REMAP |			\
 			  UFFD_FEATURE_MISSING_SHMEM |			\
 			  UFFD_FEATURE_MISSING_HUGETLBFS |		\
 			  UFFD_FEATURE_THREAD_ID |			\
@@ -24,90 +27,212 @@
 /* Messages per read(): faults come before events in what read returns. */
 #define READ_BATCH	64
 
-LUFFD_API int uffd_ctx_create(struct uffd_ctx **out,
-			      const struct uffd_ctx_opts *uopts)
+/* Validate and copy caller options. */
+static int get_opts(struct uffd_ctx_opts *opts,
+		    const struct uffd_ctx_opts *uopts)
 {
-	struct uffd_ctx_opts opts = { .size = sizeof(opts), .handler_cpu = -1 };
-	struct uffd_ctx *ctx;
-	uint64_t avail, want;
 	long ncpu;
-	int ret;
 
-	if (!out)
-		return luffd_fail(-EINVAL, "uffd_ctx_create: NULL out");
+	memset(opts, 0, sizeof(*opts));
+	opts->size = sizeof(*opts);
+	opts->handler_cpu = -1;
 	if (uopts) {
-		if (uopts->size == 0 || uopts->size > sizeof(opts))
+		if (uopts->size == 0 || uopts->size > sizeof(*opts))
 			return luffd_fail(-EINVAL, "uffd_ctx_opts: bad size %zu",
 					  uopts->size);
-		memcpy(&opts, uopts, uopts->size);
+		memcpy(opts, uopts, uopts->size);
 	}
-	if (opts.flags & ~LIBUFFD_CTX_NO_DEV)
+	if (opts->flags & ~LIBUFFD_CTX_NO_DEV)
 		return luffd_fail(-EINVAL, "uffd_ctx_opts: unknown flags %#x",
-				  opts.flags);
+				  opts->flags);
 	ncpu = sysconf(_SC_NPROCESSORS_CONF);
-	if (opts.handler_cpu < -1 || opts.handler_cpu >= CPU_SETSIZE ||
-	    (ncpu > 0 && opts.handler_cpu >= ncpu))
+	if (opts->handler_cpu < -1 || opts->handler_cpu >= CPU_SETSIZE ||
+	    (ncpu > 0 && opts->handler_cpu >= ncpu))
 		return luffd_fail(-EINVAL, "handler_cpu %d: no such CPU",
-				  opts.handler_cpu);
-	if (opts.features & LIBUFFD_FEATURE_SIGBUS)
+				  opts->handler_cpu);
+	if (opts->features & opts->features_off)
+		return luffd_fail(-EINVAL, "features and features_off overlap");
+	if (opts->features & LIBUFFD_FEATURE_SIGBUS)
 		return luffd_fail(-EINVAL,
 				  "SIGBUS delivery is not supported yet");
+	return 0;
+}
 
-	{
-		struct uffd_probe p = { .size = sizeof(p) };
-
-		ret = uffd_probe(&p);
-		if (ret < 0)
-			return ret;
-		avail = p.features;
-	}
-	if ((opts.features & avail) != opts.features)
-		return luffd_fail(-EOPNOTSUPP,
-				  "kernel lacks features %#llx",
-				  (unsigned long long)(opts.features & ~avail));
-	if (opts.features & opts.features_off)
-		return luffd_fail(-EINVAL, "features and features_off overlap");
-	want = opts.features | (DEFAULT_FEATURES & avail & ~opts.features_off);
+/* Everything but the userfaultfd itself. */
+static int ctx_alloc(struct uffd_ctx **out, const struct uffd_ctx_opts *opts)
+{
+	struct uffd_ctx *ctx;
+	int ret;
 
 	ctx = calloc(1, sizeof(*ctx));
 	if (!ctx)
 		return luffd_fail(-ENOMEM, "out of memory");
 	ctx->fd = -1;
 	ctx->stop_fd = -1;
-	ctx->handler_cpu = opts.handler_cpu;
+	ctx->handler_cpu = opts->handler_cpu;
 	pthread_rwlock_init(&ctx->lock, NULL);
 	pthread_mutex_init(&ctx->serve_lock, NULL);
 	pthread_mutex_init(&ctx->cpu_lock, NULL);
+	pthread_mutex_init(&ctx->child_lock, NULL);
+	*out = ctx;
 
 	ctx->handler = calloc(1, sizeof(*ctx->handler));
-	if (!ctx->handler) {
-		ret = luffd_fail(-ENOMEM, "out of memory");
-		goto fail;
-	}
+	if (!ctx->handler)
+		return luffd_fail(-ENOMEM, "out of memory");
 	ctx->handler->ctx = ctx;
+	ret = luffd_zero_source_init(ctx);
+	if (ret < 0)
+		return ret;
+	ctx->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (ctx->stop_fd < 0)
+		return luffd_fail(-errno, "eventfd: %s", strerror(errno));
+	return 0;
+}
 
+LUFFD_API int uffd_ctx_create(struct uffd_ctx **out,
+			      const struct uffd_ctx_opts *uopts)
+{
+	struct uffd_probe p = { .size = sizeof(p) };
+	struct uffd_ctx_opts opts;
+	struct uffd_ctx *ctx = NULL;
+	uint64_t want;
+	int ret;
+
+	if (!out)
+		return luffd_fail(-EINVAL, "uffd_ctx_create: NULL out");
+	ret = get_opts(&opts, uopts);
+	if (ret < 0)
+		return ret;
+	ret = uffd_probe(&p);
+	if (ret < 0)
+		return ret;
+	if ((opts.features & p.features) != opts.features)
+		return luffd_fail(-EOPNOTSUPP, "kernel lacks features %#llx",
+				  (unsigned long long)(opts.features &
+						       ~p.features));
+	want = opts.features |
+	       (DEFAULT_FEATURES & p.features & ~opts.features_off);
+
+	ret = ctx_alloc(&ctx, &opts);
+	if (ret < 0)
+		goto fail;
 	ret = luffd_open_uffd(opts.flags, &ctx->open_method);
 	if (ret < 0)
 		goto fail;
 	ctx->fd = ret;
-	ret = luffd_api(ctx->fd, want, &ctx->features, &ctx->ioctls);
+	ret = luffd_api(ctx->fd, want, NULL, &ctx->ioctls);
 	if (ret < 0)
 		goto fail;
 	ctx->features = want;	/* what we enabled; the reply lists all */
-
-	ret = luffd_zero_source_init(ctx);
-	if (ret < 0)
-		goto fail;
-	ctx->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (ctx->stop_fd < 0) {
-		ret = luffd_fail(-errno, "eventfd: %s", strerror(errno));
-		goto fail;
-	}
 	*out = ctx;
 	return 0;
 fail:
 	uffd_ctx_destroy(ctx);
 	return ret;
+}
+
+/*
+ * fdinfo of a userfaultfd ends with "API:\t<api>:<features>:<ioctls>":
+ * the only way to learn what a descriptor made elsewhere has enabled.
+ */
+static int fdinfo_features(int fd, uint64_t *features, uint64_t *ioctls)
+{
+	char path[64], line[256];
+	unsigned long long api, feat, ioc;
+	bool is_uffd = false, found = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = fopen(path, "re");
+	if (!f)
+		return luffd_fail(-EBADF, "fd %d: %s", fd, strerror(errno));
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, "pending:", 8))
+			is_uffd = true;
+		if (sscanf(line, "API:\t%llx:%llx:%llx", &api, &feat, &ioc) == 3)
+			found = true;
+	}
+	fclose(f);
+	if (!is_uffd || !found)
+		return luffd_fail(-EBADF, "fd %d is not a userfaultfd", fd);
+	*features = feat;
+	*ioctls = ioc;
+	return 0;
+}
+
+LUFFD_API int uffd_ctx_adopt(struct uffd_ctx **out, int fd,
+			     const struct uffd_ctx_opts *uopts)
+{
+	struct uffd_ctx_opts opts;
+	struct uffd_ctx *ctx = NULL;
+	uint64_t features = 0, ioctls = 0;
+	int ret, fl;
+
+	if (!out || fd < 0) {
+		ret = luffd_fail(-EINVAL, "uffd_ctx_adopt: bad arguments");
+		goto fail_fd;
+	}
+	ret = get_opts(&opts, uopts);
+	if (ret < 0)
+		goto fail_fd;
+	ret = fdinfo_features(fd, &features, &ioctls);
+	if (ret < 0)
+		goto fail_fd;
+	if (features & LIBUFFD_FEATURE_SIGBUS) {
+		ret = luffd_fail(-EINVAL, "a SIGBUS-mode userfaultfd has no "
+				 "faults to serve");
+		goto fail_fd;
+	}
+	/* poll() on a blocking userfaultfd reports POLLERR */
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+		ret = luffd_fail(-errno, "fcntl: %s", strerror(errno));
+		goto fail_fd;
+	}
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	ret = ctx_alloc(&ctx, &opts);
+	ctx->fd = fd;
+	if (ret < 0)
+		goto fail;
+	ctx->features = features;
+	ctx->ioctls = ioctls;
+	ctx->open_method = 0;
+	*out = ctx;
+	return 0;
+fail_fd:
+	if (fd >= 0)
+		close(fd);
+	return ret;
+fail:
+	uffd_ctx_destroy(ctx);
+	return ret;
+}
+
+LUFFD_API size_t uffd_ctx_nchildren(const struct uffd_ctx *cctx)
+{
+	struct uffd_ctx *ctx = (struct uffd_ctx *)cctx;
+	size_t n;
+
+	if (!ctx)
+		return 0;
+	pthread_mutex_lock(&ctx->child_lock);
+	n = ctx->nchildren;
+	pthread_mutex_unlock(&ctx->child_lock);
+	return n;
+}
+
+LUFFD_API struct uffd_ctx *uffd_ctx_child(const struct uffd_ctx *cctx,
+					  size_t i)
+{
+	struct uffd_ctx *ctx = (struct uffd_ctx *)cctx, *c = NULL;
+
+	if (!ctx)
+		return NULL;
+	pthread_mutex_lock(&ctx->child_lock);
+	if (i < ctx->nchildren)
+		c = ctx->children[i];
+	pthread_mutex_unlock(&ctx->child_lock);
+	return c;
 }
 
 LUFFD_API int uffd_ctx_fd(const struct uffd_ctx *ctx)
@@ -348,10 +473,131 @@ int luffd_read_msgs(struct luffd_handler *h)
 	return (int)n;
 }
 
+/* Let the moved range go: ordinary memory is better than a livelock. */
+static void drop_range(struct uffd_ctx *ctx, uint64_t start, uint64_t len)
+{
+	struct uffdio_range range = { .start = start, .len = len };
+
+	ioctl(ctx->fd, UFFDIO_UNREGISTER, &range);
+}
+
+/*
+ * mremap moved [from, from+len) to @to, and the kernel carried the
+ * registration along.  A whole region moves with it; a part of one is
+ * unregistered at its new place (libuffd regions are single ranges) and
+ * counted in remap_dropped.
+ */
+static void apply_remap(struct uffd_ctx *ctx, const struct uffd_msg *m)
+{
+	uint64_t from = m->arg.remap.from, to = m->arg.remap.to;
+	uint64_t len = m->arg.remap.len;
+	struct uffd_region *r;
+
+	pthread_rwlock_wrlock(&ctx->lock);
+	r = luffd_lookup(ctx, from);
+	if (r && from == r->base && len == r->len) {
+		struct uffd_event ev = {
+			.type = LIBUFFD_EVENT_REMAP, .len = len, .new_base = to,
+		};
+
+		luffd_table_remove(ctx, r);
+		r->base = to;
+		if (r->map_len)
+			r->map_addr = (void *)(uintptr_t)to;
+		if (luffd_table_insert(ctx, r) == 0) {
+			luffd_count(&r->ctr, LUFFD_CTR(events_remap), 1);
+			if (r->ops->event)
+				r->ops->event(r->state, &ev);
+			goto out;
+		}
+		/* cannot happen: the kernel gave us a free range */
+		__atomic_store_n(&r->gone, 1, __ATOMIC_RELEASE);
+	} else if (r) {
+		uint64_t off = from - r->base;
+		uint64_t n = LUFFD_MIN(len, r->len - off);
+
+		luffd_unmapped_set(r, off, n);
+		__atomic_store_n(&r->partly_unmapped, 1, __ATOMIC_RELEASE);
+		luffd_present_clear(r, off, n);
+	}
+	drop_range(ctx, to, len);
+	luffd_count(r ? &r->ctr : &ctx->ctr, LUFFD_CTR(remap_dropped), 1);
+out:
+	pthread_rwlock_unlock(&ctx->lock);
+}
+
+static void add_child(struct uffd_ctx *ctx, struct uffd_ctx *child)
+{
+	struct uffd_ctx **n;
+
+	pthread_mutex_lock(&ctx->child_lock);
+	n = realloc(ctx->children, (ctx->nchildren + 1) * sizeof(*n));
+	if (n) {
+		ctx->children = n;
+		ctx->children[ctx->nchildren++] = child;
+	}
+	pthread_mutex_unlock(&ctx->child_lock);
+	if (!n)
+		uffd_ctx_destroy(child);
+}
+
+/*
+ * A fork: the child's copy of every registered range is registered with
+ * a new userfaultfd that the kernel installed in our fd table.  Serve it
+ * with a child context whose regions get the same pagers, each with its
+ * own state.  Caller holds ctx->lock for reading.
+ */
+static void adopt_fork(struct uffd_ctx *ctx, int fd)
+{
+	struct uffd_ctx_opts opts = {
+		.size = sizeof(opts), .handler_cpu = ctx->handler_cpu,
+	};
+	struct uffd_ctx *child;
+	struct uffd_region *r;
+
+	if (uffd_ctx_adopt(&child, fd, &opts) < 0) {
+		luffd_count(&ctx->ctr, LUFFD_CTR(pager_errors), 1);
+		return;
+	}
+	child->is_child = true;
+	for (r = ctx->all; r; r = r->next) {
+		struct uffd_region_opts o = {
+			.size = sizeof(o),
+			.type = LIBUFFD_MEM_REMOTE,
+			.addr = (void *)(uintptr_t)r->base,
+			.len = r->len,
+			.ops = r->ops,
+			.args = r->args_str,
+			.page_size = r->page_size,
+		};
+		struct uffd_region *cr;
+
+		if (!r->registered || __atomic_load_n(&r->gone, __ATOMIC_ACQUIRE))
+			continue;
+		if (uffd_region_create(child, &o, &cr) < 0) {
+			/* never strand the child: let its copy go */
+			drop_range(child, r->base, r->len);
+			luffd_count(&r->ctr, LUFFD_CTR(pager_errors), 1);
+			continue;
+		}
+		/* what was present at fork is present in the child */
+		luffd_present_copy(cr, r);
+		luffd_count(&r->ctr, LUFFD_CTR(events_fork), 1);
+	}
+	if (ctx->running)
+		uffd_ctx_start(child);
+	add_child(ctx, child);
+}
+
 static void dispatch(struct luffd_handler *h, const struct luffd_msg *m)
 {
 	struct uffd_ctx *ctx = h->ctx;
 	struct uffd_region *r;
+
+	if (m->msg.event == UFFD_EVENT_FORK) {
+		adopt_fork(ctx, (int)m->msg.arg.fork.ufd);
+		return;
+	}
 
 	if (m->msg.event != UFFD_EVENT_PAGEFAULT) {
 		deliver_event(ctx, &m->msg);
@@ -399,6 +645,13 @@ static int serve_pending(struct luffd_handler *h)
 			/* copy: a fill may read more messages and compact */
 			struct luffd_msg m = h->q[h->head++];
 
+			if (m.msg.event == UFFD_EVENT_REMAP) {
+				/* moving a region changes the table */
+				pthread_rwlock_unlock(&ctx->lock);
+				apply_remap(ctx, &m.msg);
+				pthread_rwlock_rdlock(&ctx->lock);
+				continue;
+			}
 			dispatch(h, &m);
 		}
 		pthread_rwlock_unlock(&ctx->lock);
@@ -540,6 +793,10 @@ LUFFD_API int uffd_ctx_start(struct uffd_ctx *ctx)
 		return luffd_fail(ret, "pthread_create: %s", strerror(-ret));
 	}
 	ctx->running = true;
+	pthread_mutex_lock(&ctx->child_lock);
+	for (size_t i = 0; i < ctx->nchildren; i++)
+		uffd_ctx_start(ctx->children[i]);
+	pthread_mutex_unlock(&ctx->child_lock);
 	return 0;
 }
 
@@ -571,6 +828,10 @@ LUFFD_API int uffd_ctx_stop(struct uffd_ctx *ctx)
 	serve_pending(ctx->handler);
 	pthread_mutex_unlock(&ctx->serve_lock);
 	stop_pagers(ctx);
+	pthread_mutex_lock(&ctx->child_lock);
+	for (size_t i = 0; i < ctx->nchildren; i++)
+		uffd_ctx_stop(ctx->children[i]);
+	pthread_mutex_unlock(&ctx->child_lock);
 	return ret;
 }
 
@@ -580,6 +841,9 @@ LUFFD_API void uffd_ctx_destroy(struct uffd_ctx *ctx)
 		return;
 	if (ctx->fd >= 0)
 		uffd_ctx_stop(ctx);
+	while (ctx->nchildren)
+		uffd_ctx_destroy(ctx->children[--ctx->nchildren]);
+	free(ctx->children);
 	/* every region, including those UNMAP dropped from the table */
 	while (ctx->all)
 		uffd_region_destroy(ctx->all);
@@ -591,6 +855,7 @@ LUFFD_API void uffd_ctx_destroy(struct uffd_ctx *ctx)
 	pthread_rwlock_destroy(&ctx->lock);
 	pthread_mutex_destroy(&ctx->serve_lock);
 	pthread_mutex_destroy(&ctx->cpu_lock);
+	pthread_mutex_destroy(&ctx->child_lock);
 	free(ctx->regions);
 	free(ctx->handler);
 	free(ctx);

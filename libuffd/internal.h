@@ -151,6 +151,7 @@ struct uffd_region {
 	uint64_t		*unmapped;
 
 	const struct uffd_pager_ops *ops;
+	char			*args_str;	/* pager args, for fork copies */
 	void			*state;
 	char			pager_name[32];
 
@@ -212,6 +213,11 @@ struct uffd_ctx {
 	void			*zero_src;	/* LUFFD_ZERO_SRC_LEN of zeros */
 	pthread_mutex_t		serve_lock;	/* one server of the inbox */
 
+	pthread_mutex_t		child_lock;	/* children[] */
+	struct uffd_ctx		**children;	/* contexts of forked children */
+	size_t			nchildren;
+	bool			is_child;
+
 	struct luffd_counters	retired;	/* destroyed regions */
 	struct luffd_counters	ctr;		/* stray faults etc. */
 };
@@ -229,6 +235,7 @@ void luffd_present_clear(struct uffd_region *r, uint64_t off, uint64_t len);
 bool luffd_present_test(const struct uffd_region *r, uint64_t off);
 void luffd_unmapped_set(struct uffd_region *r, uint64_t off, uint64_t len);
 bool luffd_all_unmapped(const struct uffd_region *r);
+void luffd_present_copy(struct uffd_region *dst, const struct uffd_region *src);
 
 /* resolver.c */
 void luffd_dispatch_fault(struct luffd_handler *h, struct uffd_region *r,

@@ -102,8 +102,14 @@ struct uffd_ctx_opts {
 	/*
 	 * Features to require on top of the defaults; a missing one fails
 	 * uffd_ctx_create() with -EOPNOTSUPP.  The defaults are the ones of
-	 * EVENT_REMOVE, EVENT_UNMAP, MISSING_SHMEM, MISSING_HUGETLBFS,
-	 * THREAD_ID, POISON and MOVE that the kernel has.
+	 * EVENT_REMOVE, EVENT_UNMAP, EVENT_REMAP, MISSING_SHMEM,
+	 * MISSING_HUGETLBFS, THREAD_ID, POISON and MOVE that the kernel has.
+	 * LIBUFFD_FEATURE_EVENT_FORK is opt-in: with it, each fork() of the
+	 * process waits until the handler has read the event, and the child's
+	 * regions are served by a child context the library creates (see
+	 * uffd_ctx_child()).  Note that while a context is stopped, munmap,
+	 * mremap, MADV_DONTNEED and fork on its regions wait for the next
+	 * start: the kernel waits for the event to be read.
 	 */
 	uint64_t	features;
 	int		handler_cpu;	/* pin the handler thread; -1: don't */
@@ -145,6 +151,27 @@ int uffd_ctx_stop(struct uffd_ctx *ctx);
  */
 void uffd_ctx_destroy(struct uffd_ctx *ctx);
 
+/*
+ * Make a context from a userfaultfd that already had its UFFDIO_API
+ * handshake, possibly in another process (a handover, or a FORK event):
+ * the features are read back from /proc/self/fdinfo.  The context owns
+ * @fd from then on, also on failure (it is closed).  @opts as for
+ * uffd_ctx_create (its .features and .flags are ignored).  Regions the
+ * peer registered are adopted with LIBUFFD_MEM_REMOTE.
+ * Returns 0, -EBADF (not a userfaultfd), -EINVAL, -ENOMEM.
+ */
+int uffd_ctx_adopt(struct uffd_ctx **out, int fd,
+		   const struct uffd_ctx_opts *opts);
+
+/*
+ * Child contexts made for forked children (LIBUFFD_FEATURE_EVENT_FORK),
+ * in fork order: uffd_ctx_nchildren() counts them, uffd_ctx_child()
+ * returns the @i-th or NULL.  They start and stop with their parent and
+ * are destroyed with it.  Any thread.
+ */
+size_t uffd_ctx_nchildren(const struct uffd_ctx *ctx);
+struct uffd_ctx *uffd_ctx_child(const struct uffd_ctx *ctx, size_t i);
+
 /* The userfaultfd, for callers that poll it themselves (never close it). */
 int uffd_ctx_fd(const struct uffd_ctx *ctx);
 
@@ -170,11 +197,13 @@ struct uffd_fault {
 /* Events a pager may want to know about. */
 #define LIBUFFD_EVENT_REMOVE	1	/* MADV_DONTNEED/REMOVE: now missing */
 #define LIBUFFD_EVENT_UNMAP	2	/* munmap: range is gone */
+#define LIBUFFD_EVENT_REMAP	3	/* mremap moved the whole region */
 
 struct uffd_event {
 	int		type;		/* LIBUFFD_EVENT_* */
 	uint64_t	offset;		/* start, relative to the region base */
 	uint64_t	len;		/* clipped to the region */
+	uint64_t	new_base;	/* REMAP: the region's new address */
 };
 
 /* A key=value list parsed from a pager spec ("name:k=v,k2=v2"). */
@@ -309,6 +338,12 @@ enum uffd_mem_type {
 	LIBUFFD_MEM_MEMFD,	/* library mmaps a memfd, MAP_SHARED */
 	LIBUFFD_MEM_HUGETLB,	/* library mmaps hugetlb (needs reserved pages) */
 	LIBUFFD_MEM_ADOPT,	/* caller's existing mapping at .addr */
+	/*
+	 * A range at .addr that the userfaultfd's own process registered
+	 * (after uffd_ctx_adopt, or a fork): not mapped here, not registered
+	 * again, never touched by the library except through fills.
+	 */
+	LIBUFFD_MEM_REMOTE,
 };
 
 struct uffd_region_opts {
@@ -321,6 +356,7 @@ struct uffd_region_opts {
 	/* ... or a caller's ops table with its argument string. */
 	const struct uffd_pager_ops *ops;
 	const char	*args;		/* "k=v,..." for ops->init, may be NULL */
+	size_t		page_size;	/* REMOTE only: 0 for the base page */
 };
 
 /*
@@ -366,6 +402,52 @@ struct uffd_ctx *uffd_region_ctx(const struct uffd_region *r);
 const char *uffd_region_pager_name(const struct uffd_region *r);
 
 /* ------------------------------------------------------------------ */
+/* Handing a userfaultfd over to another process                       */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The wire format, version 1, little-endian as on the host (both ends are
+ * on one machine): one datagram or stream write holding a header and
+ * nranges range records, with the userfaultfd attached as SCM_RIGHTS.
+ *
+ *   u32 magic "UFFD" (0x44464655)   u32 version (1)
+ *   u32 nranges (1..LIBUFFD_HANDOVER_MAX)   u32 header size (24)
+ *   u64 features (what the sender's UFFDIO_API enabled)
+ *   nranges x { u64 base, u64 len, u64 file_offset, u64 page_size }
+ */
+#define LIBUFFD_HANDOVER_MAGIC		0x44464655u
+#define LIBUFFD_HANDOVER_VERSION	1
+#define LIBUFFD_HANDOVER_MAX		64
+
+struct uffd_handover_range {
+	uint64_t	base;		/* in the sender's address space */
+	uint64_t	len;
+	uint64_t	file_offset;	/* where the range starts in an image */
+	uint64_t	page_size;
+};
+
+/*
+ * Sender: send @uffd and @n ranges (registered by the sender) over the
+ * connected Unix socket @sock.  Returns 0, -EINVAL, or the errno of
+ * sendmsg.  The sender keeps its own copy of @uffd (close it when done).
+ */
+int uffd_handover_send(int sock, int uffd, uint64_t features,
+		       const struct uffd_handover_range *ranges, unsigned n);
+
+/*
+ * Receiver: read one handover from @sock.  The peer must have this
+ * process's uid (SO_PEERCRED), the magic, version and sizes must be
+ * right and exactly one descriptor, a userfaultfd, must come with it;
+ * otherwise nothing is kept (any received fd is closed) and the call
+ * returns -EPERM (wrong uid), -EPROTO (malformed, or wrong version),
+ * -EBADF (no or not a userfaultfd), or the errno of recvmsg (-ECONNRESET
+ * when the peer closed).  On success *uffd is the descriptor and
+ * ranges[0..*n) the ranges; *n is the capacity on entry.
+ */
+int uffd_handover_recv(int sock, int *uffd, uint64_t *features,
+		       struct uffd_handover_range *ranges, unsigned *n);
+
+/* ------------------------------------------------------------------ */
 /* Statistics                                                          */
 /* ------------------------------------------------------------------ */
 
@@ -396,6 +478,9 @@ struct uffd_stats {
 	uint64_t	helper_cpu_ns;	/* CPU time of pager helper threads */
 	uint64_t	pager_misses;	/* pager-defined fallbacks (pool empty) */
 	uint64_t	handler_cpu_ns;	/* context only: handler thread CPU */
+	uint64_t	events_remap;	/* whole-region moves followed */
+	uint64_t	events_fork;	/* children adopted */
+	uint64_t	remap_dropped;	/* partial moves: moved part let go */
 	uint64_t	hist_us[LIBUFFD_HIST_BUCKETS];
 };
 

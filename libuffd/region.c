@@ -47,6 +47,15 @@ void luffd_present_clear(struct uffd_region *r, uint64_t off, uint64_t len)
 	bitmap_range(r, r->present, off, len, false);
 }
 
+void luffd_present_copy(struct uffd_region *dst, const struct uffd_region *src)
+{
+	uint64_t words = ((src->len >> src->page_shift) + 63) / 64, i;
+
+	for (i = 0; i < words; i++)
+		dst->present[i] = __atomic_load_n(&src->present[i],
+						  __ATOMIC_RELAXED);
+}
+
 void luffd_unmapped_set(struct uffd_region *r, uint64_t off, uint64_t len)
 {
 	bitmap_range(r, r->unmapped, off, len, true);
@@ -222,6 +231,7 @@ static int bind_pager(struct uffd_region *r, const struct uffd_region_opts *o,
 		      struct uffd_args *args)
 {
 	const struct uffd_pager_ops *ops = o->ops;
+	const char *s;
 	int ret;
 
 	if (ops && o->pager)
@@ -247,6 +257,15 @@ static int bind_pager(struct uffd_region *r, const struct uffd_region_opts *o,
 	}
 	r->ops = ops;
 	snprintf(r->pager_name, sizeof(r->pager_name), "%s", ops->name);
+	/* kept so a forked child's copy gets the same pager */
+	if (o->ops) {
+		s = o->args;
+	} else {
+		s = strchr(o->pager ? o->pager : "zero", ':');
+		s = s ? s + 1 : NULL;
+	}
+	if (s && !(r->args_str = strdup(s)))
+		return luffd_fail(-ENOMEM, "out of memory");
 	return 0;
 }
 
@@ -274,6 +293,17 @@ static int check_opts(struct uffd_ctx *ctx, const struct uffd_region_opts *o,
 					  "ADOPT: address %p not page aligned",
 					  o->addr);
 		break;
+	case LIBUFFD_MEM_REMOTE:
+		if (o->size >= offsetof(struct uffd_region_opts, page_size) +
+			       sizeof(o->page_size) && o->page_size)
+			ps = o->page_size;
+		if (ps & (ps - 1))
+			return luffd_fail(-EINVAL, "page size %zu", ps);
+		if (!o->addr || !LUFFD_ALIGNED((uintptr_t)o->addr, ps))
+			return luffd_fail(-EINVAL,
+					  "REMOTE: address %p not page aligned",
+					  o->addr);
+		break;
 	default:
 		return luffd_fail(-EINVAL, "unknown memory type %d",
 				  (int)o->type);
@@ -282,7 +312,7 @@ static int check_opts(struct uffd_ctx *ctx, const struct uffd_region_opts *o,
 		return luffd_fail(-EINVAL,
 				  "length %zu is zero or not a multiple of %zu",
 				  o->len, ps);
-	if (o->type == LIBUFFD_MEM_ADOPT &&
+	if ((o->type == LIBUFFD_MEM_ADOPT || o->type == LIBUFFD_MEM_REMOTE) &&
 	    (uintptr_t)o->addr + o->len < (uintptr_t)o->addr)
 		return luffd_fail(-EINVAL, "ADOPT: range wraps");
 	if (o->type == LIBUFFD_MEM_MEMFD &&
@@ -339,6 +369,8 @@ LUFFD_API int uffd_region_create(struct uffd_ctx *ctx,
 		ret = check_mapped(r->base, r->len);
 		if (ret < 0)
 			goto fail_free;
+	} else if (o.type == LIBUFFD_MEM_REMOTE) {
+		r->base = (uint64_t)(uintptr_t)o.addr;
 	}
 	else if ((ret = map_memory(r, o.len)) < 0)
 		goto fail_free;
@@ -366,7 +398,12 @@ LUFFD_API int uffd_region_create(struct uffd_ctx *ctx,
 	reg.range.start = r->base;
 	reg.range.len = r->len;
 	reg.mode = UFFDIO_REGISTER_MODE_MISSING;
-	if (ioctl(ctx->fd, UFFDIO_REGISTER, &reg) < 0) {
+	if (o.type == LIBUFFD_MEM_REMOTE) {
+		/* registered by its own process; hugetlb has no ZEROPAGE */
+		reg.ioctls = (1ull << _UFFDIO_WAKE) | (1ull << _UFFDIO_COPY);
+		if (ps == (size_t)sysconf(_SC_PAGESIZE))
+			reg.ioctls |= 1ull << _UFFDIO_ZEROPAGE;
+	} else if (ioctl(ctx->fd, UFFDIO_REGISTER, &reg) < 0) {
 		ret = luffd_fail(-errno, "UFFDIO_REGISTER: %s", strerror(errno));
 		goto fail_fini;
 	}
@@ -412,6 +449,7 @@ fail_unmap:
 	unmap_memory(r);
 fail_free:
 	luffd_args_free(&args);
+	free(r->args_str);
 	free(r->present);
 	free(r->unmapped);
 	free(r);
@@ -423,9 +461,13 @@ static int unregister_run(struct uffd_region *r, uint64_t off, uint64_t len)
 	struct uffdio_range range = { .start = r->base + off, .len = len };
 
 	/* UNREGISTER wakes every thread waiting in the range */
-	if (ioctl(r->ctx->fd, UFFDIO_UNREGISTER, &range) < 0)
+	if (ioctl(r->ctx->fd, UFFDIO_UNREGISTER, &range) < 0) {
+		/* a remote process that exited has nothing left to free */
+		if (r->type == LIBUFFD_MEM_REMOTE && errno == ESRCH)
+			return 0;
 		return luffd_fail(-errno, "UFFDIO_UNREGISTER: %s",
 				  strerror(errno));
+	}
 	return 0;
 }
 
@@ -486,6 +528,7 @@ LUFFD_API void uffd_region_destroy(struct uffd_region *r)
 	if (r->ops->fini)
 		r->ops->fini(r->state);
 	unmap_memory(r);
+	free(r->args_str);
 	free(r->present);
 	free(r->unmapped);
 	free(r);

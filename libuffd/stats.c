@@ -133,6 +133,7 @@ static const struct {
 	F(eexist), F(ioctls), F(poisoned), F(pager_errors),
 	F(events_remove), F(events_unmap), F(stray_faults),
 	F(helper_cpu_ns), F(pager_misses), F(handler_cpu_ns),
+	F(events_remap), F(events_fork), F(remap_dropped),
 #undef F
 };
 
