@@ -35,7 +35,7 @@ static int get_opts(struct uffd_ctx_opts *opts,
 
 	memset(opts, 0, sizeof(*opts));
 	opts->size = sizeof(*opts);
-	opts->handler_cpu = -1;
+	opts->handler_cpu = LIBUFFD_CPU_ANY;
 	if (uopts) {
 		if (uopts->size == 0 || uopts->size > sizeof(*opts))
 			return luffd_fail(-EINVAL, "uffd_ctx_opts: bad size %zu",
@@ -46,15 +46,29 @@ static int get_opts(struct uffd_ctx_opts *opts,
 		return luffd_fail(-EINVAL, "uffd_ctx_opts: unknown flags %#x",
 				  opts->flags);
 	ncpu = sysconf(_SC_NPROCESSORS_CONF);
-	if (opts->handler_cpu < -1 || opts->handler_cpu >= CPU_SETSIZE ||
+	if (opts->handler_cpu < LIBUFFD_CPU_SAME ||
+	    opts->handler_cpu >= CPU_SETSIZE ||
 	    (ncpu > 0 && opts->handler_cpu >= ncpu))
 		return luffd_fail(-EINVAL, "handler_cpu %d: no such CPU",
 				  opts->handler_cpu);
 	if (opts->features & opts->features_off)
 		return luffd_fail(-EINVAL, "features and features_off overlap");
 	if (opts->features & LIBUFFD_FEATURE_SIGBUS)
-		return luffd_fail(-EINVAL,
-				  "SIGBUS delivery is not supported yet");
+		return luffd_fail(-EINVAL, "ask for SIGBUS with .delivery");
+	if (opts->delivery != LIBUFFD_DELIVER_THREAD &&
+	    opts->delivery != LIBUFFD_DELIVER_SIGBUS)
+		return luffd_fail(-EINVAL, "unknown delivery %d",
+				  opts->delivery);
+	if (opts->handlers > LIBUFFD_MAX_HANDLERS)
+		return luffd_fail(-EINVAL, "at most %d handlers",
+				  LIBUFFD_MAX_HANDLERS);
+	if (opts->spin_us > 1000000)
+		return luffd_fail(-EINVAL, "spin_us %u: at most 1 s",
+				  opts->spin_us);
+	if (opts->served_by && (opts->served_by->served_by ||
+				opts->handlers || opts->handler_cpu != -1))
+		return luffd_fail(-EINVAL, "served_by: a context served by "
+				  "another has no handler options");
 	return 0;
 }
 
@@ -68,24 +82,37 @@ static int ctx_alloc(struct uffd_ctx **out, const struct uffd_ctx_opts *opts)
 	if (!ctx)
 		return luffd_fail(-ENOMEM, "out of memory");
 	ctx->fd = -1;
-	ctx->stop_fd = -1;
 	ctx->handler_cpu = opts->handler_cpu;
+	ctx->delivery = opts->delivery;
+	ctx->nworkers = opts->handlers ? opts->handlers : 1;
+	ctx->spin_us = opts->spin_us;
+	ctx->served_by = opts->served_by;
 	pthread_rwlock_init(&ctx->lock, NULL);
-	pthread_mutex_init(&ctx->serve_lock, NULL);
+	pthread_rwlock_init(&ctx->served_lock, NULL);
 	pthread_mutex_init(&ctx->cpu_lock, NULL);
 	pthread_mutex_init(&ctx->child_lock, NULL);
+	for (unsigned int i = 0; i < LIBUFFD_MAX_HANDLERS; i++)
+		ctx->workers[i].kick_fd = -1;
 	*out = ctx;
 
-	ctx->handler = calloc(1, sizeof(*ctx->handler));
-	if (!ctx->handler)
-		return luffd_fail(-ENOMEM, "out of memory");
-	ctx->handler->ctx = ctx;
+	/* inbox 0 serves stop's drain, whoever serves the context */
+	ret = luffd_inboxes_alloc(ctx, 1);
+	if (ret < 0)
+		return ret;
 	ret = luffd_zero_source_init(ctx);
 	if (ret < 0)
 		return ret;
-	ctx->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (ctx->stop_fd < 0)
-		return luffd_fail(-errno, "eventfd: %s", strerror(errno));
+	if (!ctx->served_by) {
+		for (unsigned int i = 0; i < ctx->nworkers; i++) {
+			ctx->workers[i].kick_fd = eventfd(0, EFD_CLOEXEC |
+							  EFD_NONBLOCK);
+			if (ctx->workers[i].kick_fd < 0)
+				return luffd_fail(-errno, "eventfd: %s",
+						  strerror(errno));
+			ctx->workers[i].leader = ctx;
+			ctx->workers[i].idx = i;
+		}
+	}
 	return 0;
 }
 
@@ -112,6 +139,11 @@ LUFFD_API int uffd_ctx_create(struct uffd_ctx **out,
 						       ~p.features));
 	want = opts.features |
 	       (DEFAULT_FEATURES & p.features & ~opts.features_off);
+	if (opts.delivery == LIBUFFD_DELIVER_SIGBUS) {
+		if (!(p.features & UFFD_FEATURE_SIGBUS))
+			return luffd_fail(-EOPNOTSUPP, "kernel lacks SIGBUS");
+		want |= UFFD_FEATURE_SIGBUS;
+	}
 
 	ret = ctx_alloc(&ctx, &opts);
 	if (ret < 0)
@@ -424,8 +456,7 @@ static void deliver_event(struct uffd_ctx *ctx, const struct uffd_msg *m)
 			.len = e - s,
 		};
 
-		if (r->ops->event)
-			r->ops->event(r->state, &ev);
+		luffd_dispatch_event(r, &ev);
 	}
 }
 
@@ -487,7 +518,7 @@ static void drop_range(struct uffd_ctx *ctx, uint64_t start, uint64_t len)
  * unregistered at its new place (libuffd regions are single ranges) and
  * counted in remap_dropped.
  */
-static void apply_remap(struct uffd_ctx *ctx, const struct uffd_msg *m)
+void luffd_apply_remap(struct uffd_ctx *ctx, const struct uffd_msg *m)
 {
 	uint64_t from = m->arg.remap.from, to = m->arg.remap.to;
 	uint64_t len = m->arg.remap.len;
@@ -506,8 +537,7 @@ static void apply_remap(struct uffd_ctx *ctx, const struct uffd_msg *m)
 			r->map_addr = (void *)(uintptr_t)to;
 		if (luffd_table_insert(ctx, r) == 0) {
 			luffd_count(&r->ctr, LUFFD_CTR(events_remap), 1);
-			if (r->ops->event)
-				r->ops->event(r->state, &ev);
+			luffd_dispatch_event(r, &ev);
 			goto out;
 		}
 		/* cannot happen: the kernel gave us a free range */
@@ -551,6 +581,7 @@ static void adopt_fork(struct uffd_ctx *ctx, int fd)
 {
 	struct uffd_ctx_opts opts = {
 		.size = sizeof(opts), .handler_cpu = ctx->handler_cpu,
+		.handlers = ctx->nworkers, .spin_us = ctx->spin_us,
 	};
 	struct uffd_ctx *child;
 	struct uffd_region *r;
@@ -589,7 +620,7 @@ static void adopt_fork(struct uffd_ctx *ctx, int fd)
 	add_child(ctx, child);
 }
 
-static void dispatch(struct luffd_handler *h, const struct luffd_msg *m)
+void luffd_dispatch(struct luffd_handler *h, const struct luffd_msg *m)
 {
 	struct uffd_ctx *ctx = h->ctx;
 	struct uffd_region *r;
@@ -623,218 +654,6 @@ static void dispatch(struct luffd_handler *h, const struct luffd_msg *m)
 	luffd_dispatch_fault(h, r, m);
 }
 
-/*
- * Serve everything queued and readable now.  Returns 0 when the uffd had
- * nothing more, or -errno from read().  Caller holds ctx->serve_lock.
- */
-static int serve_pending(struct luffd_handler *h)
-{
-	struct uffd_ctx *ctx = h->ctx;
-	int ret = 0;
-
-	for (;;) {
-		pthread_rwlock_rdlock(&ctx->lock);
-		if (h->head == h->tail) {
-			ret = luffd_read_msgs(h);
-			if (ret <= 0) {
-				pthread_rwlock_unlock(&ctx->lock);
-				return ret;
-			}
-		}
-		while (h->head != h->tail) {
-			/* copy: a fill may read more messages and compact */
-			struct luffd_msg m = h->q[h->head++];
-
-			if (m.msg.event == UFFD_EVENT_REMAP) {
-				/* moving a region changes the table */
-				pthread_rwlock_unlock(&ctx->lock);
-				apply_remap(ctx, &m.msg);
-				pthread_rwlock_rdlock(&ctx->lock);
-				continue;
-			}
-			dispatch(h, &m);
-		}
-		pthread_rwlock_unlock(&ctx->lock);
-	}
-}
-
-static uint64_t thread_cpu_ns(clockid_t clk)
-{
-	struct timespec ts;
-
-	if (clock_gettime(clk, &ts) < 0)
-		return 0;
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static void *handler_main(void *arg)
-{
-	struct uffd_ctx *ctx = arg;
-	struct pollfd pfd[2] = {
-		{ .fd = ctx->fd, .events = POLLIN },
-		{ .fd = ctx->stop_fd, .events = POLLIN },
-	};
-	int ret = 0;
-
-	for (;;) {
-		pthread_mutex_lock(&ctx->serve_lock);
-		ret = serve_pending(ctx->handler);
-		pthread_mutex_unlock(&ctx->serve_lock);
-		if (ret < 0)
-			break;
-		if (__atomic_load_n(&ctx->stopping, __ATOMIC_ACQUIRE))
-			break;
-		if (poll(pfd, 2, -1) < 0 && errno != EINTR) {
-			ret = -errno;
-			break;
-		}
-		if (pfd[0].revents & (POLLERR | POLLHUP | POLLNVAL)) {
-			ret = -EIO;
-			break;
-		}
-		/* on stop, loop once more to drain, then leave */
-		if (pfd[1].revents & POLLIN)
-			__atomic_store_n(&ctx->stopping, 1, __ATOMIC_RELEASE);
-	}
-	ctx->thread_err = ret;
-	pthread_mutex_lock(&ctx->cpu_lock);
-	ctx->handler_cpu_done += thread_cpu_ns(CLOCK_THREAD_CPUTIME_ID);
-	ctx->thread_live = false;
-	pthread_mutex_unlock(&ctx->cpu_lock);
-	return NULL;
-}
-
-LUFFD_API uint64_t uffd_ctx_handler_cpu_ns(const struct uffd_ctx *cctx)
-{
-	struct uffd_ctx *ctx = (struct uffd_ctx *)cctx;
-	uint64_t ns;
-
-	if (!ctx)
-		return 0;
-	pthread_mutex_lock(&ctx->cpu_lock);
-	ns = ctx->handler_cpu_done;
-	if (ctx->thread_live)
-		ns += thread_cpu_ns(ctx->thread_clock);
-	pthread_mutex_unlock(&ctx->cpu_lock);
-	return ns;
-}
-
-/*
- * Run the pagers' start hooks.  Under the write lock, so that a region
- * created meanwhile sees pagers_on and starts itself.
- */
-static int start_pagers(struct uffd_ctx *ctx)
-{
-	struct uffd_region *r;
-	int ret = 0;
-
-	pthread_rwlock_wrlock(&ctx->lock);
-	ctx->pagers_on = true;
-	for (r = ctx->all; r && !ret; r = r->next) {
-		if (r->started)
-			continue;
-		if (r->ops->start)
-			ret = r->ops->start(r->state);
-		if (!ret)
-			r->started = true;
-	}
-	pthread_rwlock_unlock(&ctx->lock);
-	return ret;
-}
-
-static void stop_pagers(struct uffd_ctx *ctx)
-{
-	struct uffd_region *r;
-
-	pthread_rwlock_wrlock(&ctx->lock);
-	ctx->pagers_on = false;
-	for (r = ctx->all; r; r = r->next) {
-		if (r->started && r->ops->stop)
-			r->ops->stop(r->state);
-		r->started = false;
-	}
-	pthread_rwlock_unlock(&ctx->lock);
-}
-
-LUFFD_API int uffd_ctx_start(struct uffd_ctx *ctx)
-{
-	pthread_attr_t attr;
-	int ret;
-
-	if (!ctx)
-		return luffd_fail(-EINVAL, "uffd_ctx_start: NULL context");
-	if (ctx->running)
-		return luffd_fail(-EALREADY, "handler already running");
-	ret = start_pagers(ctx);
-	if (ret < 0) {
-		stop_pagers(ctx);
-		return ret;
-	}
-	pthread_attr_init(&attr);
-	if (ctx->handler_cpu >= 0) {
-		cpu_set_t set;
-
-		CPU_ZERO(&set);
-		CPU_SET(ctx->handler_cpu, &set);
-		pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
-	}
-	__atomic_store_n(&ctx->stopping, 0, __ATOMIC_RELEASE);
-	ctx->thread_err = 0;
-	pthread_mutex_lock(&ctx->cpu_lock);
-	ret = -pthread_create(&ctx->thread, &attr, handler_main, ctx);
-	if (!ret) {
-		ctx->thread_live = pthread_getcpuclockid(ctx->thread,
-						&ctx->thread_clock) == 0;
-	}
-	pthread_mutex_unlock(&ctx->cpu_lock);
-	pthread_attr_destroy(&attr);
-	if (ret < 0) {
-		stop_pagers(ctx);
-		return luffd_fail(ret, "pthread_create: %s", strerror(-ret));
-	}
-	ctx->running = true;
-	pthread_mutex_lock(&ctx->child_lock);
-	for (size_t i = 0; i < ctx->nchildren; i++)
-		uffd_ctx_start(ctx->children[i]);
-	pthread_mutex_unlock(&ctx->child_lock);
-	return 0;
-}
-
-LUFFD_API int uffd_ctx_stop(struct uffd_ctx *ctx)
-{
-	uint64_t one = 1;
-	int ret = 0;
-
-	if (!ctx)
-		return luffd_fail(-EINVAL, "uffd_ctx_stop: NULL context");
-	if (ctx->running) {
-		__atomic_store_n(&ctx->stopping, 1, __ATOMIC_RELEASE);
-		if (write(ctx->stop_fd, &one, sizeof(one)) < 0 &&
-		    errno != EAGAIN)
-			ret = -errno;
-		pthread_join(ctx->thread, NULL);
-		ctx->running = false;
-		/* reset the eventfd for the next start */
-		if (read(ctx->stop_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-			ret = ret ? ret : -errno;
-	} else {
-		ret = luffd_fail(-EALREADY, "handler not running");
-	}
-	/*
-	 * Serve whatever is still queued, also when the thread never ran:
-	 * no faulting thread may be left blocked by a stop.
-	 */
-	pthread_mutex_lock(&ctx->serve_lock);
-	serve_pending(ctx->handler);
-	pthread_mutex_unlock(&ctx->serve_lock);
-	stop_pagers(ctx);
-	pthread_mutex_lock(&ctx->child_lock);
-	for (size_t i = 0; i < ctx->nchildren; i++)
-		uffd_ctx_stop(ctx->children[i]);
-	pthread_mutex_unlock(&ctx->child_lock);
-	return ret;
-}
-
 LUFFD_API void uffd_ctx_destroy(struct uffd_ctx *ctx)
 {
 	if (!ctx)
@@ -847,16 +666,25 @@ LUFFD_API void uffd_ctx_destroy(struct uffd_ctx *ctx)
 	/* every region, including those UNMAP dropped from the table */
 	while (ctx->all)
 		uffd_region_destroy(ctx->all);
+	/*
+	 * SIGBUS mode: the ranges are unregistered now, so faulting threads
+	 * take ordinary faults; drop the context from the signal handler and
+	 * wait out handlers that were already inside it.
+	 */
+	luffd_sigbus_detach(ctx);
+	while (__atomic_load_n(&ctx->sig_inflight, __ATOMIC_ACQUIRE))
+		sched_yield();
 	if (ctx->fd >= 0)
 		close(ctx->fd);
-	if (ctx->stop_fd >= 0)
-		close(ctx->stop_fd);
+	for (unsigned int i = 0; i < LIBUFFD_MAX_HANDLERS; i++)
+		if (ctx->workers[i].kick_fd >= 0)
+			close(ctx->workers[i].kick_fd);
 	luffd_zero_source_fini(ctx);
 	pthread_rwlock_destroy(&ctx->lock);
-	pthread_mutex_destroy(&ctx->serve_lock);
+	pthread_rwlock_destroy(&ctx->served_lock);
 	pthread_mutex_destroy(&ctx->cpu_lock);
 	pthread_mutex_destroy(&ctx->child_lock);
+	luffd_inboxes_free(ctx);
 	free(ctx->regions);
-	free(ctx->handler);
 	free(ctx);
 }

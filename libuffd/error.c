@@ -13,6 +13,15 @@
 
 static __thread char last_error[256];
 
+static void snprintf_safe_copy(char *dst, size_t len, const char *src)
+{
+	size_t i;
+
+	for (i = 0; i + 1 < len && src[i]; i++)
+		dst[i] = src[i];
+	dst[i] = '\0';
+}
+
 LUFFD_API const char *uffd_last_error(void)
 {
 	return last_error;
@@ -36,6 +45,12 @@ int luffd_fail(int err, const char *fmt, ...)
 {
 	va_list ap;
 
+	/* vsnprintf is not async-signal-safe: keep a fixed text */
+	if (luffd_in_signal) {
+		snprintf_safe_copy(last_error, sizeof(last_error),
+				   "failed in the SIGBUS handler");
+		return err;
+	}
 	va_start(ap, fmt);
 	vset(fmt, ap);
 	va_end(ap);

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/ioctl.h>
@@ -137,6 +138,8 @@ struct uffd_region {
 	bool			in_table;	/* guarded by ctx->lock */
 	struct uffd_region	*next, *prev;	/* ctx->all, under ctx->lock */
 	bool			started;	/* pager start hook ran */
+	pthread_mutex_t		fault_lock;	/* non-CONCURRENT pagers */
+	unsigned int		pager_flags;	/* LIBUFFD_PAGER_* */
 	int			gone;		/* atomic: UNMAP covered it */
 	int			partly_unmapped; /* atomic */
 
@@ -185,33 +188,57 @@ struct luffd_handler {
 	struct luffd_msg q[LUFFD_INBOX_CAP];
 };
 
+/* ---- handler threads ---- */
+struct luffd_worker {
+	struct uffd_ctx		*leader;	/* the context that owns it */
+	unsigned int		idx;
+	int			kick_fd;	/* eventfd: stop, or list changed */
+	pthread_t		thread;
+	clockid_t		clk;		/* valid while live */
+	bool			live;		/* under leader->cpu_lock */
+};
+
+#define LUFFD_MAX_SERVED	64
+
 /* ---- context ---- */
 struct uffd_ctx {
 	int			fd;
-	int			stop_fd;	/* eventfd */
 	int			open_method;
 	uint64_t		features;
 	uint64_t		ioctls;
 	int			handler_cpu;
+	int			delivery;	/* LIBUFFD_DELIVER_* */
+	unsigned int		nworkers;
+	unsigned int		spin_us;
+	struct uffd_ctx		*served_by;	/* NULL: serves itself */
 
 	pthread_rwlock_t	lock;		/* region table */
 	struct uffd_region	**regions;	/* sorted by base */
 	size_t			nregions, cap;
 	struct uffd_region	*all;		/* every region, for destroy */
 
-	pthread_t		thread;
 	bool			running;
 	bool			pagers_on;	/* under lock: start hooks run */
-	int			stopping;	/* atomic */
-	int			thread_err;
+	int			stopping;	/* atomic: workers leave */
+	cpu_set_t		start_cpus;	/* for LIBUFFD_CPU_SAME */
+
+	/* a leader's (self-serving context's) workers and served list */
+	struct luffd_worker	workers[LIBUFFD_MAX_HANDLERS];
+	pthread_rwlock_t	served_lock;
+	struct uffd_ctx		*served[LUFFD_MAX_SERVED];
+	unsigned int		nserved;
+	unsigned int		served_gen;	/* atomic */
 	pthread_mutex_t		cpu_lock;
-	clockid_t		thread_clock;	/* valid while thread_live */
-	bool			thread_live;
 	uint64_t		handler_cpu_done;	/* from finished runs */
 
-	struct luffd_handler	*handler;	/* inbox, reused across runs */
+	/* one inbox per worker of whoever serves us; [0] also for drains */
+	struct luffd_handler	*inbox[LIBUFFD_MAX_HANDLERS];
 	void			*zero_src;	/* LUFFD_ZERO_SRC_LEN of zeros */
-	pthread_mutex_t		serve_lock;	/* one server of the inbox */
+
+	/* SIGBUS delivery */
+	int			sig_active;	/* atomic: serve in handler */
+	int			sig_dead;	/* atomic: being destroyed */
+	int			sig_inflight;	/* atomic: handlers inside */
 
 	pthread_mutex_t		child_lock;	/* children[] */
 	struct uffd_ctx		**children;	/* contexts of forked children */
@@ -224,6 +251,18 @@ struct uffd_ctx {
 
 /* context.c */
 struct uffd_region *luffd_lookup(struct uffd_ctx *ctx, uint64_t addr);
+void luffd_dispatch(struct luffd_handler *h, const struct luffd_msg *m);
+void luffd_apply_remap(struct uffd_ctx *ctx, const struct uffd_msg *m);
+
+/* handler.c */
+int luffd_serve_pending(struct luffd_handler *h);
+int luffd_inboxes_alloc(struct uffd_ctx *ctx, unsigned int n);
+void luffd_inboxes_free(struct uffd_ctx *ctx);
+
+/* sigbus.c */
+int luffd_sigbus_attach(struct uffd_ctx *ctx);
+void luffd_sigbus_detach(struct uffd_ctx *ctx);
+extern __thread int luffd_in_signal;
 int luffd_read_msgs(struct luffd_handler *h);
 void luffd_ingest_event(struct uffd_ctx *ctx, const struct uffd_msg *m);
 int luffd_table_insert(struct uffd_ctx *ctx, struct uffd_region *r);
@@ -240,6 +279,7 @@ void luffd_present_copy(struct uffd_region *dst, const struct uffd_region *src);
 /* resolver.c */
 void luffd_dispatch_fault(struct luffd_handler *h, struct uffd_region *r,
 			  const struct luffd_msg *m);
+void luffd_dispatch_event(struct uffd_region *r, const struct uffd_event *ev);
 /* 16 MiB: prealloc's largest batch (4096 pages) in one COPY */
 #define LUFFD_ZERO_SRC_LEN	(16ull << 20)
 int luffd_zero_source_init(struct uffd_ctx *ctx);
@@ -250,5 +290,6 @@ extern const struct uffd_pager_ops luffd_pager_zero;
 extern const struct uffd_pager_ops luffd_pager_prealloc;
 extern const struct uffd_pager_ops luffd_pager_prezero;
 extern const struct uffd_pager_ops luffd_pager_hugezero;
+extern const struct uffd_pager_ops luffd_pager_file;
 
 #endif /* LIBUFFD_INTERNAL_H */

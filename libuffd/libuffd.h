@@ -112,13 +112,52 @@ struct uffd_ctx_opts {
 	 * start: the kernel waits for the event to be read.
 	 */
 	uint64_t	features;
-	int		handler_cpu;	/* pin the handler thread; -1: don't */
+	/*
+	 * Where the handler thread(s) run: a CPU number, LIBUFFD_CPU_ANY
+	 * (-1, the scheduler decides) or LIBUFFD_CPU_SAME (-2: the CPUs the
+	 * thread calling uffd_ctx_start() may run on, so that an application
+	 * thread pinned to one CPU shares it with its handler: a same-CPU
+	 * wake-up is far cheaper than a cross-CPU one).
+	 */
+	int		handler_cpu;
 	/*
 	 * Default features not to enable (e.g. LIBUFFD_FEATURE_MOVE, to try
 	 * a pager's fallback).  Overlap with .features is -EINVAL.
 	 */
 	uint64_t	features_off;
+	/*
+	 * LIBUFFD_DELIVER_THREAD (0): faulting threads block and handler
+	 * threads serve them.  LIBUFFD_DELIVER_SIGBUS: UFFD_FEATURE_SIGBUS;
+	 * a faulting thread serves its own fault from the library's SIGBUS
+	 * handler (no message, no wake-up).  The handler thread then only
+	 * reads events.  Needs pagers flagged LIBUFFD_PAGER_CONCURRENT
+	 * (others: -ENOTSUP at region creation).  The library's SIGBUS
+	 * handler chains to the one installed before it, or to the default
+	 * action, for any SIGBUS that is not a missing page in one of its
+	 * regions.  Kernel accesses (read(2) into a region, O_DIRECT,
+	 * MADV_POPULATE) fail with EFAULT in this mode instead of faulting.
+	 */
+	int		delivery;
+	unsigned int	handlers;	/* handler threads; 0 means 1 */
+	/*
+	 * After serving, a handler spins on the userfaultfd for up to this
+	 * many microseconds before it sleeps (0: never).  Pays off when the
+	 * handler has a CPU of its own; the spin time is in the statistics.
+	 */
+	unsigned int	spin_us;
+	/*
+	 * Serve this context with @served_by's handler threads instead of
+	 * threads of its own (start attaches it, stop detaches it).  Destroy
+	 * it before the context serving it.
+	 */
+	struct uffd_ctx	*served_by;
 };
+
+#define LIBUFFD_CPU_ANY		(-1)
+#define LIBUFFD_CPU_SAME	(-2)
+#define LIBUFFD_DELIVER_THREAD	0
+#define LIBUFFD_DELIVER_SIGBUS	1
+#define LIBUFFD_MAX_HANDLERS	16
 
 /*
  * Create a context: opens and initialises a userfaultfd.  @opts may be NULL
@@ -209,7 +248,16 @@ struct uffd_event {
 /* A key=value list parsed from a pager spec ("name:k=v,k2=v2"). */
 struct uffd_args;
 
-#define LIBUFFD_PAGER_OPS_VERSION	1
+#define LIBUFFD_PAGER_OPS_VERSION	2
+
+/*
+ * Pager flags (ops version 2).  CONCURRENT: the fault and event hooks
+ * may run at the same time on several threads (several handler threads,
+ * or SIGBUS delivery, where they also run in a signal handler: only
+ * async-signal-safe calls, which the resolver's are).  Without it the
+ * library runs one hook of a region at a time and refuses SIGBUS mode.
+ */
+#define LIBUFFD_PAGER_CONCURRENT	(1u << 0)
 
 /*
  * A pager.  Hooks get the state pointer that init returned as their first
@@ -218,8 +266,10 @@ struct uffd_args;
  * init   (required) called by uffd_region_create(); allocate everything the
  *        fault path will need here.  Return 0 and *state, or -errno (the
  *        region is then not created).  @args is never NULL.
- * fault  (required) resolve @f through @res.  Runs in the handler thread;
- *        the fault hooks of one context run one at a time.
+ * fault  (required) resolve @f through @res.  Runs in a handler thread
+ *        (or, in SIGBUS mode, in the faulting thread's signal handler);
+ *        one at a time per region unless flags has
+ *        LIBUFFD_PAGER_CONCURRENT.
  *        Must not allocate, and must not take a lock that a faulting thread
  *        could hold.  Return 0 when the faulting page was filled (or found
  *        present), -errno otherwise: the library then poisons the faulting
@@ -243,6 +293,8 @@ struct uffd_pager_ops {
 	int	(*start)(void *state);
 	void	(*stop)(void *state);
 	void	(*fini)(void *state);
+	/* version >= 2 */
+	unsigned int	flags;		/* LIBUFFD_PAGER_* */
 };
 
 /*
@@ -481,6 +533,9 @@ struct uffd_stats {
 	uint64_t	events_remap;	/* whole-region moves followed */
 	uint64_t	events_fork;	/* children adopted */
 	uint64_t	remap_dropped;	/* partial moves: moved part let go */
+	uint64_t	spin_ns;	/* context only: time handlers spun */
+	uint64_t	spin_hits;	/* context only: spins that found work */
+	uint64_t	sigbus_faults;	/* faults served in SIGBUS handlers */
 	uint64_t	hist_us[LIBUFFD_HIST_BUCKETS];
 };
 

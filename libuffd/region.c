@@ -256,6 +256,7 @@ static int bind_pager(struct uffd_region *r, const struct uffd_region_opts *o,
 					  args->name);
 	}
 	r->ops = ops;
+	r->pager_flags = ops->version >= 2 ? ops->flags : 0;
 	snprintf(r->pager_name, sizeof(r->pager_name), "%s", ops->name);
 	/* kept so a forked child's copy gets the same pager */
 	if (o->ops) {
@@ -348,6 +349,7 @@ LUFFD_API int uffd_region_create(struct uffd_ctx *ctx,
 		return luffd_fail(-ENOMEM, "out of memory");
 	r->ctx = ctx;
 	r->memfd = -1;
+	pthread_mutex_init(&r->fault_lock, NULL);
 	r->type = o.type;
 	r->len = o.len;
 	r->page_size = ps;
@@ -362,6 +364,12 @@ LUFFD_API int uffd_region_create(struct uffd_ctx *ctx,
 	ret = bind_pager(r, &o, &args);
 	if (ret < 0)
 		goto fail_free;
+	if (ctx->delivery == LIBUFFD_DELIVER_SIGBUS &&
+	    !(r->pager_flags & LIBUFFD_PAGER_CONCURRENT)) {
+		ret = luffd_fail(-ENOTSUP, "pager %s cannot run in SIGBUS mode "
+				 "(not LIBUFFD_PAGER_CONCURRENT)", r->pager_name);
+		goto fail_free;
+	}
 	luffd_clear_error();	/* so a pager's own reason shows, or none */
 
 	if (o.type == LIBUFFD_MEM_ADOPT) {
@@ -528,6 +536,7 @@ LUFFD_API void uffd_region_destroy(struct uffd_region *r)
 	if (r->ops->fini)
 		r->ops->fini(r->state);
 	unmap_memory(r);
+	pthread_mutex_destroy(&r->fault_lock);
 	free(r->args_str);
 	free(r->present);
 	free(r->unmapped);

@@ -195,7 +195,7 @@ static long fill(struct uffd_resolver *res, enum fill_op op, uint64_t off,
 {
 	struct uffd_region *r;
 	uint64_t end, pos, filled = 0;
-	bool multi, need_wake = false;
+	bool multi, nowake, need_wake = false;
 	long ret = 0;
 
 	if (!res)
@@ -211,7 +211,9 @@ static long fill(struct uffd_resolver *res, enum fill_op op, uint64_t off,
 	if (len > r->len - off)
 		len = r->len - off;	/* windows are clipped to the region */
 	end = off + len;
-	multi = len > r->page_size;
+	/* SIGBUS mode has no waiters: fill with wake-ups off, wake nobody */
+	nowake = r->ctx->delivery == LIBUFFD_DELIVER_SIGBUS;
+	multi = len > r->page_size && !nowake;
 
 	/*
 	 * Runs of pages not known to be present.  The faulting page is
@@ -235,7 +237,7 @@ static long fill(struct uffd_resolver *res, enum fill_op op, uint64_t off,
 	    (ret >= 0 || luffd_present_test(r, res->fault_off)))
 		res->covered = true;
 	/* one wake for the whole range, also after an error: never strand */
-	if (multi || need_wake) {
+	if (!nowake && (multi || need_wake)) {
 		int w = wake_range(res, off, len);
 
 		if (ret >= 0 && w < 0 && w != -ENOENT)
@@ -383,9 +385,23 @@ static void poison_fault(struct uffd_resolver *res)
 	record_service(res);
 }
 
+void luffd_dispatch_event(struct uffd_region *r, const struct uffd_event *ev)
+{
+	bool serial = !(r->pager_flags & LIBUFFD_PAGER_CONCURRENT);
+
+	if (!r->ops->event)
+		return;
+	if (serial)
+		pthread_mutex_lock(&r->fault_lock);
+	r->ops->event(r->state, ev);
+	if (serial)
+		pthread_mutex_unlock(&r->fault_lock);
+}
+
 void luffd_dispatch_fault(struct luffd_handler *h, struct uffd_region *r,
 			  const struct luffd_msg *m)
 {
+	bool serial = !(r->pager_flags & LIBUFFD_PAGER_CONCURRENT);
 	uint64_t flags = m->msg.arg.pagefault.flags;
 	uint64_t addr = m->msg.arg.pagefault.address &
 			~(uint64_t)(r->page_size - 1);
@@ -414,7 +430,12 @@ void luffd_dispatch_fault(struct luffd_handler *h, struct uffd_region *r,
 		    (flags & UFFD_PAGEFAULT_FLAG_WRITE) ? LUFFD_CTR(faults_write) :
 		    LUFFD_CTR(faults_read), 1);
 
+	/* several handler threads: one hook per region unless CONCURRENT */
+	if (serial)
+		pthread_mutex_lock(&r->fault_lock);
 	ret = r->ops->fault(r->state, &res, &f);
+	if (serial)
+		pthread_mutex_unlock(&r->fault_lock);
 	if (ret == 0 && res.covered)
 		return;
 	if (ret == -ESRCH)

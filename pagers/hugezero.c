@@ -155,6 +155,7 @@ static void hugezero_fini(void *state)
 const struct uffd_pager_ops luffd_pager_hugezero = {
 	.version = LIBUFFD_PAGER_OPS_VERSION,
 	.name = "hugezero",
+	.flags = LIBUFFD_PAGER_CONCURRENT,	/* racing fills end in EEXIST */
 	.init = hugezero_init,
 	.fault = hugezero_fault,
 	.event = hugezero_event,

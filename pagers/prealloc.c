@@ -105,6 +105,7 @@ static void prealloc_fini(void *state)
 const struct uffd_pager_ops luffd_pager_prealloc = {
 	.version = LIBUFFD_PAGER_OPS_VERSION,
 	.name = "prealloc",
+	.flags = LIBUFFD_PAGER_CONCURRENT,	/* stateless */
 	.init = prealloc_init,
 	.fault = prealloc_fault,
 	.fini = prealloc_fini,

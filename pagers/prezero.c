@@ -465,6 +465,7 @@ static void prezero_fini(void *state)
 const struct uffd_pager_ops luffd_pager_prezero = {
 	.version = LIBUFFD_PAGER_OPS_VERSION,
 	.name = "prezero",
+	.flags = LIBUFFD_PAGER_CONCURRENT,	/* the pool ring is taken by CAS */
 	.init = prezero_init,
 	.fault = prezero_fault,
 	.start = prezero_start,

@@ -37,6 +37,7 @@ static int zero_fault(void *state, struct uffd_resolver *res,
 const struct uffd_pager_ops luffd_pager_zero = {
 	.version = LIBUFFD_PAGER_OPS_VERSION,
 	.name = "zero",
+	.flags = LIBUFFD_PAGER_CONCURRENT,	/* stateless */
 	.init = zero_init,
 	.fault = zero_fault,
 };

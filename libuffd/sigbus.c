@@ -1,0 +1,225 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * SIGBUS delivery (UFFD_FEATURE_SIGBUS): a missing page in a registered
+ * range raises SIGBUS in the faulting thread instead of queueing a message.
+ * The library's handler finds the region and runs its pager right there,
+ * then returns, and the faulting instruction runs again.  No message, no
+ * handler thread, no cross-CPU wake-up.
+ *
+ * A signal handler may only do async-signal-safe work.  What runs here is
+ * a table lookup, ioctls and atomics.  The region table's rwlock is taken
+ * for reading: the interrupted thread cannot hold it, because no library
+ * code that takes it touches region memory, and user code never holds it.
+ */
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define MAX_SIG_CTX	64
+
+__thread int luffd_in_signal;
+
+static pthread_mutex_t sig_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct uffd_ctx *sig_ctx[MAX_SIG_CTX];	/* atomic slots */
+static struct sigaction old_action;
+static bool installed;
+
+/* Hand a SIGBUS that is not ours to whoever had it before us. */
+static void chain(int sig, siginfo_t *si, void *uc)
+{
+	if (old_action.sa_flags & SA_SIGINFO) {
+		if (old_action.sa_sigaction) {
+			old_action.sa_sigaction(sig, si, uc);
+			return;
+		}
+	} else if (old_action.sa_handler != SIG_DFL &&
+		   old_action.sa_handler != SIG_IGN) {
+		old_action.sa_handler(sig);
+		return;
+	}
+	/*
+	 * Default action: restore it and return; the faulting instruction
+	 * runs again and the kernel delivers SIGBUS with the default action
+	 * (a hardware fault cannot be ignored, so SIG_IGN ends the same way).
+	 */
+	signal(SIGBUS, SIG_DFL);
+}
+
+/* Was it a write?  x86 reports the page-fault error code. */
+static bool fault_was_write(void *ucv)
+{
+#if defined(__x86_64__) && defined(REG_ERR)
+	ucontext_t *uc = ucv;
+
+	return (uc->uc_mcontext.gregs[REG_ERR] & 2) != 0;
+#else
+	(void)ucv;
+	return true;	/* unknown: a real page is right for both */
+#endif
+}
+
+static bool serve(struct uffd_ctx *ctx, uint64_t addr, bool write,
+		  uint64_t t0)
+{
+	struct uffd_region *r;
+	struct luffd_msg m;
+
+	pthread_rwlock_rdlock(&ctx->lock);
+	r = luffd_lookup(ctx, addr);
+	if (!r) {
+		pthread_rwlock_unlock(&ctx->lock);
+		return false;
+	}
+	/* a stopped context: wait for start, as a blocked fault would */
+	while (!__atomic_load_n(&ctx->sig_active, __ATOMIC_ACQUIRE) &&
+	       !__atomic_load_n(&ctx->sig_dead, __ATOMIC_ACQUIRE)) {
+		struct timespec ts = { .tv_nsec = 1000000 };
+
+		pthread_rwlock_unlock(&ctx->lock);
+		nanosleep(&ts, NULL);
+		pthread_rwlock_rdlock(&ctx->lock);
+		r = luffd_lookup(ctx, addr);
+		if (!r) {
+			pthread_rwlock_unlock(&ctx->lock);
+			return true;	/* gone meanwhile: just retry */
+		}
+	}
+	if (__atomic_load_n(&ctx->sig_dead, __ATOMIC_ACQUIRE)) {
+		pthread_rwlock_unlock(&ctx->lock);
+		return true;
+	}
+	memset(&m, 0, sizeof(m));
+	m.msg.event = UFFD_EVENT_PAGEFAULT;
+	m.msg.arg.pagefault.address = addr;
+	m.msg.arg.pagefault.flags = write ? UFFD_PAGEFAULT_FLAG_WRITE : 0;
+	m.msg.arg.pagefault.feat.ptid = (uint32_t)gettid();
+	m.t_read_ns = t0;
+	luffd_count(&r->ctr, LUFFD_CTR(sigbus_faults), 1);
+	luffd_dispatch_fault(NULL, r, &m);
+	pthread_rwlock_unlock(&ctx->lock);
+	return true;
+}
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	uint64_t addr = (uint64_t)(uintptr_t)si->si_addr;
+	uint64_t t0 = luffd_now_ns();
+	int saved = errno;
+	unsigned int i;
+
+	/* a missing page in a SIGBUS-mode range reports BUS_ADRERR */
+	if (si->si_code != BUS_ADRERR)
+		goto not_ours;
+	for (i = 0; i < MAX_SIG_CTX; i++) {
+		struct uffd_ctx *ctx = __atomic_load_n(&sig_ctx[i],
+						       __ATOMIC_ACQUIRE);
+		bool done;
+
+		if (!ctx)
+			continue;
+		__atomic_add_fetch(&ctx->sig_inflight, 1, __ATOMIC_ACQ_REL);
+		/* re-check: detach clears the slot, then waits for inflight */
+		if (__atomic_load_n(&sig_ctx[i], __ATOMIC_ACQUIRE) != ctx) {
+			__atomic_sub_fetch(&ctx->sig_inflight, 1,
+					   __ATOMIC_ACQ_REL);
+			continue;
+		}
+		luffd_in_signal++;
+		done = serve(ctx, addr, fault_was_write(uc), t0);
+		luffd_in_signal--;
+		__atomic_sub_fetch(&ctx->sig_inflight, 1, __ATOMIC_ACQ_REL);
+		if (done) {
+			errno = saved;
+			return;
+		}
+	}
+not_ours:
+	errno = saved;
+	chain(sig, si, uc);
+}
+
+/* Register @ctx with the process-wide SIGBUS handler (at start). */
+int luffd_sigbus_attach(struct uffd_ctx *ctx)
+{
+	int ret = 0, i, free_slot = -1;
+
+	pthread_mutex_lock(&sig_lock);
+	for (i = 0; i < MAX_SIG_CTX; i++) {
+		struct uffd_ctx *c = __atomic_load_n(&sig_ctx[i],
+						     __ATOMIC_RELAXED);
+
+		if (c == ctx) {
+			free_slot = -2;
+			break;
+		}
+		if (!c && free_slot == -1)
+			free_slot = i;
+	}
+	if (free_slot == -1) {
+		ret = luffd_fail(-ENOSPC, "at most %d SIGBUS contexts",
+				 MAX_SIG_CTX);
+		goto out;
+	}
+	if (!installed) {
+		struct sigaction sa;
+
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_sigaction = on_sigbus;
+		/* NODEFER: a pager bug faulting inside must not hang */
+		sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK | SA_NODEFER;
+		sigemptyset(&sa.sa_mask);
+		if (sigaction(SIGBUS, &sa, &old_action) < 0) {
+			ret = luffd_fail(-errno, "sigaction: %s",
+					 strerror(errno));
+			goto out;
+		}
+		installed = true;
+	}
+	if (free_slot >= 0)
+		__atomic_store_n(&sig_ctx[free_slot], ctx, __ATOMIC_RELEASE);
+	__atomic_store_n(&ctx->sig_active, 1, __ATOMIC_RELEASE);
+out:
+	pthread_mutex_unlock(&sig_lock);
+	return ret;
+}
+
+/*
+ * Unregister @ctx for good (at destroy).  Handlers waiting for a start are
+ * released; the caller then unregisters the ranges and waits for
+ * sig_inflight to drop to zero before freeing.
+ */
+void luffd_sigbus_detach(struct uffd_ctx *ctx)
+{
+	bool any = false;
+	int i;
+
+	if (ctx->delivery != LIBUFFD_DELIVER_SIGBUS)
+		return;
+	__atomic_store_n(&ctx->sig_dead, 1, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&sig_lock);
+	for (i = 0; i < MAX_SIG_CTX; i++) {
+		if (__atomic_load_n(&sig_ctx[i], __ATOMIC_RELAXED) == ctx)
+			__atomic_store_n(&sig_ctx[i], NULL, __ATOMIC_RELEASE);
+		if (__atomic_load_n(&sig_ctx[i], __ATOMIC_RELAXED))
+			any = true;
+	}
+	/*
+	 * Give SIGBUS back when no context needs it, unless the
+	 * application installed a handler of its own after ours.
+	 */
+	if (!any && installed) {
+		struct sigaction cur;
+
+		if (sigaction(SIGBUS, NULL, &cur) == 0 &&
+		    (cur.sa_flags & SA_SIGINFO) &&
+		    cur.sa_sigaction == on_sigbus) {
+			sigaction(SIGBUS, &old_action, NULL);
+			installed = false;
+		}
+	}
+	pthread_mutex_unlock(&sig_lock);
+}
