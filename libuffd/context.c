@@ -556,7 +556,7 @@ out:
 	pthread_rwlock_unlock(&ctx->lock);
 }
 
-static void add_child(struct uffd_ctx *ctx, struct uffd_ctx *child)
+static int add_child(struct uffd_ctx *ctx, struct uffd_ctx *child)
 {
 	struct uffd_ctx **n;
 
@@ -567,8 +567,11 @@ static void add_child(struct uffd_ctx *ctx, struct uffd_ctx *child)
 		ctx->children[ctx->nchildren++] = child;
 	}
 	pthread_mutex_unlock(&ctx->child_lock);
-	if (!n)
+	if (!n) {
 		uffd_ctx_destroy(child);
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 /*
@@ -615,9 +618,9 @@ static void adopt_fork(struct uffd_ctx *ctx, int fd)
 		luffd_present_copy(cr, r);
 		luffd_count(&r->ctr, LUFFD_CTR(events_fork), 1);
 	}
-	if (ctx->running)
+	/* listed before it serves: whoever sees the child's faults done sees it */
+	if (add_child(ctx, child) == 0 && ctx->running)
 		uffd_ctx_start(child);
-	add_child(ctx, child);
 }
 
 void luffd_dispatch(struct luffd_handler *h, const struct luffd_msg *m)
