@@ -22,6 +22,20 @@
 #define MAX_SIG_CTX	64
 
 __thread int luffd_in_signal;
+/* gettid() is a system call; a fault costs a few of them already */
+static __thread uint32_t tid_cache;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/* a forked child's one thread has a new tid */
+static void forget_tid(void)
+{
+	tid_cache = 0;
+}
+
+static void register_atfork(void)
+{
+	pthread_atfork(NULL, NULL, forget_tid);
+}
 
 static pthread_mutex_t sig_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct uffd_ctx *sig_ctx[MAX_SIG_CTX];	/* atomic slots */
@@ -96,7 +110,9 @@ static bool serve(struct uffd_ctx *ctx, uint64_t addr, bool write,
 	m.msg.event = UFFD_EVENT_PAGEFAULT;
 	m.msg.arg.pagefault.address = addr;
 	m.msg.arg.pagefault.flags = write ? UFFD_PAGEFAULT_FLAG_WRITE : 0;
-	m.msg.arg.pagefault.feat.ptid = (uint32_t)gettid();
+	if (!tid_cache)
+		tid_cache = (uint32_t)gettid();
+	m.msg.arg.pagefault.feat.ptid = tid_cache;
 	m.t_read_ns = t0;
 	luffd_count(&r->ctr, LUFFD_CTR(sigbus_faults), 1);
 	luffd_dispatch_fault(NULL, r, &m);
@@ -147,6 +163,7 @@ int luffd_sigbus_attach(struct uffd_ctx *ctx)
 {
 	int ret = 0, i, free_slot = -1;
 
+	pthread_once(&atfork_once, register_atfork);
 	pthread_mutex_lock(&sig_lock);
 	for (i = 0; i < MAX_SIG_CTX; i++) {
 		struct uffd_ctx *c = __atomic_load_n(&sig_ctx[i],
