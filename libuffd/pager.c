@@ -11,6 +11,7 @@ static const struct uffd_pager_ops *const builtin[] = {
 	&luffd_pager_prealloc,
 	&luffd_pager_prezero,
 	&luffd_pager_hugezero,
+	&luffd_pager_file,
 	NULL,
 };
 

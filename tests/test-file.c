@@ -1,0 +1,634 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The file pager: a region restored from a snapshot file made here comes
+ * back byte for byte through every engine; zero pages (written zeros,
+ * holes, the part of the region past the end of the file) map the shared
+ * zero page; read-ahead and prefetch fill each page exactly once even
+ * while several threads race them; read errors (the file shrinking under
+ * the pager, an injected EIO) poison the page so its toucher gets SIGBUS,
+ * and the handler goes on serving the others; bad specs are refused.
+ *
+ * Oracles: contents, /proc/self/pagemap (present bit, the zero page's
+ * PFN), and the statistics once the handler and the prefetch thread are
+ * stopped (so that every counter is final).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
+
+#include <check.h>
+
+#include "helpers.h"
+
+/*
+ * The image: FILE_PAGES whole pages plus TAIL_BYTES of one more, then a
+ * region of REGION_PAGES, so the last ones are past the end of the file.
+ * Pages HOLE_A..HOLE_B are a hole (never written), every page p with
+ * p % 7 == 3 holds written zeros, the rest a pattern.
+ */
+#define FILE_PAGES	64
+#define TAIL_BYTES	123
+#define REGION_PAGES	80
+#define HOLE_A		20
+#define HOLE_B		28
+#define BIG_PAGES	8192	/* 32 MiB, for the races */
+#define NTHREADS	4
+
+static size_t ps;
+static struct uffd_ctx *ctx;
+static char dir[] = "/tmp/test-file-XXXXXX";
+static char path[256];
+static char spec[512];
+static uint64_t file_len;
+
+/* ------------------------------------------------------- the image */
+
+static bool zero_kind(uint64_t p)
+{
+	return (p >= HOLE_A && p < HOLE_B) || p % 7 == 3;
+}
+
+static uint64_t word(uint64_t p, uint64_t w)
+{
+	return ((p + 1) * 0x9e3779b97f4a7c15ull) ^ (w << 3) ^ 0x5a;
+}
+
+/* Page @p of the image, as the region must show it. */
+static void expect_page(uint64_t p, uint64_t len, uint8_t *out)
+{
+	uint64_t *w = (uint64_t *)(void *)out, i;
+	uint64_t start = p * ps;
+
+	memset(out, 0, ps);
+	if (start >= len || zero_kind(p))
+		return;
+	for (i = 0; i < ps / 8; i++)
+		w[i] = word(p, i);
+	if (len - start < ps)
+		memset(out + (len - start), 0, ps - (len - start));
+}
+
+/* Write an image of @pages pages plus @tail bytes to @file. */
+static uint64_t make_image(const char *file, uint64_t pages, uint64_t tail)
+{
+	uint64_t len = pages * ps + tail, p;
+	uint8_t *buf = malloc(ps);
+	int fd = open(file, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	ck_assert_ptr_nonnull(buf);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, (off_t)len), 0);	/* holes stay */
+	for (p = 0; p * ps < len; p++) {
+		size_t n = len - p * ps < ps ? len - p * ps : ps;
+
+		if (p >= HOLE_A && p < HOLE_B)
+			continue;
+		expect_page(p, len, buf);
+		ck_assert_int_eq(pwrite(fd, buf, n, (off_t)(p * ps)),
+				 (ssize_t)n);
+	}
+	ck_assert_int_eq(fsync(fd), 0);
+	close(fd);
+	free(buf);
+	return len;
+}
+
+static void setup(void)
+{
+	ps = page_size();
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/image", dir);
+	file_len = make_image(path, FILE_PAGES, TAIL_BYTES);
+	ck_assert_int_eq(uffd_ctx_create(&ctx, NULL), 0);
+	ck_assert_int_eq(uffd_ctx_start(ctx), 0);
+}
+
+static void teardown(void)
+{
+	char other[300];
+
+	uffd_ctx_destroy(ctx);
+	ctx = NULL;
+	unlink(path);
+	snprintf(other, sizeof(other), "%s/big", dir);
+	unlink(other);
+	rmdir(dir);
+}
+
+static struct uffd_region *make(const char *file, const char *args,
+				size_t pages)
+{
+	struct uffd_region *r = NULL;
+	int ret;
+
+	snprintf(spec, sizeof(spec), "file:path=%s%s%s", file,
+		 *args ? "," : "", args);
+	ret = make_region(ctx, LIBUFFD_MEM_ANON, pages, spec, &r);
+	ck_assert_msg(ret == 0, "%s: %d (%s)", spec, ret, uffd_last_error());
+	return r;
+}
+
+/* Stop handler and helpers: the counters are then final. */
+static struct uffd_stats final_stats(struct uffd_region *r)
+{
+	struct uffd_stats st;
+
+	uffd_ctx_stop(ctx);
+	ck_assert_int_eq(uffd_region_stats(r, &st, sizeof(st)), 0);
+	return st;
+}
+
+static void check_page(const uint8_t *base, uint64_t p, uint64_t len)
+{
+	uint8_t want[ps];
+
+	expect_page(p, len, want);
+	ck_assert_msg(!memcmp(base + p * ps, want, ps),
+		      "%s: page %llu differs", spec, (unsigned long long)p);
+}
+
+static uint64_t rnd(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static void shuffle(uint32_t *v, size_t n, uint64_t seed)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		v[i] = (uint32_t)i;
+	for (i = n - 1; i > 0; i--) {
+		size_t j = rnd(&seed) % (i + 1);
+		uint32_t t = v[i];
+
+		v[i] = v[j];
+		v[j] = t;
+	}
+}
+
+/* ------------------------------------------------------- restore */
+
+static const char *const engines[] = {
+	"engine=uring,readahead=1",
+	"",					/* the defaults */
+	"engine=uring,readahead=8,prefetch=1",
+	"engine=uring,prefetch=1",
+	"engine=uring,direct=1,readahead=1",
+	"engine=uring,direct=1,readahead=16,prefetch=1",
+	"engine=pread,readahead=1",
+	"engine=pread,readahead=16,prefetch=1",
+	"engine=pread,direct=1,readahead=4",
+	"engine=mmap,readahead=1",
+	"engine=mmap,readahead=16,prefetch=1",
+};
+
+/* Every byte, in a random order, through each engine. */
+START_TEST(restore_exact)
+{
+	struct uffd_region *r = make(path, engines[_i], REGION_PAGES);
+	const uint8_t *base = uffd_region_addr(r);
+	uint32_t order[REGION_PAGES];
+	struct uffd_stats st;
+	size_t i;
+
+	shuffle(order, REGION_PAGES, 42 + (uint64_t)_i);
+	for (i = 0; i < REGION_PAGES; i++)
+		check_page(base, order[i], file_len);
+	st = final_stats(r);
+	ck_assert_uint_eq(st.pages_copy + st.pages_zero, REGION_PAGES);
+	ck_assert_uint_eq(st.poisoned, 0);
+	ck_assert_uint_eq(st.pager_errors, 0);
+	ck_assert_uint_ge(st.faults_read, 1);
+	ck_assert_uint_eq(present_pages(base, REGION_PAGES * ps),
+			  REGION_PAGES);
+}
+END_TEST
+
+/* offset=: region page 0 is file page 3. */
+START_TEST(restore_offset)
+{
+	struct uffd_region *r;
+	const uint8_t *base;
+	uint8_t want[ps];
+	char args[64];
+	uint64_t p;
+
+	snprintf(args, sizeof(args), "offset=%zu,readahead=4", 3 * ps);
+	r = make(path, args, 16);
+	base = uffd_region_addr(r);
+	for (p = 0; p < 16; p++) {
+		expect_page(p + 3, file_len, want);
+		ck_assert_msg(!memcmp(base + p * ps, want, ps),
+			      "page %llu", (unsigned long long)p);
+	}
+}
+END_TEST
+
+/* ------------------------------------------------------- zero pages */
+
+static const char *const zero_engines[] = {
+	"engine=uring,readahead=1",
+	"engine=uring,readahead=16",
+	"engine=uring,direct=1,readahead=16,prefetch=1",
+	"engine=pread,readahead=4",
+};
+
+/*
+ * Written zeros, the hole and the part past the end map the zero page;
+ * data pages, and the partial last page, are real pages.
+ */
+START_TEST(zero_pages_mapped)
+{
+	struct uffd_region *r = make(path, zero_engines[_i], REGION_PAGES);
+	const uint8_t *base = uffd_region_addr(r);
+	uint64_t zpfn = zero_page_pfn(), pfn, p, nzero = 0;
+	struct uffd_stats st;
+	int present;
+
+	for (p = 0; p < REGION_PAGES; p++)
+		check_page(base, p, file_len);
+	for (p = 0; p < REGION_PAGES; p++) {
+		bool z = p > FILE_PAGES || zero_kind(p);
+
+		ck_assert_int_eq(page_lookup(base + p * ps, &present, &pfn),
+				 0);
+		ck_assert_msg(present, "page %llu absent",
+			      (unsigned long long)p);
+		ck_assert_msg(z == (pfn == zpfn), "%s: page %llu: pfn %#llx",
+			      spec, (unsigned long long)p,
+			      (unsigned long long)pfn);
+		nzero += z;
+	}
+	st = final_stats(r);
+	ck_assert_uint_eq(st.pages_zero, nzero);
+	ck_assert_uint_eq(st.pages_copy, REGION_PAGES - nzero);
+}
+END_TEST
+
+/* The mmap engine copies what the file has; only past the end is zero. */
+START_TEST(zero_pages_mmap)
+{
+	struct uffd_region *r = make(path, "engine=mmap,readahead=8",
+				     REGION_PAGES);
+	const uint8_t *base = uffd_region_addr(r);
+	uint64_t zpfn = zero_page_pfn(), pfn, p;
+	int present;
+
+	for (p = 0; p < REGION_PAGES; p++)
+		check_page(base, p, file_len);
+	for (p = 0; p < REGION_PAGES; p++) {
+		ck_assert_int_eq(page_lookup(base + p * ps, &present, &pfn),
+				 0);
+		ck_assert_msg(present && (p > FILE_PAGES) == (pfn == zpfn),
+			      "page %llu: pfn %#llx", (unsigned long long)p,
+			      (unsigned long long)pfn);
+	}
+}
+END_TEST
+
+/* A write to a zero page gets a page of its own, in one fault. */
+START_TEST(write_zero_page)
+{
+	struct uffd_region *r = make(path, "readahead=8", REGION_PAGES);
+	uint8_t *base = uffd_region_addr(r);
+	uint64_t zpfn = zero_page_pfn(), pfn;
+	struct uffd_stats st;
+	int present;
+
+	poke(base + 3 * ps + 5, 77);	/* page 3 is zero in the file */
+	ck_assert_uint_eq(peek(base + 3 * ps + 5), 77);
+	ck_assert_int_eq(page_lookup(base + 3 * ps, &present, &pfn), 0);
+	ck_assert(present && pfn != zpfn);
+	/* its window neighbours came with it, right */
+	check_page(base, 2, file_len);
+	check_page(base, 4, file_len);
+	st = final_stats(r);
+	ck_assert_uint_eq(st.faults_write, 1);
+	ck_assert_uint_eq(st.faults_read, 0);
+}
+END_TEST
+
+/* MADV_DONTNEED throws the contents away: the page reads back as zeros. */
+START_TEST(removed_reads_zero)
+{
+	struct uffd_region *r = make(path, "readahead=4", REGION_PAGES);
+	uint8_t *base = uffd_region_addr(r);
+
+	check_page(base, 1, file_len);
+	ck_assert_int_eq(madvise(base + ps, ps, MADV_DONTNEED), 0);
+	ck_assert_uint_eq(peek(base + ps + 100), 0);
+	check_page(base, 2, file_len);	/* neighbours keep their data */
+}
+END_TEST
+
+/* ------------------------------------------------------- exactly once */
+
+struct toucher {
+	const uint8_t	*base;
+	uint64_t	pages, len, seed;
+	uint32_t	*order;
+	long		bad;
+};
+
+static void *touch_main(void *arg)
+{
+	struct toucher *t = arg;
+	uint64_t i;
+
+	shuffle(t->order, t->pages, t->seed);
+	for (i = 0; i < t->pages; i++) {
+		uint64_t p = t->order[i];
+		const uint64_t *w = (const uint64_t *)(const void *)
+				    (t->base + p * ps);
+		uint64_t want = p * ps >= t->len || zero_kind(p) ? 0 :
+				word(p, 17);
+
+		if (w[17] != want)
+			t->bad++;
+	}
+	return NULL;
+}
+
+static const char *const race_specs[] = {
+	"readahead=16",
+	"readahead=1,prefetch=1",
+	"readahead=8,prefetch=1",
+	"engine=pread,readahead=4,prefetch=1",
+	"engine=mmap,readahead=4,prefetch=1",
+};
+
+/*
+ * Threads touch every page in their own random orders while read-ahead
+ * and prefetch fill the same pages: each is still filled exactly once.
+ */
+START_TEST(exactly_once_racing)
+{
+	struct toucher t[NTHREADS];
+	pthread_t th[NTHREADS];
+	char big[300];
+	struct uffd_region *r;
+	const uint8_t *base;
+	struct uffd_stats st;
+	uint64_t len, p;
+	int i;
+
+	snprintf(big, sizeof(big), "%s/big", dir);
+	len = make_image(big, BIG_PAGES - 100, 0);
+	r = make(big, race_specs[_i], BIG_PAGES);
+	base = uffd_region_addr(r);
+	for (i = 0; i < NTHREADS; i++) {
+		t[i] = (struct toucher){
+			.base = base, .pages = BIG_PAGES, .len = len,
+			.seed = 1000 + (uint64_t)i,
+			.order = malloc(BIG_PAGES * sizeof(uint32_t)),
+		};
+		ck_assert_ptr_nonnull(t[i].order);
+		ck_assert_int_eq(pthread_create(&th[i], NULL, touch_main,
+						&t[i]), 0);
+	}
+	for (i = 0; i < NTHREADS; i++) {
+		ck_assert_int_eq(join_timeout(th[i], NULL, TEST_WAIT_MS), 0);
+		ck_assert_int_eq(t[i].bad, 0);
+		free(t[i].order);
+	}
+	for (p = 0; p < BIG_PAGES; p += 97)
+		check_page(base, p, len);
+	st = final_stats(r);
+	ck_assert_msg(st.pages_copy + st.pages_zero == BIG_PAGES,
+		      "%s: copy %llu + zero %llu != %d (eexist %llu)",
+		      race_specs[_i], (unsigned long long)st.pages_copy,
+		      (unsigned long long)st.pages_zero, BIG_PAGES,
+		      (unsigned long long)st.eexist);
+	ck_assert_uint_eq(st.poisoned, 0);
+	ck_assert_uint_eq(present_pages(base, BIG_PAGES * ps), BIG_PAGES);
+}
+END_TEST
+
+/* One touch, and the prefetcher brings in all the rest by itself. */
+START_TEST(prefetch_fills_all)
+{
+	struct uffd_region *r = make(path, "readahead=1,prefetch=1",
+				     REGION_PAGES);
+	const uint8_t *base = uffd_region_addr(r);
+	struct uffd_stats st;
+	uint64_t p;
+
+	check_page(base, 40, file_len);
+	/* copy + zero is what counts: poll their sum, bounded */
+	for (p = 0; p < 10000; p++) {
+		ck_assert_int_eq(uffd_region_stats(r, &st, sizeof(st)), 0);
+		if (st.pages_copy + st.pages_zero == REGION_PAGES)
+			break;
+		sleep_us(1000);
+	}
+	ck_assert_uint_eq(present_pages(base, REGION_PAGES * ps),
+			  REGION_PAGES);
+	for (p = 0; p < REGION_PAGES; p++)
+		check_page(base, p, file_len);
+	st = final_stats(r);
+	ck_assert_uint_eq(st.faults_read, 1);
+	ck_assert_uint_eq(st.pages_copy + st.pages_zero, REGION_PAGES);
+	ck_assert_uint_gt(st.helper_cpu_ns, 0);
+}
+END_TEST
+
+/* ------------------------------------------------------- I/O errors */
+
+static const char *const err_engines[] = {
+	"engine=uring,readahead=8",
+	"engine=uring,direct=1,readahead=1",
+	"engine=pread,readahead=8",
+	"engine=mmap,readahead=8",
+};
+
+/*
+ * The file shrinks under the pager: pages it held at init are errors
+ * (SIGBUS), never zeros; the region past the old end is still zeros,
+ * and the pages still in the file are still served.
+ */
+START_TEST(truncated_sigbus)
+{
+	struct uffd_region *r = make(path, err_engines[_i], REGION_PAGES);
+	uint8_t *base = uffd_region_addr(r);
+	void *where = NULL;
+	struct uffd_stats st;
+	uint8_t v;
+
+	check_page(base, 0, file_len);
+	ck_assert_int_eq(truncate(path, (off_t)(10 * ps)), 0);
+	ck_assert_int_eq(touch_catch_sigbus(base + 40 * ps + 8, 0, &v,
+					    &where), 1);
+	ck_assert_ptr_eq(where, base + 40 * ps + 8);
+	/* a second touch of the poisoned page: SIGBUS again */
+	ck_assert_int_eq(touch_catch_sigbus(base + 40 * ps, 0, &v, NULL), 1);
+	/* the handler lives on */
+	check_page(base, 9, file_len);
+	check_page(base, 5, file_len);
+	check_page(base, 70, file_len);		/* past the old end */
+	ck_assert_int_eq(touch_catch_sigbus(base + 63 * ps, 0, &v, NULL), 1);
+	st = final_stats(r);
+	ck_assert_uint_eq(st.poisoned, 2);
+	ck_assert_uint_eq(st.pager_errors, 2);
+}
+END_TEST
+
+static const char *const inject_engines[] = {
+	"engine=uring,readahead=8,inject_eio=13",
+	"engine=uring,readahead=8,prefetch=1,inject_eio=13",
+	"engine=pread,readahead=1,inject_eio=13",
+	"engine=mmap,readahead=8,inject_eio=13",
+};
+
+/* A read that fails: SIGBUS on that page only, its window still served. */
+START_TEST(injected_eio)
+{
+	struct uffd_region *r = make(path, inject_engines[_i], REGION_PAGES);
+	uint8_t *base = uffd_region_addr(r);
+	struct uffd_stats st;
+	uint8_t v;
+	uint64_t p;
+
+	/* a neighbour first: its window holds the bad page */
+	check_page(base, 12, file_len);
+	ck_assert_int_eq(touch_catch_sigbus(base + 13 * ps, 0, &v, NULL), 1);
+	v = 1;
+	ck_assert_int_eq(touch_catch_sigbus(base + 13 * ps, 1, &v, NULL), 1);
+	for (p = 0; p < REGION_PAGES; p++)
+		if (p != 13)
+			check_page(base, p, file_len);
+	st = final_stats(r);
+	ck_assert_uint_eq(st.poisoned, 1);
+	ck_assert_uint_eq(st.pager_errors, 1);
+	ck_assert_uint_eq(st.pages_copy + st.pages_zero, REGION_PAGES - 1);
+}
+END_TEST
+
+/* ------------------------------------------------------- specs */
+
+struct bad_spec {
+	const char	*args;		/* "%s": the image */
+	int		err;
+	const char	*why;		/* in uffd_last_error() */
+};
+
+static const struct bad_spec bad_specs[] = {
+	{ "readahead=4", -EINVAL, "path" },
+	{ "path=/nonexistent/image", -ENOENT, "/nonexistent/image" },
+	{ "path=%s,readahead=0", -EINVAL, "readahead" },
+	{ "path=%s,readahead=x", -EINVAL, "readahead" },
+	{ "path=%s,readahead=5000", -EINVAL, "readahead" },
+	{ "path=%s,offset=-1", -EINVAL, "offset" },
+	{ "path=%s,offset=1x", -EINVAL, "offset" },
+	{ "path=%s,prefetch=2", -EINVAL, "prefetch" },
+	{ "path=%s,direct=yes", -EINVAL, "direct" },
+	{ "path=%s,engine=aio", -EINVAL, "engine" },
+	{ "path=%s,engine=mmap,direct=1", -EINVAL, "direct" },
+	{ "path=%s,direct=1,offset=512", -EINVAL, "offset" },
+	{ "path=%s,inject_eio=80", -EINVAL, "inject_eio" },
+	{ "path=%s,colour=blue", -EINVAL, "colour" },
+	{ "path=/tmp", -EINVAL, "regular" },
+};
+
+START_TEST(bad_spec_refused)
+{
+	const struct bad_spec *b = &bad_specs[_i];
+	struct uffd_region *r = NULL;
+	char args[300];
+	int ret;
+
+	snprintf(args, sizeof(args), b->args, path);
+	snprintf(spec, sizeof(spec), "file:%s", args);
+	clear_last_error();
+	ret = make_region(ctx, LIBUFFD_MEM_ANON, REGION_PAGES, spec, &r);
+	ck_assert_msg(ret == b->err, "%s: %d, expected %d", spec, ret,
+		      b->err);
+	ck_assert_ptr_null(r);
+	ck_assert_msg(strstr(uffd_last_error(), b->why),
+		      "%s: reason \"%s\" lacks \"%s\"", spec,
+		      uffd_last_error(), b->why);
+	clear_last_error();
+	ck_assert_int_eq(uffd_pager_spec_check(spec, REGION_PAGES * ps),
+			 b->err);
+	ck_assert_ptr_nonnull(strstr(uffd_last_error(), b->why));
+}
+END_TEST
+
+START_TEST(spec_ok)
+{
+	snprintf(spec, sizeof(spec),
+		 "file:path=%s,offset=8K,readahead=32,prefetch=1,direct=1,"
+		 "engine=uring,inject_eio=3", path);
+	ck_assert_int_eq(uffd_pager_spec_check(spec, REGION_PAGES * ps), 0);
+	ck_assert_ptr_nonnull(uffd_pager_find("file"));
+}
+END_TEST
+
+/* ------------------------------------------------------- suite */
+
+static TCase *tcase(Suite *s, const char *name)
+{
+	TCase *tc = tcase_create(name);
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, TEST_TIMEOUT_S);
+	suite_add_tcase(s, tc);
+	return tc;
+}
+
+#define N(a)	((int)(sizeof(a) / sizeof((a)[0])))
+
+static Suite *file_suite(void)
+{
+	Suite *s = suite_create("file");
+	TCase *tc;
+
+	tc = tcase(s, "restore");
+	tcase_add_loop_test(tc, restore_exact, 0, N(engines));
+	tcase_add_test(tc, restore_offset);
+
+	tc = tcase(s, "zero");
+	tcase_add_loop_test(tc, zero_pages_mapped, 0, N(zero_engines));
+	tcase_add_test(tc, zero_pages_mmap);
+	tcase_add_test(tc, write_zero_page);
+	tcase_add_test(tc, removed_reads_zero);
+
+	tc = tcase(s, "once");
+	tcase_add_loop_test(tc, exactly_once_racing, 0, N(race_specs));
+	tcase_add_test(tc, prefetch_fills_all);
+
+	tc = tcase(s, "errors");
+	tcase_add_loop_test(tc, truncated_sigbus, 0, N(err_engines));
+	tcase_add_loop_test(tc, injected_eio, 0, N(inject_engines));
+
+	tc = tcase(s, "specs");
+	tcase_add_loop_test(tc, bad_spec_refused, 0, N(bad_specs));
+	tcase_add_test(tc, spec_ok);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr;
+	int failed;
+
+	require_kernel(LIBUFFD_FEATURE_POISON, 0);
+	if (!zero_page_pfn()) {
+		fprintf(stderr, "ERROR: PFNs hidden in pagemap (need root)\n");
+		return TEST_EXIT_HARD_ERROR;
+	}
+	sr = srunner_create(file_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
