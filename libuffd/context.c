@@ -419,10 +419,12 @@ void luffd_ingest_event(struct uffd_ctx *ctx, const struct uffd_msg *m)
 		if (__atomic_load_n(&r->gone, __ATOMIC_ACQUIRE))
 			continue;
 		hit = true;
-		luffd_count(&r->ctr, ctr, 1);
 		luffd_present_clear(r, s - r->base, e - s);
-		if (m->event != UFFD_EVENT_UNMAP)
+		if (m->event != UFFD_EVENT_UNMAP) {
+			/* counted last: a reader of the count sees the rest */
+			luffd_count(&r->ctr, ctr, 1);
 			continue;
+		}
 		luffd_unmapped_set(r, s - r->base, e - s);
 		if ((s == r->base && e == r->base + r->len) ||
 		    luffd_all_unmapped(r))
@@ -430,6 +432,7 @@ void luffd_ingest_event(struct uffd_ctx *ctx, const struct uffd_msg *m)
 		else
 			__atomic_store_n(&r->partly_unmapped, 1,
 					 __ATOMIC_RELEASE);
+		luffd_count(&r->ctr, ctr, 1);
 	}
 	if (!hit)
 		luffd_count(&ctx->ctr, ctr, 1);

@@ -447,6 +447,14 @@ size_t uffd_region_page_size(const struct uffd_region *r);
 enum uffd_mem_type uffd_region_type(const struct uffd_region *r);
 /* The memfd behind a LIBUFFD_MEM_MEMFD/HUGETLB region, or -1. */
 int uffd_region_memfd(const struct uffd_region *r);
+/*
+ * 1 when the library filled the page at @off (or found it present) and no
+ * REMOVE/UNMAP event has taken it away since, 0 when not, -EINVAL for a
+ * bad offset.  A hint for pagers (what to read ahead, what to skip), not
+ * an oracle: the kernel's EEXIST stays the authority.  Any thread.
+ */
+int uffd_region_page_present(const struct uffd_region *r, uint64_t off);
+
 /* 1 when UFFD_EVENT_UNMAP removed the whole region, else 0. */
 int uffd_region_gone(const struct uffd_region *r);
 struct uffd_ctx *uffd_region_ctx(const struct uffd_region *r);

@@ -568,6 +568,14 @@ LUFFD_API int uffd_region_memfd(const struct uffd_region *r)
 	return r ? r->memfd : -1;
 }
 
+LUFFD_API int uffd_region_page_present(const struct uffd_region *r,
+				       uint64_t off)
+{
+	if (!r || off >= r->len)
+		return -EINVAL;
+	return luffd_present_test(r, off);
+}
+
 LUFFD_API int uffd_region_gone(const struct uffd_region *r)
 {
 	return r ? __atomic_load_n(&r->gone, __ATOMIC_ACQUIRE) : 0;

@@ -481,6 +481,31 @@ START_TEST(munmap_partial)
 }
 END_TEST
 
+/* The library's present map follows fills and REMOVE events. */
+START_TEST(page_present_hint)
+{
+	struct uffd_region *r = NULL;
+	uint8_t *p;
+
+	ck_assert_int_eq(make_region(ctx, LIBUFFD_MEM_ANON, 8, NULL, &r), 0);
+	p = uffd_region_addr(r);
+	ck_assert_int_eq(uffd_region_page_present(r, 2 * ps()), 0);
+	poke(p + 2 * ps(), 2);
+	ck_assert_int_eq(wait_region_stat(r, STAT_OFF(pages_copy), 1,
+					  TEST_WAIT_MS), 1);
+	ck_assert_int_eq(uffd_region_page_present(r, 2 * ps()), 1);
+	ck_assert_int_eq(uffd_region_page_present(r, 3 * ps()), 0);
+	ck_assert_int_eq(madvise(p, 8 * ps(), MADV_DONTNEED), 0);
+	/* madvise returns once the event is read; the map follows */
+	ck_assert_int_eq(wait_region_stat(r, STAT_OFF(events_remove), 1,
+					  TEST_WAIT_MS), 1);
+	ck_assert_int_eq(uffd_region_page_present(r, 2 * ps()), 0);
+	ck_assert_int_eq(uffd_region_page_present(r, 8 * ps()), -EINVAL);
+	ck_assert_int_eq(uffd_region_page_present(NULL, 0), -EINVAL);
+	uffd_region_destroy(r);
+}
+END_TEST
+
 static Suite *events_suite(void)
 {
 	Suite *s = suite_create("events");
@@ -490,6 +515,7 @@ static Suite *events_suite(void)
 	tcase_set_timeout(tc, TEST_TIMEOUT_S);
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, dontneed_refaults_zero);
+	tcase_add_test(tc, page_present_hint);
 	tcase_add_test(tc, dontneed_zero_mapped);
 	tcase_add_test(tc, remove_memfd);
 	tcase_add_test(tc, event_hook_clipped);
