@@ -289,7 +289,9 @@ static int restore_run(const char *args, const uint32_t *ord, bool verify,
 		struct sample *out)
 {
 	struct uffd_ctx_opts co = {
-		.size = sizeof(co), .handler_cpu = o.handler_cpu,
+		.size = sizeof(co),
+		.flags = o.handler_cpu >= 0 ? LIBUFFD_CTX_PIN_HANDLER : 0,
+		.handler_cpu = o.handler_cpu,
 	};
 	struct uffd_region_opts ro = {
 		.size = sizeof(ro), .type = LIBUFFD_MEM_ANON, .len = o.size,

@@ -170,9 +170,11 @@ static int cmd_restore(void)
 
 	if (!strcmp(o.pin, "same")) {
 		app_cpu = co.handler_cpu = 0;
+		co.flags |= LIBUFFD_CTX_PIN_HANDLER;
 	} else if (!strcmp(o.pin, "split")) {
 		app_cpu = 0;
 		co.handler_cpu = 1;
+		co.flags |= LIBUFFD_CTX_PIN_HANDLER;
 	} else if (strcmp(o.pin, "none")) {
 		fprintf(stderr, "--pin: same, split or none\n");
 		return 2;

@@ -257,6 +257,8 @@ static void pager_setup(const struct config *cfg, const struct strategy *s,
 {
 	struct uffd_ctx_opts copts = {
 		.size		= sizeof(copts),
+		.flags		= cfg->pin->handler_cpu >= 0 ?
+				  LIBUFFD_CTX_PIN_HANDLER : 0,
 		.handler_cpu	= cfg->pin->handler_cpu,
 	};
 	struct uffd_region_opts ropts = {

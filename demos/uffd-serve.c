@@ -64,7 +64,11 @@ static int serve_client(int conn, const char *spec, int cpu, int verbose)
 {
 	struct uffd_handover_range ranges[LIBUFFD_HANDOVER_MAX];
 	unsigned n = LIBUFFD_HANDOVER_MAX, i;
-	struct uffd_ctx_opts co = { .size = sizeof(co), .handler_cpu = cpu };
+	struct uffd_ctx_opts co = {
+		.size = sizeof(co),
+		.flags = cpu >= 0 ? LIBUFFD_CTX_PIN_HANDLER : 0,
+		.handler_cpu = cpu,
+	};
 	struct uffd_ctx *ctx = NULL;
 	struct pollfd pfd = { .fd = conn, .events = POLLIN };
 	int fd, ret;

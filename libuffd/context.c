@@ -42,15 +42,25 @@ static int get_opts(struct uffd_ctx_opts *opts,
 					  uopts->size);
 		memcpy(opts, uopts, uopts->size);
 	}
-	if (opts->flags & ~LIBUFFD_CTX_NO_DEV)
+	if (opts->flags & ~(LIBUFFD_CTX_NO_DEV | LIBUFFD_CTX_PIN_HANDLER |
+			    LIBUFFD_CTX_PIN_HELPERS))
 		return luffd_fail(-EINVAL, "uffd_ctx_opts: unknown flags %#x",
 				  opts->flags);
 	ncpu = sysconf(_SC_NPROCESSORS_CONF);
+	if (!(opts->flags & LIBUFFD_CTX_PIN_HANDLER))
+		opts->handler_cpu = LIBUFFD_CPU_ANY;
+	if (!(opts->flags & LIBUFFD_CTX_PIN_HELPERS))
+		opts->helper_cpu = LIBUFFD_CPU_ANY;
 	if (opts->handler_cpu < LIBUFFD_CPU_SAME ||
 	    opts->handler_cpu >= CPU_SETSIZE ||
 	    (ncpu > 0 && opts->handler_cpu >= ncpu))
 		return luffd_fail(-EINVAL, "handler_cpu %d: no such CPU",
 				  opts->handler_cpu);
+	if (opts->helper_cpu < LIBUFFD_CPU_SAME ||
+	    opts->helper_cpu >= CPU_SETSIZE ||
+	    (ncpu > 0 && opts->helper_cpu >= ncpu))
+		return luffd_fail(-EINVAL, "helper_cpu %d: no such CPU",
+				  opts->helper_cpu);
 	if (opts->features & opts->features_off)
 		return luffd_fail(-EINVAL, "features and features_off overlap");
 	if (opts->features & LIBUFFD_FEATURE_SIGBUS)
@@ -66,7 +76,8 @@ static int get_opts(struct uffd_ctx_opts *opts,
 		return luffd_fail(-EINVAL, "spin_us %u: at most 1 s",
 				  opts->spin_us);
 	if (opts->served_by && (opts->served_by->served_by ||
-				opts->handlers || opts->handler_cpu != -1))
+				opts->handlers ||
+				(opts->flags & LIBUFFD_CTX_PIN_HANDLER)))
 		return luffd_fail(-EINVAL, "served_by: a context served by "
 				  "another has no handler options");
 	return 0;
@@ -83,6 +94,12 @@ static int ctx_alloc(struct uffd_ctx **out, const struct uffd_ctx_opts *opts)
 		return luffd_fail(-ENOMEM, "out of memory");
 	ctx->fd = -1;
 	ctx->handler_cpu = opts->handler_cpu;
+	ctx->helper_cpu = opts->helper_cpu;
+	/* helpers' default: every CPU (the kernel keeps cpusets' limits) */
+	CPU_ZERO(&ctx->create_cpus);
+	for (long c = 0; c < sysconf(_SC_NPROCESSORS_CONF) && c < CPU_SETSIZE;
+	     c++)
+		CPU_SET(c, &ctx->create_cpus);
 	ctx->delivery = opts->delivery;
 	ctx->nworkers = opts->handlers ? opts->handlers : 1;
 	ctx->spin_us = opts->spin_us;
@@ -586,7 +603,9 @@ static int add_child(struct uffd_ctx *ctx, struct uffd_ctx *child)
 static void adopt_fork(struct uffd_ctx *ctx, int fd)
 {
 	struct uffd_ctx_opts opts = {
-		.size = sizeof(opts), .handler_cpu = ctx->handler_cpu,
+		.size = sizeof(opts),
+		.flags = LIBUFFD_CTX_PIN_HANDLER | LIBUFFD_CTX_PIN_HELPERS,
+		.handler_cpu = ctx->handler_cpu, .helper_cpu = ctx->helper_cpu,
 		.handlers = ctx->nworkers, .spin_us = ctx->spin_us,
 	};
 	struct uffd_ctx *child;

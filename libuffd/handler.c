@@ -337,8 +337,7 @@ LUFFD_API int uffd_ctx_start(struct uffd_ctx *ctx)
 		return luffd_fail(-EINVAL, "uffd_ctx_start: NULL context");
 	if (ctx->running)
 		return luffd_fail(-EALREADY, "handler already running");
-	if (ctx->handler_cpu == LIBUFFD_CPU_SAME &&
-	    sched_getaffinity(0, sizeof(ctx->start_cpus), &ctx->start_cpus))
+	if (sched_getaffinity(0, sizeof(ctx->start_cpus), &ctx->start_cpus))
 		return luffd_fail(-errno, "sched_getaffinity: %s",
 				  strerror(errno));
 	ret = start_pagers(ctx);

@@ -221,6 +221,8 @@ struct uffd_ctx {
 	bool			pagers_on;	/* under lock: start hooks run */
 	int			stopping;	/* atomic: workers leave */
 	cpu_set_t		start_cpus;	/* for LIBUFFD_CPU_SAME */
+	cpu_set_t		create_cpus;	/* helpers' default: all CPUs */
+	int			helper_cpu;
 
 	/* a leader's (self-serving context's) workers and served list */
 	struct luffd_worker	workers[LIBUFFD_MAX_HANDLERS];

@@ -95,6 +95,8 @@ struct uffd_region;
 struct uffd_resolver;
 
 #define LIBUFFD_CTX_NO_DEV	(1u << 0)	/* skip /dev/userfaultfd */
+#define LIBUFFD_CTX_PIN_HANDLER	(1u << 1)	/* .handler_cpu is set */
+#define LIBUFFD_CTX_PIN_HELPERS	(1u << 2)	/* .helper_cpu is set */
 
 struct uffd_ctx_opts {
 	size_t		size;		/* sizeof(struct uffd_ctx_opts) */
@@ -113,11 +115,13 @@ struct uffd_ctx_opts {
 	 */
 	uint64_t	features;
 	/*
-	 * Where the handler thread(s) run: a CPU number, LIBUFFD_CPU_ANY
-	 * (-1, the scheduler decides) or LIBUFFD_CPU_SAME (-2: the CPUs the
-	 * thread calling uffd_ctx_start() may run on, so that an application
-	 * thread pinned to one CPU shares it with its handler: a same-CPU
-	 * wake-up is far cheaper than a cross-CPU one).
+	 * With LIBUFFD_CTX_PIN_HANDLER in .flags (as liburing's sq_thread_cpu
+	 * needs IORING_SETUP_SQ_AFF, so that a zeroed struct means "not
+	 * pinned"): where the handler thread(s) run, a CPU number or
+	 * LIBUFFD_CPU_SAME (the CPUs the thread calling uffd_ctx_start() may
+	 * run on, so that an application thread pinned to one CPU shares it
+	 * with its handler: a same-CPU wake-up is far cheaper than a
+	 * cross-CPU one).  Without the flag the scheduler decides.
 	 */
 	int		handler_cpu;
 	/*
@@ -151,9 +155,18 @@ struct uffd_ctx_opts {
 	 * it before the context serving it.
 	 */
 	struct uffd_ctx	*served_by;
+	/*
+	 * With LIBUFFD_CTX_PIN_HELPERS: where pager helper threads (prezero's
+	 * scrubber, the file pager's prefetch) run, a CPU number or
+	 * LIBUFFD_CPU_SAME.  Without it they may run on every CPU (within
+	 * the process's cpuset), whatever the thread that started them was
+	 * pinned to: an application that pins itself does not drag its
+	 * helpers along.
+	 */
+	int		helper_cpu;
 };
 
-#define LIBUFFD_CPU_ANY		(-1)
+#define LIBUFFD_CPU_ANY		(-1)	/* with a PIN flag: not pinned */
 #define LIBUFFD_CPU_SAME	(-2)
 #define LIBUFFD_DELIVER_THREAD	0
 #define LIBUFFD_DELIVER_SIGBUS	1
@@ -454,6 +467,13 @@ int uffd_region_memfd(const struct uffd_region *r);
  * an oracle: the kernel's EEXIST stays the authority.  Any thread.
  */
 int uffd_region_page_present(const struct uffd_region *r, uint64_t off);
+
+/*
+ * For a pager's helper thread, first thing: place the calling thread where
+ * the context's options put helpers (see uffd_ctx_opts.helper_cpu).
+ * Returns 0 or the errno of sched_setaffinity.
+ */
+int uffd_region_place_helper(const struct uffd_region *r);
 
 /* 1 when UFFD_EVENT_UNMAP removed the whole region, else 0. */
 int uffd_region_gone(const struct uffd_region *r);

@@ -576,6 +576,30 @@ LUFFD_API int uffd_region_page_present(const struct uffd_region *r,
 	return luffd_present_test(r, off);
 }
 
+LUFFD_API int uffd_region_place_helper(const struct uffd_region *r)
+{
+	const struct uffd_ctx *ctx;
+	cpu_set_t set;
+
+	if (!r)
+		return luffd_fail(-EINVAL, "uffd_region_place_helper: NULL");
+	ctx = r->ctx;
+	if (ctx->helper_cpu >= 0) {
+		CPU_ZERO(&set);
+		CPU_SET(ctx->helper_cpu, &set);
+	} else if (ctx->helper_cpu == LIBUFFD_CPU_SAME) {
+		set = ctx->start_cpus;
+	} else {
+		set = ctx->create_cpus;
+	}
+	if (CPU_COUNT(&set) == 0)
+		return 0;
+	if (sched_setaffinity(0, sizeof(set), &set))
+		return luffd_fail(-errno, "sched_setaffinity: %s",
+				  strerror(errno));
+	return 0;
+}
+
 LUFFD_API int uffd_region_gone(const struct uffd_region *r)
 {
 	return r ? __atomic_load_n(&r->gone, __ATOMIC_ACQUIRE) : 0;

@@ -579,7 +579,10 @@ static bool pf_next(struct file_pager *fp)
 static void *prefetch_main(void *arg)
 {
 	struct file_pager *fp = arg;
-	uint64_t seen, cpu0 = thread_cpu_ns(), now;
+	uint64_t seen, cpu0, now;
+
+	uffd_region_place_helper(fp->region);
+	cpu0 = thread_cpu_ns();
 
 	/*
 	 * Faults first: SCHED_IDLE runs only on otherwise idle CPU time and

@@ -224,8 +224,12 @@ static bool needs_refill(struct prezero *z)
 static void *scrubber_main(void *arg)
 {
 	struct prezero *z = arg;
-	uint64_t last = thread_cpu_ns(), now;
+	uint64_t last, now;
 	bool failing = false;
+
+	/* off the application's CPU unless the context says otherwise */
+	uffd_region_place_helper(z->region);
+	last = thread_cpu_ns();
 
 	while (!__atomic_load_n(&z->stop, __ATOMIC_ACQUIRE)) {
 		struct timespec ts = { 0, PZ_IDLE_NS };

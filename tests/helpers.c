@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Test helpers: kernel oracles and bounded waits.  See helpers.h.
+ * Test helpers: kernel oracles, bounded waits, test pagers and the Check
+ * plumbing the tests share.  See helpers.h.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -26,6 +27,7 @@
  * names keep us clear of the real ones when newer headers are installed.
  */
 #define H_PAGEMAP_SCAN		_IOWR('f', 16, struct h_pm_scan_arg)
+#define H_PAGE_IS_PRESENT	(1ULL << 3)
 #define H_PAGE_IS_PFNZERO	(1ULL << 5)
 
 struct h_page_region {
@@ -48,9 +50,6 @@ struct h_pm_scan_arg {
 	uint64_t	category_anyof_mask;
 	uint64_t	return_mask;
 };
-
-#define PM_PRESENT	(1ULL << 63)
-#define PM_PFN_MASK	((1ULL << 55) - 1)
 
 size_t page_size(void)
 {
@@ -93,24 +92,86 @@ void require_kernel(uint64_t features, int need_scan)
 	}
 }
 
+void require_pfns(void)
+{
+	if (!zero_page_pfn()) {
+		fprintf(stderr, "ERROR: PFNs hidden in pagemap (need root)\n");
+		exit(TEST_EXIT_HARD_ERROR);
+	}
+}
+
+/* ---- Check plumbing ---------------------------------------------- */
+
+struct uffd_ctx *ctx;
+
+void ctx_setup_stopped(void)
+{
+	ck_assert_int_eq(uffd_ctx_create(&ctx, NULL), 0);
+}
+
+void ctx_setup(void)
+{
+	ctx_setup_stopped();
+	ck_assert_int_eq(uffd_ctx_start(ctx), 0);
+}
+
+void ctx_teardown(void)
+{
+	uffd_ctx_destroy(ctx);
+	ctx = NULL;
+}
+
+TCase *add_tcase(Suite *s, const char *name, void (*setup)(void),
+		 void (*teardown)(void))
+{
+	TCase *tc = tcase_create(name);
+
+	tcase_set_timeout(tc, TEST_TIMEOUT_S);
+	if (setup || teardown)
+		tcase_add_checked_fixture(tc, setup, teardown);
+	suite_add_tcase(s, tc);
+	return tc;
+}
+
+int run_suite(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
+
 /* ---- pagemap ------------------------------------------------------ */
 
-int pagemap_entry(const void *addr, uint64_t *entry)
+int pagemap_entries(const void *addr, size_t n, uint64_t *out)
 {
-	off_t off = (off_t)((uintptr_t)addr / page_size() * sizeof(*entry));
-	ssize_t n;
-	int fd, ret;
+	off_t off = (off_t)((uintptr_t)addr / page_size() * sizeof(*out));
+	size_t want = n * sizeof(*out), got = 0;
+	ssize_t r;
+	int fd, ret = 0;
 
 	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	n = pread(fd, entry, sizeof(*entry), off);
-	if (n == (ssize_t)sizeof(*entry))
-		ret = 0;
-	else
-		ret = n < 0 ? -errno : -EIO;
+	/* A long read may come back in parts. */
+	while (got < want) {
+		r = pread(fd, (char *)out + got, want - got, off + (off_t)got);
+		if (r <= 0) {
+			ret = r < 0 ? -errno : -EIO;
+			break;
+		}
+		got += (size_t)r;
+	}
 	close(fd);
 	return ret;
+}
+
+int pagemap_entry(const void *addr, uint64_t *entry)
+{
+	return pagemap_entries(addr, 1, entry);
 }
 
 int page_lookup(const void *addr, int *present, uint64_t *pfn)
@@ -166,7 +227,7 @@ static long scan_pages(const void *addr, size_t len, uint64_t category)
 		arg.start = start;
 		arg.end = end;
 		arg.vec = (uintptr_t)vec;
-		arg.vec_len = sizeof(vec) / sizeof(vec[0]);
+		arg.vec_len = ARRAY_SIZE(vec);
 		arg.category_mask = category;
 		arg.return_mask = category;
 		n = ioctl(fd, H_PAGEMAP_SCAN, &arg);
@@ -191,6 +252,27 @@ long pfnzero_pages(const void *addr, size_t len)
 	return scan_pages(addr, len, H_PAGE_IS_PFNZERO);
 }
 
+long scan_present_pages(const void *addr, size_t len)
+{
+	return scan_pages(addr, len, H_PAGE_IS_PRESENT);
+}
+
+long kpagecount(uint64_t pfn)
+{
+	uint64_t n;
+	ssize_t r;
+	int fd;
+
+	fd = open("/proc/kpagecount", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	r = pread(fd, &n, sizeof(n), (off_t)(pfn * sizeof(n)));
+	close(fd);
+	if (r != (ssize_t)sizeof(n))
+		return r < 0 ? -errno : -EIO;
+	return (long)n;
+}
+
 long present_pages(const void *addr, size_t len)
 {
 	size_t off;
@@ -209,14 +291,20 @@ long present_pages(const void *addr, size_t len)
 
 /* ---- userfaultfd fdinfo ------------------------------------------- */
 
-long uffd_fdinfo_pending(int fd)
+static FILE *fdinfo_open(int fd)
 {
-	char path[64], line[256];
-	long pending = -ENOENT;
-	FILE *f;
+	char path[64];
 
 	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = fopen(path, "re");
+	return fopen(path, "re");
+}
+
+long uffd_fdinfo_pending(int fd)
+{
+	FILE *f = fdinfo_open(fd);
+	long pending = -ENOENT;
+	char line[256];
+
 	if (!f)
 		return -errno;
 	while (fgets(line, sizeof(line), f)) {
@@ -229,13 +317,11 @@ long uffd_fdinfo_pending(int fd)
 
 int uffd_fdinfo_features(int fd, uint64_t *features)
 {
-	char path[64], line[256];
 	unsigned long long api, feat, ioctls;
+	FILE *f = fdinfo_open(fd);
 	int ret = -ENOENT;
-	FILE *f;
+	char line[256];
 
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = fopen(path, "re");
 	if (!f)
 		return -errno;
 	while (fgets(line, sizeof(line), f)) {
@@ -423,21 +509,47 @@ int write_long_file(const char *path, long val)
 
 /* ---- process state ------------------------------------------------ */
 
-int count_fds(void)
+/* Entries of a /proc directory such as /proc/self/task, or -errno. */
+static int count_entries(const char *path)
 {
 	struct dirent *de;
 	int n = 0;
 	DIR *d;
 
-	d = opendir("/proc/self/fd");
+	d = opendir(path);
 	if (!d)
 		return -errno;
 	while ((de = readdir(d)))
 		if (de->d_name[0] != '.')
 			n++;
 	closedir(d);
+	return n;
+}
+
+int count_fds(void)
+{
+	int n = count_entries("/proc/self/fd");
+
 	/* Do not count the descriptor opendir() itself holds. */
-	return n - 1;
+	return n < 0 ? n : n - 1;
+}
+
+int count_threads(void)
+{
+	return count_entries("/proc/self/task");
+}
+
+int wait_threads(int n, int timeout_ms)
+{
+	uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000ULL;
+	int seen;
+
+	for (;;) {
+		seen = count_threads();
+		if (seen < 0 || seen == n || now_ns() > deadline)
+			return seen;
+		sleep_us(1000);
+	}
 }
 
 long mapped_pages(const void *addr, size_t len)
@@ -563,6 +675,21 @@ void maps_diff(const char *a, const char *b, char *buf, size_t len)
 		diff_one(b, a, '+', buf, len);
 }
 
+void expect_create_fails(const struct uffd_region_opts *o, int err)
+{
+	struct uffd_region *r = NULL;
+	char *maps0 = maps_snapshot();
+	int fds = count_fds();
+
+	ck_assert_ptr_nonnull(maps0);
+	clear_last_error();
+	ck_assert_int_eq(uffd_region_create(ctx, o, &r), err);
+	ck_assert_ptr_null(r);
+	ck_assert_msg(*uffd_last_error(), "no reason given for %d", err);
+	ck_assert_int_eq(count_fds(), fds);
+	assert_maps_unchanged(maps0);
+}
+
 char thread_state(pid_t tid)
 {
 	char path[64], buf[512], *p;
@@ -581,6 +708,53 @@ char thread_state(pid_t tid)
 	/* The name may hold spaces and parentheses: find the last ')'. */
 	p = strrchr(buf, ')');
 	return p && p[1] == ' ' ? p[2] : 0;
+}
+
+int other_threads(pid_t *tids, int max)
+{
+	pid_t self = gettid(), t;
+	struct dirent *de;
+	int n = 0;
+	DIR *d;
+
+	d = opendir("/proc/self/task");
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		t = (pid_t)atoi(de->d_name);
+		if (t <= 0 || t == self)
+			continue;
+		if (n < max)
+			tids[n] = t;
+		n++;
+	}
+	closedir(d);
+	return n;
+}
+
+int thread_cpus(pid_t tid, char *out, size_t len)
+{
+	static const char key[] = "Cpus_allowed_list:";
+	char path[64], line[256], *v;
+	int ret = -ENOENT;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/status", (int)tid);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, key, sizeof(key) - 1))
+			continue;
+		v = line + sizeof(key) - 1;
+		v += strspn(v, " \t");
+		v[strcspn(v, "\n")] = '\0';
+		snprintf(out, len, "%s", v);
+		ret = 0;
+		break;
+	}
+	fclose(f);
+	return ret;
 }
 
 /* ---- SIGBUS ------------------------------------------------------- */
@@ -673,6 +847,13 @@ void sleep_us(unsigned int us)
 		;
 }
 
+static int get_stats(const void *obj, int is_ctx, struct uffd_stats *st)
+{
+	if (is_ctx)
+		return uffd_ctx_stats(obj, st, sizeof(*st));
+	return uffd_region_stats(obj, st, sizeof(*st));
+}
+
 static int64_t wait_stat(const void *obj, int is_ctx, size_t off,
 			 uint64_t want, int timeout_ms)
 {
@@ -682,10 +863,7 @@ static int64_t wait_stat(const void *obj, int is_ctx, size_t off,
 	int ret;
 
 	for (;;) {
-		if (is_ctx)
-			ret = uffd_ctx_stats(obj, &st, sizeof(st));
-		else
-			ret = uffd_region_stats(obj, &st, sizeof(st));
+		ret = get_stats(obj, is_ctx, &st);
 		if (ret)
 			return ret;
 		memcpy(&v, (const char *)&st + off, sizeof(v));
@@ -703,10 +881,10 @@ int64_t wait_region_stat(const struct uffd_region *r, size_t off,
 	return wait_stat(r, 0, off, want, timeout_ms);
 }
 
-int64_t wait_ctx_stat(const struct uffd_ctx *ctx, size_t off,
+int64_t wait_ctx_stat(const struct uffd_ctx *c, size_t off,
 		      uint64_t want, int timeout_ms)
 {
-	return wait_stat(ctx, 1, off, want, timeout_ms);
+	return wait_stat(c, 1, off, want, timeout_ms);
 }
 
 uint64_t hist_total(const struct uffd_stats *st)
@@ -717,6 +895,53 @@ uint64_t hist_total(const struct uffd_stats *st)
 	for (i = 0; i < LIBUFFD_HIST_BUCKETS; i++)
 		n += st->hist_us[i];
 	return n;
+}
+
+static uint64_t faults_total(const struct uffd_stats *st)
+{
+	return st->faults_read + st->faults_write + st->faults_wp +
+	       st->faults_minor;
+}
+
+static int wait_settled(const void *obj, int is_ctx, struct uffd_stats *st,
+			int timeout_ms)
+{
+	uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000ULL;
+	int ret;
+
+	for (;;) {
+		ret = get_stats(obj, is_ctx, st);
+		if (ret)
+			return ret;
+		if (hist_total(st) == faults_total(st))
+			return 0;
+		if (now_ns() > deadline)
+			return -ETIMEDOUT;
+		sleep_us(100);
+	}
+}
+
+int settled_region_stats(const struct uffd_region *r, struct uffd_stats *st,
+			 int timeout_ms)
+{
+	return wait_settled(r, 0, st, timeout_ms);
+}
+
+int settled_ctx_stats(const struct uffd_ctx *c, struct uffd_stats *st,
+		      int timeout_ms)
+{
+	return wait_settled(c, 1, st, timeout_ms);
+}
+
+struct uffd_stats settled_stats(const struct uffd_region *r)
+{
+	struct uffd_stats st = { 0 };
+	int ret = settled_region_stats(r, &st, TEST_WAIT_MS);
+
+	ck_assert_msg(ret == 0, "statistics never settled (%d): %llu faults, "
+		      "%llu served", ret, (unsigned long long)faults_total(&st),
+		      (unsigned long long)hist_total(&st));
+	return st;
 }
 
 /* ---- threads ------------------------------------------------------ */
@@ -737,7 +962,7 @@ int join_timeout(pthread_t t, void **ret, int timeout_ms)
 
 /* ---- sample regions ------------------------------------------------ */
 
-int make_region(struct uffd_ctx *ctx, enum uffd_mem_type type, size_t npages,
+int make_region(struct uffd_ctx *c, enum uffd_mem_type type, size_t npages,
 		const char *pager, struct uffd_region **out)
 {
 	struct uffd_region_opts o = {
@@ -747,5 +972,56 @@ int make_region(struct uffd_ctx *ctx, enum uffd_mem_type type, size_t npages,
 		.pager = pager ? pager : "zero",
 	};
 
-	return uffd_region_create(ctx, &o, out);
+	return uffd_region_create(c, &o, out);
+}
+
+struct uffd_region *new_region(enum uffd_mem_type type, const char *pager,
+			       size_t npages, void *addr)
+{
+	struct uffd_region_opts o = {
+		.size = sizeof(o),
+		.type = type,
+		.addr = addr,
+		.len = npages * page_size(),
+		.pager = pager ? pager : "zero",
+	};
+	struct uffd_region *r = NULL;
+	int ret = uffd_region_create(ctx, &o, &r);
+
+	ck_assert_msg(ret == 0, "create %s: %d (%s)", o.pager, ret,
+		      uffd_last_error());
+	return r;
+}
+
+void *map_anon(size_t npages)
+{
+	void *p = mmap(NULL, npages * page_size(), PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	ck_assert_ptr_ne(p, MAP_FAILED);
+	return p;
+}
+
+/* ---- test pagers --------------------------------------------------- */
+
+int init_region_state(struct uffd_region *region,
+		      const struct uffd_args *args, void **state)
+{
+	(void)args;
+	*state = region;
+	return 0;
+}
+
+int fault_like_zero(void *state, struct uffd_resolver *res,
+		    const struct uffd_fault *f)
+{
+	size_t len = uffd_region_page_size(uffd_resolver_region(res));
+	long ret;
+
+	(void)state;
+	if (f->flags & LIBUFFD_FAULT_WRITE)
+		ret = uffd_resolve_zerofill(res, f->offset, len);
+	else
+		ret = uffd_resolve_zeropage(res, f->offset, len);
+	return ret < 0 ? (int)ret : 0;
 }

@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Shared helpers for the libuffd tests: the kernel's own views of what the
- * library did (pagemap, fdinfo, smaps, rusage, /proc/self/fd and maps), a
- * SIGBUS catcher, and bounded waits that replace fixed sleeps.
+ * library did (pagemap, PAGEMAP_SCAN, kpagecount, fdinfo, smaps, rusage,
+ * /proc/self/fd, task and maps), a SIGBUS catcher, bounded waits that
+ * replace fixed sleeps, hooks for test pagers, and the Check fixtures and
+ * suite plumbing every test shares.
  *
- * Every helper but require_kernel() returns a negative errno (or a
- * documented sentinel) on failure and never aborts, so that a test can
- * say which oracle broke.
+ * The oracles return a negative errno (or a documented sentinel) on
+ * failure and never abort, so that a test can say which oracle broke.
+ * Only what is documented as "in a test" asserts (and so fails the
+ * running test), and require_*() exit from main().
  */
 #ifndef LIBUFFD_TESTS_HELPERS_H
 #define LIBUFFD_TESTS_HELPERS_H
@@ -14,8 +17,10 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/types.h>
 
+#include <check.h>
 #include <libuffd.h>
 
 /* Exit codes understood by the Automake test driver. */
@@ -27,6 +32,8 @@
 /* Bound for every wait on the handler thread, in milliseconds. */
 #define TEST_WAIT_MS		10000
 
+#define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
+
 size_t page_size(void);
 
 /*
@@ -36,10 +43,48 @@ size_t page_size(void);
  */
 void require_kernel(uint64_t features, int need_scan);
 
+/*
+ * For main(): exit 99 when pagemap hides PFNs (not root), which the zero
+ * page's PFN needs.  Finding it here also spares the tests the cost.
+ */
+void require_pfns(void);
+
+/* ---- Check plumbing ---------------------------------------------- */
+
+/*
+ * The context of the standard fixtures.  ctx_setup() creates it with the
+ * default options and starts its handler, failing the test when it cannot;
+ * ctx_setup_stopped() leaves the start to the test; ctx_teardown()
+ * destroys it unless a test already did (and set it to NULL).  Tests that
+ * need other options create it themselves.
+ */
+extern struct uffd_ctx *ctx;
+
+void ctx_setup(void);
+void ctx_setup_stopped(void);
+void ctx_teardown(void);
+
+/*
+ * Add a test case @name to @s with the standard timeout and, unless both
+ * are NULL, the checked fixture @setup and @teardown.
+ */
+TCase *add_tcase(Suite *s, const char *name, void (*setup)(void),
+		 void (*teardown)(void));
+
+/* Run every test of @s and free it.  Returns main()'s exit status. */
+int run_suite(Suite *s);
+
 /* ---- pagemap ------------------------------------------------------ */
+
+/* Bits of a pagemap entry (Documentation/admin-guide/mm/pagemap.rst). */
+#define PM_PRESENT	(1ULL << 63)
+#define PM_PFN_MASK	((1ULL << 55) - 1)
 
 /* Raw /proc/self/pagemap entry of the page holding @addr, or -errno. */
 int pagemap_entry(const void *addr, uint64_t *entry);
+
+/* The entries of the @n pages from @addr into @out; 0 or -errno. */
+int pagemap_entries(const void *addr, size_t n, uint64_t *out);
 
 /*
  * Present bit and PFN of the page holding @addr.  The PFN is 0 when the
@@ -62,6 +107,18 @@ long pfnzero_pages(const void *addr, size_t len);
 
 /* Number of present pages in [addr, addr + len) by pagemap, or -errno. */
 long present_pages(const void *addr, size_t len);
+
+/*
+ * The same count by PAGEMAP_SCAN with PAGE_IS_PRESENT: one walk of the
+ * page tables rather than an entry per page.  -errno as pfnzero_pages().
+ */
+long scan_present_pages(const void *addr, size_t len);
+
+/*
+ * How many times physical page @pfn is mapped (/proc/kpagecount, root
+ * only), or -errno.
+ */
+long kpagecount(uint64_t pfn);
 
 /* ---- userfaultfd fdinfo ------------------------------------------- */
 
@@ -107,6 +164,15 @@ int write_long_file(const char *path, long val);
 /* Number of open file descriptors (/proc/self/fd), or -errno. */
 int count_fds(void);
 
+/* Number of threads of this process (/proc/self/task), or -errno. */
+int count_threads(void);
+
+/*
+ * Wait until this process has exactly @n threads.  Returns the count seen
+ * last: @n, another count after @timeout_ms, or -errno.
+ */
+int wait_threads(int n, int timeout_ms);
+
 /* Number of pages of [addr, addr + len) that are mapped (by mincore). */
 long mapped_pages(const void *addr, size_t len);
 
@@ -137,8 +203,40 @@ void maps_diff(const char *a, const char *b, char *buf, size_t len);
 			      "mappings changed:\n%s", diff_);		\
 	} while (0)
 
+/*
+ * In a test: fail when the mappings now differ from @before, a snapshot
+ * taken earlier, which is freed.
+ */
+#define assert_maps_unchanged(before)					\
+	do {								\
+		char *before_ = (before), *after_ = maps_snapshot();	\
+									\
+		assert_maps_equal(before_, after_);			\
+		free(before_);						\
+		free(after_);						\
+	} while (0)
+
+/*
+ * In a test: uffd_region_create() on ctx with @o fails with @err, says
+ * why, and leaves the process as it was (mappings and descriptors).
+ */
+void expect_create_fails(const struct uffd_region_opts *o, int err);
+
 /* One-letter state ('R', 'S', ...) of thread @tid of this process, or 0. */
 char thread_state(pid_t tid);
+
+/*
+ * Ids of the threads of this process other than the caller, the first
+ * @max of them into @tids.  Returns how many there are (perhaps more
+ * than @max), or -errno.
+ */
+int other_threads(pid_t *tids, int max);
+
+/*
+ * The CPUs thread @tid of this process may run on, as its status shows
+ * them ("1", "0-1"), into @out of @len bytes.  Returns 0 or -errno.
+ */
+int thread_cpus(pid_t tid, char *out, size_t len);
 
 /* ---- SIGBUS ------------------------------------------------------- */
 
@@ -166,13 +264,29 @@ void sleep_us(unsigned int us);
  */
 int64_t wait_region_stat(const struct uffd_region *r, size_t off,
 			 uint64_t want, int timeout_ms);
-int64_t wait_ctx_stat(const struct uffd_ctx *ctx, size_t off,
+int64_t wait_ctx_stat(const struct uffd_ctx *c, size_t off,
 		      uint64_t want, int timeout_ms);
 
 #define STAT_OFF(field)	offsetof(struct uffd_stats, field)
 
 /* Sum of the service-time histogram. */
 uint64_t hist_total(const struct uffd_stats *st);
+
+/*
+ * Statistics of region @r (or context @c) once every fault it took is
+ * fully counted.  A fault's page counters land just after its thread is
+ * woken and its histogram entry comes last, so this waits until the
+ * histogram holds as many entries as there were faults.  Returns 0, or
+ * -ETIMEDOUT after @timeout_ms (*st then holds the last reading), or the
+ * library's error.
+ */
+int settled_region_stats(const struct uffd_region *r, struct uffd_stats *st,
+			 int timeout_ms);
+int settled_ctx_stats(const struct uffd_ctx *c, struct uffd_stats *st,
+		      int timeout_ms);
+
+/* In a test: the settled statistics of @r, within TEST_WAIT_MS. */
+struct uffd_stats settled_stats(const struct uffd_region *r);
 
 /* ---- threads ------------------------------------------------------ */
 
@@ -183,10 +297,34 @@ int join_timeout(pthread_t t, void **ret, int timeout_ms);
 
 /*
  * Create a region of @npages base pages of @type ("zero" pager unless
- * @pager is given) on @ctx.  Returns 0 and *out, or the library's error.
+ * @pager is given) on @c.  Returns 0 and *out, or the library's error.
  */
-int make_region(struct uffd_ctx *ctx, enum uffd_mem_type type, size_t npages,
+int make_region(struct uffd_ctx *c, enum uffd_mem_type type, size_t npages,
 		const char *pager, struct uffd_region **out);
+
+/*
+ * In a test: a region of @npages base pages of @type on ctx, served by
+ * @pager ("zero" when NULL), at @addr (for LIBUFFD_MEM_ADOPT).  Fails
+ * the test with the library's reason when it cannot be made.
+ */
+struct uffd_region *new_region(enum uffd_mem_type type, const char *pager,
+			       size_t npages, void *addr);
+
+/* In a test: @npages private anonymous pages, readable and writable. */
+void *map_anon(size_t npages);
+
+/* ---- test pagers --------------------------------------------------- */
+
+/* An init hook that ignores its arguments: the state is the region. */
+int init_region_state(struct uffd_region *region,
+		      const struct uffd_args *args, void **state);
+
+/*
+ * A fault hook that serves @f as the "zero" pager does: the zero page for
+ * a read, a zeroed page of its own for a write.  Returns 0 or the error.
+ */
+int fault_like_zero(void *state, struct uffd_resolver *res,
+		    const struct uffd_fault *f);
 
 /* Read/write one byte without the compiler merging or dropping it. */
 static inline uint8_t peek(const void *p)

@@ -19,7 +19,6 @@
 #define SHARED		64		/* pages all threads touch (shared) */
 #define ROUNDS		4		/* fresh regions per shared test */
 
-static struct uffd_ctx *ctx;
 static pthread_barrier_t barrier;
 
 struct worker {
@@ -31,15 +30,13 @@ struct worker {
 
 static void setup(void)
 {
-	ck_assert_int_eq(uffd_ctx_create(&ctx, NULL), 0);
-	ck_assert_int_eq(uffd_ctx_start(ctx), 0);
+	ctx_setup();
 	ck_assert_int_eq(pthread_barrier_init(&barrier, NULL, NTHREADS), 0);
 }
 
 static void teardown(void)
 {
-	uffd_ctx_destroy(ctx);
-	ctx = NULL;
+	ctx_teardown();
 	pthread_barrier_destroy(&barrier);
 }
 
@@ -347,28 +344,17 @@ END_TEST
 static Suite *concurrency_suite(void)
 {
 	Suite *s = suite_create("concurrency");
-	TCase *tc;
+	TCase *tc = add_tcase(s, "threads", setup, teardown);
 
-	tc = tcase_create("threads");
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
-	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, disjoint_pages);
 	tcase_add_test(tc, shared_pages);
 	tcase_add_test(tc, shared_readers);
 	tcase_add_test(tc, regions_churn);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
 	require_kernel(0, 1);
-	sr = srunner_create(concurrency_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return run_suite(concurrency_suite());
 }

@@ -9,7 +9,6 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/mman.h>
@@ -18,20 +17,6 @@
 #include <check.h>
 
 #include "helpers.h"
-
-static struct uffd_ctx *ctx;
-
-static void setup(void)
-{
-	ck_assert_int_eq(uffd_ctx_create(&ctx, NULL), 0);
-	ck_assert_int_eq(uffd_ctx_start(ctx), 0);
-}
-
-static void teardown(void)
-{
-	uffd_ctx_destroy(ctx);
-	ctx = NULL;
-}
 
 static size_t ps(void)
 {
@@ -52,20 +37,6 @@ static struct uffd_region *make_custom(const struct uffd_pager_ops *ops,
 
 	ck_assert_int_eq(uffd_region_create(ctx, &o, &r), 0);
 	return r;
-}
-
-/* Fill the faulting page the way the zero pager does. */
-static int fill_like_zero(struct uffd_resolver *res,
-			  const struct uffd_fault *f)
-{
-	size_t len = uffd_region_page_size(uffd_resolver_region(res));
-	long ret;
-
-	if (f->flags & LIBUFFD_FAULT_WRITE)
-		ret = uffd_resolve_zerofill(res, f->offset, len);
-	else
-		ret = uffd_resolve_zeropage(res, f->offset, len);
-	return ret < 0 ? (int)ret : 0;
 }
 
 /* ---- touching from another thread, with a bound --------------------- */
@@ -137,7 +108,7 @@ static int eio_fault(void *state, struct uffd_resolver *res,
 	atomic_fetch_add(&eio_calls, 1);
 	if (f->offset == bad_page * uffd_region_page_size(state))
 		return -EIO;
-	return fill_like_zero(res, f);
+	return fault_like_zero(state, res, f);
 }
 
 static const struct uffd_pager_ops eio_ops = {
@@ -247,25 +218,17 @@ static int wrongfill_fault(void *state, struct uffd_resolver *res,
 	return ret < 0 ? (int)ret : 0;
 }
 
-static int plain_init(struct uffd_region *region,
-		      const struct uffd_args *args, void **state)
-{
-	(void)args;
-	*state = region;
-	return 0;
-}
-
 static const struct uffd_pager_ops nofill_ops = {
 	.version = LIBUFFD_PAGER_OPS_VERSION,
 	.name = "nofill",
-	.init = plain_init,
+	.init = init_region_state,
 	.fault = nofill_fault,
 };
 
 static const struct uffd_pager_ops wrongfill_ops = {
 	.version = LIBUFFD_PAGER_OPS_VERSION,
 	.name = "wrongfill",
-	.init = plain_init,
+	.init = init_region_state,
 	.fault = wrongfill_fault,
 };
 
@@ -350,22 +313,9 @@ static void expect_init_failure(enum uffd_mem_type type, void *addr,
 		.ops = &failinit_ops,
 		.args = args,
 	};
-	struct uffd_region *r = NULL;
-	char *maps0, *maps1;
-	int fds = count_fds();
 
-	maps0 = maps_snapshot();
-	ck_assert_ptr_nonnull(maps0);
-	clear_last_error();
-	ck_assert_int_eq(uffd_region_create(ctx, &o, &r), err);
-	ck_assert_ptr_null(r);
-	/* The pager gave no reason: the library must give one. */
-	ck_assert(*uffd_last_error());
-	ck_assert_int_eq(count_fds(), fds);
-	maps1 = maps_snapshot();
-	assert_maps_equal(maps0, maps1);
-	free(maps0);
-	free(maps1);
+	/* The pager gives no reason: the library must give one. */
+	expect_create_fails(&o, err);
 	/* init failed: there is no state for fini to release. */
 	ck_assert_int_eq(atomic_load(&fini_calls), 0);
 }
@@ -378,9 +328,7 @@ START_TEST(init_fails)
 	expect_init_failure(LIBUFFD_MEM_ANON, NULL, "err=12", -ENOMEM);
 	expect_init_failure(LIBUFFD_MEM_MEMFD, NULL, NULL, -ENOTRECOVERABLE);
 
-	map = mmap(NULL, 4 * ps(), PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ck_assert_ptr_ne(map, MAP_FAILED);
+	map = map_anon(4);
 	poke(map, 0x11);
 	expect_init_failure(LIBUFFD_MEM_ADOPT, map, NULL, -ENOTRECOVERABLE);
 	/* The caller's mapping is untouched and not registered. */
@@ -401,11 +349,8 @@ START_TEST(init_fails_range_reusable)
 		.pager = "zero",
 	};
 	struct uffd_region *r = NULL;
-	uint8_t *map;
+	uint8_t *map = map_anon(4);
 
-	map = mmap(NULL, 4 * ps(), PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ck_assert_ptr_ne(map, MAP_FAILED);
 	expect_init_failure(LIBUFFD_MEM_ADOPT, map, NULL, -ENOTRECOVERABLE);
 	/* The failed attempt did not keep a claim on the range. */
 	o.addr = map;
@@ -436,7 +381,7 @@ static int checker_fault(void *state, struct uffd_resolver *res,
 	int i = 0;
 
 	if (atomic_load(&checks_done))
-		return fill_like_zero(res, f);
+		return fault_like_zero(state, res, f);
 	checks[i++] = uffd_resolver_region(res) == state;
 	checks[i++] = uffd_resolve_zeropage(res, f->offset + 1, ps());
 	checks[i++] = uffd_resolve_zeropage(res, f->offset, ps() + 1);
@@ -462,7 +407,7 @@ static int checker_fault(void *state, struct uffd_resolver *res,
 static const struct uffd_pager_ops checker_ops = {
 	.version = LIBUFFD_PAGER_OPS_VERSION,
 	.name = "checker",
-	.init = plain_init,
+	.init = init_region_state,
 	.fault = checker_fault,
 };
 
@@ -473,9 +418,7 @@ START_TEST(resolver_checks)
 	uint8_t *p, *src;
 	int i = 0;
 
-	src = mmap(NULL, ps(), PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ck_assert_ptr_ne(src, MAP_FAILED);
+	src = map_anon(1);
 	memset(src, 0x4d, ps());
 	move_src = src;
 	check_region = make_custom(&checker_ops, NULL, 4);
@@ -683,34 +626,18 @@ START_TEST(hugetlb_none_free)
 		.len = 2 * HUGE_SZ,
 		.pager = "zero",
 	};
-	struct uffd_region *r = NULL;
-	char *maps0, *maps1;
-	int fds;
 
 	ck_assert_msg(saved_nr_hugepages >= 0, "cannot read " NR_HUGEPAGES);
 	ck_assert_int_eq(meminfo_value("HugePages_Free"), 0);
-	maps0 = maps_snapshot();
-	fds = count_fds();
-	clear_last_error();
-	ck_assert_int_eq(uffd_region_create(ctx, &o, &r), -ENOMEM);
-	ck_assert_ptr_null(r);
-	ck_assert(*uffd_last_error());
-	ck_assert_int_eq(count_fds(), fds);
-	maps1 = maps_snapshot();
-	assert_maps_equal(maps0, maps1);
-	free(maps0);
-	free(maps1);
+	expect_create_fails(&o, -ENOMEM);
 }
 END_TEST
 
 static Suite *errors_suite(void)
 {
 	Suite *s = suite_create("errors");
-	TCase *tc;
+	TCase *tc = add_tcase(s, "pager-failure", ctx_setup, ctx_teardown);
 
-	tc = tcase_create("pager-failure");
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
-	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, failed_fault_sigbus);
 	tcase_add_test(tc, failed_fault_other_thread);
 	tcase_add_test(tc, fault_descriptor);
@@ -719,36 +646,23 @@ static Suite *errors_suite(void)
 	tcase_add_test(tc, init_fails);
 	tcase_add_test(tc, init_fails_range_reusable);
 	tcase_add_test(tc, resolver_checks);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("memfd");
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
-	tcase_add_checked_fixture(tc, setup, teardown);
+	tc = add_tcase(s, "memfd", ctx_setup, ctx_teardown);
 	tcase_add_test(tc, memfd_region);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("hugetlb");
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
+	tc = add_tcase(s, "hugetlb", ctx_setup, ctx_teardown);
 	tcase_add_unchecked_fixture(tc, huge_setup, huge_teardown);
-	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, hugetlb_region);
 	tcase_add_test(tc, hugetlb_unaligned);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("hugetlb-none");
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
+	tc = add_tcase(s, "hugetlb-none", ctx_setup, ctx_teardown);
 	tcase_add_unchecked_fixture(tc, nohuge_setup, huge_teardown);
-	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, hugetlb_none_free);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
 	/* POISON: 6.6, MOVE: 6.8. */
 	require_kernel(LIBUFFD_FEATURE_POISON | LIBUFFD_FEATURE_MOVE |
 		       LIBUFFD_FEATURE_THREAD_ID |
@@ -758,9 +672,5 @@ int main(void)
 		fprintf(stderr, "ERROR: needs root (nr_hugepages, PFNs)\n");
 		return TEST_EXIT_HARD_ERROR;
 	}
-	sr = srunner_create(errors_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return run_suite(errors_suite());
 }

@@ -20,20 +20,6 @@
 #define MAP_FIXED_NOREPLACE	0x100000
 #endif
 
-static struct uffd_ctx *ctx;
-
-static void setup(void)
-{
-	ck_assert_int_eq(uffd_ctx_create(&ctx, NULL), 0);
-	ck_assert_int_eq(uffd_ctx_start(ctx), 0);
-}
-
-static void teardown(void)
-{
-	uffd_ctx_destroy(ctx);
-	ctx = NULL;
-}
-
 static size_t ps(void)
 {
 	return page_size();
@@ -45,27 +31,6 @@ static size_t ps(void)
 
 static struct uffd_event events[MAX_EVENTS];
 static atomic_int nevents;
-
-static int rec_init(struct uffd_region *region, const struct uffd_args *args,
-		    void **state)
-{
-	(void)args;
-	*state = region;
-	return 0;
-}
-
-static int rec_fault(void *state, struct uffd_resolver *res,
-		     const struct uffd_fault *f)
-{
-	size_t len = uffd_region_page_size(state);
-	long ret;
-
-	if (f->flags & LIBUFFD_FAULT_WRITE)
-		ret = uffd_resolve_zerofill(res, f->offset, len);
-	else
-		ret = uffd_resolve_zeropage(res, f->offset, len);
-	return ret < 0 ? (int)ret : 0;
-}
 
 static void rec_event(void *state, const struct uffd_event *ev)
 {
@@ -81,8 +46,8 @@ static void rec_event(void *state, const struct uffd_event *ev)
 static const struct uffd_pager_ops rec_ops = {
 	.version = LIBUFFD_PAGER_OPS_VERSION,
 	.name = "recorder",
-	.init = rec_init,
-	.fault = rec_fault,
+	.init = init_region_state,
+	.fault = fault_like_zero,
 	.event = rec_event,
 };
 
@@ -215,9 +180,7 @@ START_TEST(event_hook_clipped)
 	int i;
 
 	/* The region is pages [4, 12) of a 16-page mapping. */
-	map = mmap(NULL, 16 * ps(), PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ck_assert_ptr_ne(map, MAP_FAILED);
+	map = map_anon(16);
 	p = map + 4 * ps();
 	o.addr = p;
 	ck_assert_int_eq(uffd_region_create(ctx, &o, &r), 0);
@@ -278,13 +241,13 @@ static int hold_fault(void *state, struct uffd_resolver *res,
 	atomic_fetch_add(&in_hook, 1);
 	for (i = 0; atomic_load(&hold) && i < 100000; i++)
 		sleep_us(100);
-	return rec_fault(state, res, f);
+	return fault_like_zero(state, res, f);
 }
 
 static const struct uffd_pager_ops hold_ops = {
 	.version = LIBUFFD_PAGER_OPS_VERSION,
 	.name = "hold",
-	.init = rec_init,
+	.init = init_region_state,
 	.fault = hold_fault,
 	.event = rec_event,
 };
@@ -509,40 +472,26 @@ END_TEST
 static Suite *events_suite(void)
 {
 	Suite *s = suite_create("events");
-	TCase *tc;
+	TCase *tc = add_tcase(s, "remove", ctx_setup, ctx_teardown);
 
-	tc = tcase_create("remove");
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
-	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, dontneed_refaults_zero);
 	tcase_add_test(tc, page_present_hint);
 	tcase_add_test(tc, dontneed_zero_mapped);
 	tcase_add_test(tc, remove_memfd);
 	tcase_add_test(tc, event_hook_clipped);
 	tcase_add_test(tc, fill_while_remove_pending);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("unmap");
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
-	tcase_add_checked_fixture(tc, setup, teardown);
+	tc = add_tcase(s, "unmap", ctx_setup, ctx_teardown);
 	tcase_add_test(tc, munmap_region_destroyed);
 	tcase_add_test(tc, munmap_region_left_to_ctx);
 	tcase_add_test(tc, munmap_partial);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
 	require_kernel(LIBUFFD_FEATURE_EVENT_REMOVE |
 		       LIBUFFD_FEATURE_EVENT_UNMAP |
 		       LIBUFFD_FEATURE_MISSING_SHMEM, 0);
-	sr = srunner_create(events_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return run_suite(events_suite());
 }

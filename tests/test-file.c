@@ -41,7 +41,6 @@
 #define NTHREADS	4
 
 static size_t ps;
-static struct uffd_ctx *ctx;
 static char dir[] = "/tmp/test-file-XXXXXX";
 static char path[256];
 static char spec[512];
@@ -105,16 +104,14 @@ static void setup(void)
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/image", dir);
 	file_len = make_image(path, FILE_PAGES, TAIL_BYTES);
-	ck_assert_int_eq(uffd_ctx_create(&ctx, NULL), 0);
-	ck_assert_int_eq(uffd_ctx_start(ctx), 0);
+	ctx_setup();
 }
 
 static void teardown(void)
 {
 	char other[300];
 
-	uffd_ctx_destroy(ctx);
-	ctx = NULL;
+	ctx_teardown();
 	unlink(path);
 	snprintf(other, sizeof(other), "%s/big", dir);
 	unlink(other);
@@ -575,60 +572,38 @@ END_TEST
 
 /* ------------------------------------------------------- suite */
 
-static TCase *tcase(Suite *s, const char *name)
-{
-	TCase *tc = tcase_create(name);
-
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
-	suite_add_tcase(s, tc);
-	return tc;
-}
-
-#define N(a)	((int)(sizeof(a) / sizeof((a)[0])))
-
 static Suite *file_suite(void)
 {
 	Suite *s = suite_create("file");
 	TCase *tc;
 
-	tc = tcase(s, "restore");
-	tcase_add_loop_test(tc, restore_exact, 0, N(engines));
+	tc = add_tcase(s, "restore", setup, teardown);
+	tcase_add_loop_test(tc, restore_exact, 0, ARRAY_SIZE(engines));
 	tcase_add_test(tc, restore_offset);
 
-	tc = tcase(s, "zero");
-	tcase_add_loop_test(tc, zero_pages_mapped, 0, N(zero_engines));
+	tc = add_tcase(s, "zero", setup, teardown);
+	tcase_add_loop_test(tc, zero_pages_mapped, 0, ARRAY_SIZE(zero_engines));
 	tcase_add_test(tc, zero_pages_mmap);
 	tcase_add_test(tc, write_zero_page);
 	tcase_add_test(tc, removed_reads_zero);
 
-	tc = tcase(s, "once");
-	tcase_add_loop_test(tc, exactly_once_racing, 0, N(race_specs));
+	tc = add_tcase(s, "once", setup, teardown);
+	tcase_add_loop_test(tc, exactly_once_racing, 0, ARRAY_SIZE(race_specs));
 	tcase_add_test(tc, prefetch_fills_all);
 
-	tc = tcase(s, "errors");
-	tcase_add_loop_test(tc, truncated_sigbus, 0, N(err_engines));
-	tcase_add_loop_test(tc, injected_eio, 0, N(inject_engines));
+	tc = add_tcase(s, "errors", setup, teardown);
+	tcase_add_loop_test(tc, truncated_sigbus, 0, ARRAY_SIZE(err_engines));
+	tcase_add_loop_test(tc, injected_eio, 0, ARRAY_SIZE(inject_engines));
 
-	tc = tcase(s, "specs");
-	tcase_add_loop_test(tc, bad_spec_refused, 0, N(bad_specs));
+	tc = add_tcase(s, "specs", setup, teardown);
+	tcase_add_loop_test(tc, bad_spec_refused, 0, ARRAY_SIZE(bad_specs));
 	tcase_add_test(tc, spec_ok);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
 	require_kernel(LIBUFFD_FEATURE_POISON, 0);
-	if (!zero_page_pfn()) {
-		fprintf(stderr, "ERROR: PFNs hidden in pagemap (need root)\n");
-		return TEST_EXIT_HARD_ERROR;
-	}
-	sr = srunner_create(file_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	require_pfns();
+	return run_suite(file_suite());
 }

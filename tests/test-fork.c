@@ -15,27 +15,6 @@
 
 #include "helpers.h"
 
-static struct uffd_ctx *ctx;
-
-/*
- * Statistics of @c once every fault it served is fully counted (a fault's
- * page counters land just after its thread was woken; its histogram entry
- * comes last).
- */
-static void settled_stats(struct uffd_ctx *c, struct uffd_stats *st)
-{
-	uint64_t deadline = now_ns() + TEST_WAIT_MS * 1000000ull;
-
-	ck_assert_ptr_nonnull(c);
-	do {
-		ck_assert_int_eq(uffd_ctx_stats(c, st, sizeof(*st)), 0);
-		if (hist_total(st) == st->faults_read + st->faults_write)
-			return;
-		sleep_us(100);
-	} while (now_ns() < deadline);
-	ck_abort_msg("statistics never settled");
-}
-
 static void setup(void)
 {
 	struct uffd_ctx_opts o = {
@@ -47,10 +26,14 @@ static void setup(void)
 	ck_assert_int_eq(uffd_ctx_create(&ctx, &o), 0);
 }
 
-static void teardown(void)
+/* Reap child @pid, which must exit 0: every one of its checks held. */
+static void assert_child_passed(pid_t pid)
 {
-	uffd_ctx_destroy(ctx);
-	ctx = NULL;
+	int status;
+
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
 }
 
 /* Child: exit 0 when every check holds, else the number of the failure. */
@@ -73,7 +56,6 @@ START_TEST(fork_child_served)
 	uint8_t *p;
 	size_t ps = page_size();
 	pid_t pid;
-	int status;
 
 	ck_assert_int_eq(make_region(ctx, LIBUFFD_MEM_ANON, 16, NULL, &r), 0);
 	ck_assert_int_eq(uffd_ctx_start(ctx), 0);
@@ -84,15 +66,14 @@ START_TEST(fork_child_served)
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0)
 		_exit(child_checks(p, ps));
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert(WIFEXITED(status));
-	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	assert_child_passed(pid);
 
 	/* one child context; it served the child's two faults */
 	ck_assert_uint_eq(uffd_ctx_nchildren(ctx), 1);
 	ck_assert_ptr_nonnull(uffd_ctx_child(ctx, 0));
 	ck_assert_ptr_null(uffd_ctx_child(ctx, 1));
-	settled_stats(uffd_ctx_child(ctx, 0), &st);
+	ck_assert_int_eq(settled_ctx_stats(uffd_ctx_child(ctx, 0), &st,
+					   TEST_WAIT_MS), 0);
 	ck_assert_uint_eq(st.faults_read, 1);
 	ck_assert_uint_eq(st.faults_write, 1);
 	ck_assert_uint_eq(st.pages_zero, 1);
@@ -117,7 +98,6 @@ START_TEST(fork_same_pager)
 	uint8_t *p;
 	size_t ps = page_size();
 	pid_t pid;
-	int status;
 
 	ck_assert_int_eq(make_region(ctx, LIBUFFD_MEM_ANON, 64,
 				     "prealloc:batch=8", &r), 0);
@@ -138,10 +118,9 @@ START_TEST(fork_same_pager)
 				_exit(1);
 		_exit(peek(p) == 0x11 ? 0 : 2);
 	}
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert(WIFEXITED(status));
-	ck_assert_int_eq(WEXITSTATUS(status), 0);
-	settled_stats(uffd_ctx_child(ctx, 0), &st);
+	assert_child_passed(pid);
+	ck_assert_int_eq(settled_ctx_stats(uffd_ctx_child(ctx, 0), &st,
+					   TEST_WAIT_MS), 0);
 	ck_assert_uint_eq(st.faults_write, 2);
 	ck_assert_uint_eq(st.pages_copy, 16);
 	ck_assert_int_eq(present_pages(p + 16 * ps, 16 * ps), 0);
@@ -155,7 +134,6 @@ START_TEST(fork_grandchild)
 	uint8_t *p;
 	size_t ps = page_size();
 	pid_t pid;
-	int status;
 
 	ck_assert_int_eq(make_region(ctx, LIBUFFD_MEM_ANON, 8, NULL, &r), 0);
 	ck_assert_int_eq(uffd_ctx_start(ctx), 0);
@@ -177,9 +155,7 @@ START_TEST(fork_grandchild)
 			_exit(11);
 		_exit(WEXITSTATUS(gs) ? 12 : (peek(p + 3 * ps) == 0 ? 0 : 13));
 	}
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert(WIFEXITED(status));
-	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	assert_child_passed(pid);
 	ck_assert_uint_eq(uffd_ctx_nchildren(ctx), 1);
 	ck_assert_uint_eq(uffd_ctx_nchildren(uffd_ctx_child(ctx, 0)), 1);
 }
@@ -262,35 +238,22 @@ END_TEST
 static Suite *fork_suite(void)
 {
 	Suite *s = suite_create("fork");
-	TCase *tc;
+	TCase *tc = add_tcase(s, "fork", setup, ctx_teardown);
 
-	tc = tcase_create("fork");
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
-	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, fork_child_served);
 	tcase_add_test(tc, fork_same_pager);
 	tcase_add_test(tc, fork_grandchild);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("remap");
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
-	tcase_add_checked_fixture(tc, setup, teardown);
+	tc = add_tcase(s, "remap", setup, ctx_teardown);
 	tcase_add_test(tc, remap_whole);
 	tcase_add_test(tc, remap_part);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
-	require_kernel(LIBUFFD_FEATURE_EVENT_FORK | LIBUFFD_FEATURE_EVENT_REMAP |
+	require_kernel(LIBUFFD_FEATURE_EVENT_FORK |
+		       LIBUFFD_FEATURE_EVENT_REMAP |
 		       LIBUFFD_FEATURE_EVENT_UNMAP, 0);
-	sr = srunner_create(fork_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return run_suite(fork_suite());
 }

@@ -303,33 +303,21 @@ END_TEST
 static Suite *handover_suite(void)
 {
 	Suite *s = suite_create("handover");
-	TCase *tc;
+	TCase *tc = add_tcase(s, "messages", NULL, NULL);
 
-	tc = tcase_create("messages");
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
 	tcase_add_test(tc, recv_good);
 	tcase_add_test(tc, recv_bad_messages);
 	tcase_add_test(tc, recv_bad_args);
 	tcase_add_test(tc, recv_wrong_uid);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("daemon");
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
+	tc = add_tcase(s, "daemon", NULL, NULL);
 	tcase_add_test(tc, daemon_round_trip);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
 	require_kernel(LIBUFFD_FEATURE_EVENT_UNMAP, 0);
 	signal(SIGPIPE, SIG_IGN);
-	sr = srunner_create(handover_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return run_suite(handover_suite());
 }

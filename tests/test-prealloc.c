@@ -7,191 +7,20 @@
  * only against the library's counters.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 
 #include <check.h>
-#include <libuffd.h>
+
+#include "helpers.h"
 
 #define TIMEOUT_S	60
 
 static size_t ps;
-static struct uffd_ctx *ctx;
-
-/* ------------------------------------------------------- oracles */
-
-#define PM_PRESENT	(1ULL << 63)
-#define PM_PFN_MASK	((1ULL << 55) - 1)
-
-/*
- * PAGEMAP_SCAN (6.7) is newer than the installed headers.  Values from
- * include/uapi/linux/fs.h: PAGE_IS_PFNZERO is bit 5 (bit 4 is SWAPPED).
- */
-struct t_page_region {
-	uint64_t start, end, categories;
-};
-
-struct t_pm_scan_arg {
-	uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
-	uint64_t category_inverted, category_mask, category_anyof_mask;
-	uint64_t return_mask;
-};
-
-#define T_PAGEMAP_SCAN		_IOWR('f', 16, struct t_pm_scan_arg)
-#define T_PAGE_IS_PRESENT	(1ULL << 3)
-#define T_PAGE_IS_PFNZERO	(1ULL << 5)
-
-/* The pagemap entries of @n pages from @addr. */
-static void pagemap(const void *addr, size_t n, uint64_t *out)
-{
-	off_t off = (off_t)((uintptr_t)addr / ps * sizeof(*out));
-	size_t want = n * sizeof(*out), got = 0;
-	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-
-	ck_assert_int_ge(fd, 0);
-	while (got < want) {
-		ssize_t r = pread(fd, (char *)out + got, want - got,
-				  off + (off_t)got);
-
-		ck_assert_int_gt(r, 0);
-		got += (size_t)r;
-	}
-	close(fd);
-}
-
-/* PFN of the shared zero page: what a read of fresh anonymous memory maps */
-static uint64_t zero_pfn(void)
-{
-	char *p = mmap(NULL, ps, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS,
-		       -1, 0);
-	uint64_t e;
-
-	ck_assert_ptr_ne(p, MAP_FAILED);
-	(void)*(volatile char *)p;
-	pagemap(p, 1, &e);
-	munmap(p, ps);
-	ck_assert_msg(e & PM_PRESENT, "zero page not present");
-	ck_assert_msg(e & PM_PFN_MASK, "PFNs hidden: not root?");
-	return e & PM_PFN_MASK;
-}
-
-/* Pages of [addr, addr + len) in PAGEMAP_SCAN category @cat. */
-static long scan_count(const void *addr, size_t len, uint64_t cat)
-{
-	struct t_page_region vec[64];
-	uint64_t start = (uintptr_t)addr, end = start + len;
-	long total = 0;
-	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-
-	ck_assert_int_ge(fd, 0);
-	while (start < end) {
-		struct t_pm_scan_arg a = {
-			.size = sizeof(a), .start = start, .end = end,
-			.vec = (uintptr_t)vec, .vec_len = 64,
-			.category_mask = cat, .return_mask = cat,
-		};
-		int i, n = ioctl(fd, T_PAGEMAP_SCAN, &a);
-
-		ck_assert_msg(n >= 0, "PAGEMAP_SCAN: %s", strerror(errno));
-		for (i = 0; i < n; i++)
-			total += (long)((vec[i].end - vec[i].start) / ps);
-		if (a.walk_end <= start)
-			break;
-		start = a.walk_end;
-	}
-	close(fd);
-	return total;
-}
-
-/* Rss in KiB of the mapping holding @addr, from /proc/self/smaps. */
-static long smaps_rss(const void *addr)
-{
-	FILE *f = fopen("/proc/self/smaps", "re");
-	uintptr_t a = (uintptr_t)addr;
-	bool in = false;
-	char line[512];
-	long rss = -1;
-
-	ck_assert_ptr_nonnull(f);
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long s, e;
-		char perms[8];
-
-		if (sscanf(line, "%lx-%lx %7s", &s, &e, perms) == 3) {
-			in = a >= s && a < e;
-			continue;
-		}
-		if (in && sscanf(line, "Rss: %ld kB", &rss) == 1)
-			break;
-	}
-	fclose(f);
-	return rss;
-}
-
-/* ------------------------------------------------------- fixtures */
-
-static void setup(void)
-{
-	ck_assert_int_eq(uffd_ctx_create(&ctx, NULL), 0);
-	ck_assert_int_eq(uffd_ctx_start(ctx), 0);
-}
-
-static void teardown(void)
-{
-	uffd_ctx_destroy(ctx);
-	ctx = NULL;
-}
-
-static struct uffd_region *make(enum uffd_mem_type type, const char *spec,
-				size_t npages, void *addr)
-{
-	struct uffd_region_opts o = {
-		.size = sizeof(o), .type = type, .addr = addr,
-		.len = npages * ps, .pager = spec,
-	};
-	struct uffd_region *r = NULL;
-	int ret = uffd_region_create(ctx, &o, &r);
-
-	ck_assert_msg(ret == 0, "create %s: %d (%s)", spec, ret,
-		      uffd_last_error());
-	return r;
-}
-
-/*
- * The region's counters once the handler has finished the bookkeeping of
- * every fault it took.  A one-page fill wakes the faulting thread before
- * the handler counts its pages, so a thread that just returned from a
- * fault may look too early.  Each fault served adds one histogram entry,
- * after its fill counters: wait (bounded) until entries match faults.
- */
-static struct uffd_stats stats(const struct uffd_region *r)
-{
-	struct uffd_stats st;
-	uint64_t served, faults;
-	int i, b;
-
-	for (i = 0; i < 100000; i++) {
-		ck_assert_int_eq(uffd_region_stats(r, &st, sizeof(st)), 0);
-		faults = st.faults_read + st.faults_write + st.faults_wp +
-			 st.faults_minor;
-		for (served = 0, b = 0; b < LIBUFFD_HIST_BUCKETS; b++)
-			served += st.hist_us[b];
-		if (served >= faults)
-			break;
-		usleep(100);
-	}
-	ck_assert_msg(served >= faults, "%llu faults, %llu served",
-		      (unsigned long long)faults, (unsigned long long)served);
-	return st;
-}
 
 /*
  * Exactly the pages in [lo, hi) of the @n pages at @base are present,
@@ -200,11 +29,11 @@ static struct uffd_stats stats(const struct uffd_region *r)
 static void expect_present(const char *base, size_t n, size_t lo, size_t hi,
 			   bool zero)
 {
-	uint64_t *pm = calloc(n, sizeof(*pm)), zpfn = zero_pfn();
+	uint64_t *pm = calloc(n, sizeof(*pm)), zpfn = zero_page_pfn();
 	size_t i;
 
 	ck_assert_ptr_nonnull(pm);
-	pagemap(base, n, pm);
+	ck_assert_int_eq(pagemap_entries(base, n, pm), 0);
 	for (i = 0; i < n; i++) {
 		bool want = i >= lo && i < hi;
 		bool present = pm[i] & PM_PRESENT;
@@ -238,16 +67,17 @@ START_TEST(test_write_fills_aligned_window)
 	static const size_t at[] = { 0, 7, 8, 13, 15, 63 };
 	size_t i;
 
-	for (i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
-		struct uffd_region *r = make(LIBUFFD_MEM_ANON,
-					     "prealloc:batch=8", 64, NULL);
+	for (i = 0; i < ARRAY_SIZE(at); i++) {
+		struct uffd_region *r = new_region(LIBUFFD_MEM_ANON,
+						   "prealloc:batch=8", 64,
+						   NULL);
 		char *p = uffd_region_addr(r);
 		size_t lo = at[i] / 8 * 8;
 		struct uffd_stats st;
 
 		p[at[i] * ps + 5] = 42;
 		expect_present(p, 64, lo, lo + 8, false);
-		st = stats(r);
+		st = settled_stats(r);
 		ck_assert_uint_eq(st.faults_write, 1);
 		ck_assert_uint_eq(st.faults_read, 0);
 		ck_assert_uint_eq(st.pages_copy, 8);
@@ -263,14 +93,14 @@ END_TEST
 /* The last window is cut at the region end. */
 START_TEST(test_window_clipped_at_end)
 {
-	struct uffd_region *r = make(LIBUFFD_MEM_ANON, "prealloc:batch=8",
-				     20, NULL);
+	struct uffd_region *r = new_region(LIBUFFD_MEM_ANON,
+					   "prealloc:batch=8", 20, NULL);
 	char *p = uffd_region_addr(r);
 
 	p[19 * ps] = 1;
 	expect_present(p, 20, 16, 20, false);
-	ck_assert_uint_eq(stats(r).pages_copy, 4);
-	ck_assert_uint_eq(stats(r).faults_write, 1);
+	ck_assert_uint_eq(settled_stats(r).pages_copy, 4);
+	ck_assert_uint_eq(settled_stats(r).faults_write, 1);
 	uffd_region_destroy(r);
 }
 END_TEST
@@ -281,28 +111,27 @@ END_TEST
  */
 START_TEST(test_window_clipped_both_ends)
 {
-	char *map = mmap(NULL, 32 * ps, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *map = map_anon(32);
 	struct uffd_region *r;
 	char *p;
 
-	ck_assert_ptr_ne(map, MAP_FAILED);
 	madvise(map, 32 * ps, MADV_NOHUGEPAGE);
-	r = make(LIBUFFD_MEM_ADOPT, "prealloc:batch=16", 5, map + 9 * ps);
+	r = new_region(LIBUFFD_MEM_ADOPT, "prealloc:batch=16", 5,
+		       map + 9 * ps);
 	p = uffd_region_addr(r);
 	p[2 * ps] = 1;
 	/* pages 9..13 of the mapping, and only those */
 	expect_present(map, 32, 9, 14, false);
-	ck_assert_uint_eq(stats(r).pages_copy, 5);
+	ck_assert_uint_eq(settled_stats(r).pages_copy, 5);
 
 	/* reads too, with forward windows from the last page */
 	uffd_region_destroy(r);
-	r = make(LIBUFFD_MEM_ADOPT, "prealloc:batch=16,window=forward", 5,
-		 map + 20 * ps);
+	r = new_region(LIBUFFD_MEM_ADOPT, "prealloc:batch=16,window=forward",
+		       5, map + 20 * ps);
 	p = uffd_region_addr(r);
 	(void)*(volatile char *)(p + 3 * ps);
 	expect_present(map + 20 * ps, 12, 3, 5, true);
-	ck_assert_uint_eq(stats(r).pages_zero, 2);
+	ck_assert_uint_eq(settled_stats(r).pages_zero, 2);
 	uffd_region_destroy(r);
 	munmap(map, 32 * ps);
 }
@@ -315,18 +144,18 @@ START_TEST(test_sequential_walk_fault_count)
 	const size_t k = 1000;
 	size_t i, j;
 
-	for (i = 0; i < sizeof(batches) / sizeof(batches[0]); i++) {
+	for (i = 0; i < ARRAY_SIZE(batches); i++) {
 		char spec[64];
 		struct uffd_region *r;
 		struct uffd_stats st;
 		char *p;
 
 		snprintf(spec, sizeof(spec), "prealloc:batch=%zu", batches[i]);
-		r = make(LIBUFFD_MEM_ANON, spec, k, NULL);
+		r = new_region(LIBUFFD_MEM_ANON, spec, k, NULL);
 		p = uffd_region_addr(r);
 		for (j = 0; j < k; j++)
 			p[j * ps] = (char)j;
-		st = stats(r);
+		st = settled_stats(r);
 		ck_assert_msg(st.faults_write ==
 			      (k + batches[i] - 1) / batches[i],
 			      "batch %zu: %llu faults", batches[i],
@@ -343,31 +172,31 @@ END_TEST
 /* A read maps N zero-page entries; a later write is the kernel's COW. */
 START_TEST(test_read_maps_zero_pages)
 {
-	struct uffd_region *r = make(LIBUFFD_MEM_ANON, "prealloc:batch=32",
-				     128, NULL);
+	struct uffd_region *r = new_region(LIBUFFD_MEM_ANON,
+					   "prealloc:batch=32", 128, NULL);
 	char *p = uffd_region_addr(r);
-	uint64_t zpfn = zero_pfn(), e;
+	uint64_t zpfn = zero_page_pfn(), e;
 	struct uffd_stats st;
 
 	ck_assert_int_eq(*(volatile char *)(p + 40 * ps), 0);
 	expect_present(p, 128, 32, 64, true);
-	ck_assert_int_eq(scan_count(p, 128 * ps, T_PAGE_IS_PFNZERO), 32);
-	ck_assert_int_eq(scan_count(p, 128 * ps, T_PAGE_IS_PRESENT), 32);
-	ck_assert_int_le(smaps_rss(p), 4);
-	st = stats(r);
+	ck_assert_int_eq(pfnzero_pages(p, 128 * ps), 32);
+	ck_assert_int_eq(scan_present_pages(p, 128 * ps), 32);
+	ck_assert_int_le(rss_kib(p), 4);
+	st = settled_stats(r);
 	ck_assert_uint_eq(st.faults_read, 1);
 	ck_assert_uint_eq(st.pages_zero, 32);
 	ck_assert_uint_eq(st.pages_copy, 0);
 
 	/* no uffd fault: copy-on-write of that one page */
 	p[50 * ps] = 7;
-	st = stats(r);
+	st = settled_stats(r);
 	ck_assert_uint_eq(st.faults_write, 0);
 	ck_assert_uint_eq(st.faults_read, 1);
-	pagemap(p + 50 * ps, 1, &e);
+	ck_assert_int_eq(pagemap_entry(p + 50 * ps, &e), 0);
 	ck_assert(e & PM_PRESENT);
 	ck_assert_uint_ne(e & PM_PFN_MASK, zpfn);
-	ck_assert_int_eq(scan_count(p, 128 * ps, T_PAGE_IS_PFNZERO), 31);
+	ck_assert_int_eq(pfnzero_pages(p, 128 * ps), 31);
 	uffd_region_destroy(r);
 }
 END_TEST
@@ -375,9 +204,9 @@ END_TEST
 /* window=forward: the N pages from the fault on. */
 START_TEST(test_window_forward)
 {
-	struct uffd_region *r = make(LIBUFFD_MEM_ANON,
-				     "prealloc:batch=8,window=forward", 32,
-				     NULL);
+	struct uffd_region *r = new_region(LIBUFFD_MEM_ANON,
+					   "prealloc:batch=8,window=forward",
+					   32, NULL);
 	char *p = uffd_region_addr(r);
 	struct uffd_stats st;
 
@@ -388,11 +217,11 @@ START_TEST(test_window_forward)
 	expect_present(p, 32, 9, 21, false);
 	/* clipped at the end */
 	p[28 * ps] = 1;
-	st = stats(r);
+	st = settled_stats(r);
 	ck_assert_uint_eq(st.faults_write, 3);
 	ck_assert_uint_eq(st.pages_copy, 8 + 4 + 4);
 	ck_assert_uint_eq(st.eexist, 0);
-	ck_assert_int_eq(scan_count(p, 32 * ps, T_PAGE_IS_PRESENT), 16);
+	ck_assert_int_eq(scan_present_pages(p, 32 * ps), 16);
 	uffd_region_destroy(r);
 }
 END_TEST
@@ -400,8 +229,8 @@ END_TEST
 /* Present pages in a window are skipped and not counted as new. */
 START_TEST(test_present_pages_skipped)
 {
-	struct uffd_region *r = make(LIBUFFD_MEM_ANON, "prealloc:batch=16",
-				     64, NULL);
+	struct uffd_region *r = new_region(LIBUFFD_MEM_ANON,
+					   "prealloc:batch=16", 64, NULL);
 	char *p = uffd_region_addr(r);
 	struct uffd_stats st;
 
@@ -410,7 +239,7 @@ START_TEST(test_present_pages_skipped)
 	p[20 * ps] = 3;
 	/* a write elsewhere in a full window: nothing to do for us */
 	p[25 * ps] = 4;
-	st = stats(r);
+	st = settled_stats(r);
 	ck_assert_uint_eq(st.faults_read, 1);
 	ck_assert_uint_eq(st.faults_write, 0);
 	ck_assert_uint_eq(st.pages_zero, 16);
@@ -424,15 +253,15 @@ END_TEST
 /* Shared memory: the same windows, on shmem. */
 START_TEST(test_memfd_windows)
 {
-	struct uffd_region *r = make(LIBUFFD_MEM_MEMFD, "prealloc:batch=8",
-				     32, NULL);
+	struct uffd_region *r = new_region(LIBUFFD_MEM_MEMFD,
+					   "prealloc:batch=8", 32, NULL);
 	char *p = uffd_region_addr(r);
 	struct uffd_stats st;
 
 	p[3 * ps] = 9;
 	ck_assert_int_eq(*(volatile char *)(p + 17 * ps), 0);
-	ck_assert_int_eq(scan_count(p, 32 * ps, T_PAGE_IS_PRESENT), 16);
-	st = stats(r);
+	ck_assert_int_eq(scan_present_pages(p, 32 * ps), 16);
+	st = settled_stats(r);
 	ck_assert_uint_eq(st.faults_write + st.faults_read, 2);
 	ck_assert_uint_eq(st.pages_copy + st.pages_zero, 16);
 	ck_assert_int_eq(p[3 * ps], 9);
@@ -492,8 +321,8 @@ static void race(const char *spec)
 {
 	struct racer t[RACE_THREADS];
 	pthread_t tid[RACE_THREADS];
-	struct uffd_region *r = make(LIBUFFD_MEM_ANON, spec, RACE_PAGES,
-				     NULL);
+	struct uffd_region *r = new_region(LIBUFFD_MEM_ANON, spec,
+					   RACE_PAGES, NULL);
 	char *p = uffd_region_addr(r);
 	struct uffd_stats st;
 	unsigned int i;
@@ -523,8 +352,8 @@ static void race(const char *spec)
 		}
 	}
 	/* no page filled twice: new-page counts equal distinct pages */
-	st = stats(r);
-	present = scan_count(p, RACE_PAGES * ps, T_PAGE_IS_PRESENT);
+	st = settled_stats(r);
+	present = scan_present_pages(p, RACE_PAGES * ps);
 	ck_assert_int_eq(present, RACE_PAGES);
 	ck_assert_msg(st.pages_copy + st.pages_zero == (uint64_t)present,
 		      "%s: copy %llu + zero %llu != %ld present", spec,
@@ -550,8 +379,8 @@ END_TEST
 /* The limits of batch: 1 behaves like "zero", 4096 fills 16 MiB. */
 START_TEST(test_batch_limits)
 {
-	struct uffd_region *r = make(LIBUFFD_MEM_ANON, "prealloc:batch=1",
-				     16, NULL);
+	struct uffd_region *r = new_region(LIBUFFD_MEM_ANON,
+					   "prealloc:batch=1", 16, NULL);
 	struct uffd_region_opts o = {
 		.size = sizeof(o), .type = LIBUFFD_MEM_ANON, .len = 16 * ps,
 		.pager = "prealloc:batch=4097",
@@ -563,15 +392,16 @@ START_TEST(test_batch_limits)
 	expect_present(p, 16, 5, 6, false);
 	uffd_region_destroy(r);
 
-	r = make(LIBUFFD_MEM_ANON, "prealloc:batch=4096", 4096 + 100, NULL);
+	r = new_region(LIBUFFD_MEM_ANON, "prealloc:batch=4096", 4096 + 100,
+		       NULL);
 	p = uffd_region_addr(r);
 	p[4095 * ps] = 1;
-	ck_assert_int_eq(scan_count(p, (4096 + 100) * ps, T_PAGE_IS_PRESENT),
+	ck_assert_int_eq(scan_present_pages(p, (4096 + 100) * ps),
 			 4096);
 	p[4100 * ps] = 1;
-	ck_assert_int_eq(scan_count(p, (4096 + 100) * ps, T_PAGE_IS_PRESENT),
+	ck_assert_int_eq(scan_present_pages(p, (4096 + 100) * ps),
 			 4196);
-	ck_assert_uint_eq(stats(r).faults_write, 2);
+	ck_assert_uint_eq(settled_stats(r).faults_write, 2);
 	uffd_region_destroy(r);
 
 	ck_assert_int_eq(uffd_region_create(ctx, &o, &bad), -EINVAL);
@@ -583,10 +413,8 @@ END_TEST
 static Suite *prealloc_suite(void)
 {
 	Suite *s = suite_create("prealloc");
-	TCase *tc = tcase_create("windows");
-	TCase *tr = tcase_create("races");
+	TCase *tc = add_tcase(s, "windows", ctx_setup, ctx_teardown);
 
-	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, TIMEOUT_S);
 	tcase_add_test(tc, test_write_fills_aligned_window);
 	tcase_add_test(tc, test_window_clipped_at_end);
@@ -597,31 +425,18 @@ static Suite *prealloc_suite(void)
 	tcase_add_test(tc, test_present_pages_skipped);
 	tcase_add_test(tc, test_memfd_windows);
 	tcase_add_test(tc, test_batch_limits);
-	suite_add_tcase(s, tc);
 
-	tcase_add_checked_fixture(tr, setup, teardown);
-	tcase_set_timeout(tr, TIMEOUT_S);
-	tcase_add_test(tr, test_race_forward);
-	tcase_add_test(tr, test_race_aligned);
-	suite_add_tcase(s, tr);
+	tc = add_tcase(s, "races", ctx_setup, ctx_teardown);
+	tcase_set_timeout(tc, TIMEOUT_S);
+	tcase_add_test(tc, test_race_forward);
+	tcase_add_test(tc, test_race_aligned);
 	return s;
 }
 
 int main(void)
 {
-	struct uffd_probe probe = { .size = sizeof(probe) };
-	SRunner *sr;
-	int ret, failed;
-
-	ps = (size_t)sysconf(_SC_PAGESIZE);
-	ret = uffd_probe(&probe);
-	if (ret < 0) {
-		fprintf(stderr, "SKIP: no userfaultfd: %s\n", strerror(-ret));
-		return 77;
-	}
-	sr = srunner_create(prealloc_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	require_kernel(0, 1);
+	require_pfns();
+	ps = page_size();
+	return run_suite(prealloc_suite());
 }

@@ -12,212 +12,33 @@
  * mapped nowhere else (/proc/kpagecount), and that pages MOVE skipped
  * stayed in the pool.
  */
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 
 #include <check.h>
-#include <libuffd.h>
+
+#include "helpers.h"
 
 #define TIMEOUT_S	60
-#define WAIT_MS		10000
 
 static size_t ps;
-static struct uffd_ctx *ctx;
 
 /* ------------------------------------------------------- oracles */
-
-#define PM_PRESENT	(1ULL << 63)
-#define PM_PFN_MASK	((1ULL << 55) - 1)
-
-/*
- * PAGEMAP_SCAN (6.7) is newer than the installed headers.  Values from
- * include/uapi/linux/fs.h: PAGE_IS_PFNZERO is bit 5 (bit 4 is SWAPPED).
- */
-struct t_page_region {
-	uint64_t start, end, categories;
-};
-
-struct t_pm_scan_arg {
-	uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
-	uint64_t category_inverted, category_mask, category_anyof_mask;
-	uint64_t return_mask;
-};
-
-#define T_PAGEMAP_SCAN		_IOWR('f', 16, struct t_pm_scan_arg)
-#define T_PAGE_IS_PRESENT	(1ULL << 3)
-#define T_PAGE_IS_PFNZERO	(1ULL << 5)
-
-/* The pagemap entries of @n pages from @addr. */
-static void pagemap(const void *addr, size_t n, uint64_t *out)
-{
-	off_t off = (off_t)((uintptr_t)addr / ps * sizeof(*out));
-	size_t want = n * sizeof(*out), got = 0;
-	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-
-	ck_assert_int_ge(fd, 0);
-	while (got < want) {
-		ssize_t r = pread(fd, (char *)out + got, want - got,
-				  off + (off_t)got);
-
-		ck_assert_int_gt(r, 0);
-		got += (size_t)r;
-	}
-	close(fd);
-}
-
-/* PFN of the shared zero page: what a read of fresh anonymous memory maps */
-static uint64_t zero_pfn(void)
-{
-	char *p = mmap(NULL, ps, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS,
-		       -1, 0);
-	uint64_t e;
-
-	ck_assert_ptr_ne(p, MAP_FAILED);
-	(void)*(volatile char *)p;
-	pagemap(p, 1, &e);
-	munmap(p, ps);
-	ck_assert_msg(e & PM_PRESENT, "zero page not present");
-	ck_assert_msg(e & PM_PFN_MASK, "PFNs hidden: not root?");
-	return e & PM_PFN_MASK;
-}
-
-/* Pages of [addr, addr + len) in PAGEMAP_SCAN category @cat. */
-static long scan_count(const void *addr, size_t len, uint64_t cat)
-{
-	struct t_page_region vec[64];
-	uint64_t start = (uintptr_t)addr, end = start + len;
-	long total = 0;
-	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-
-	ck_assert_int_ge(fd, 0);
-	while (start < end) {
-		struct t_pm_scan_arg a = {
-			.size = sizeof(a), .start = start, .end = end,
-			.vec = (uintptr_t)vec, .vec_len = 64,
-			.category_mask = cat, .return_mask = cat,
-		};
-		int i, n = ioctl(fd, T_PAGEMAP_SCAN, &a);
-
-		ck_assert_msg(n >= 0, "PAGEMAP_SCAN: %s", strerror(errno));
-		for (i = 0; i < n; i++)
-			total += (long)((vec[i].end - vec[i].start) / ps);
-		if (a.walk_end <= start)
-			break;
-		start = a.walk_end;
-	}
-	close(fd);
-	return total;
-}
-
-/* Rss in KiB of the mapping holding @addr, from /proc/self/smaps. */
-static long smaps_rss(const void *addr)
-{
-	FILE *f = fopen("/proc/self/smaps", "re");
-	uintptr_t a = (uintptr_t)addr;
-	bool in = false;
-	char line[512];
-	long rss = -1;
-
-	ck_assert_ptr_nonnull(f);
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long s, e;
-		char perms[8];
-
-		if (sscanf(line, "%lx-%lx %7s", &s, &e, perms) == 3) {
-			in = a >= s && a < e;
-			continue;
-		}
-		if (in && sscanf(line, "Rss: %ld kB", &rss) == 1)
-			break;
-	}
-	fclose(f);
-	return rss;
-}
 
 /* PFN of a present page, or 0. */
 static uint64_t pfn_of(const void *addr)
 {
-	uint64_t e;
+	uint64_t pfn;
+	int present;
 
-	pagemap(addr, 1, &e);
-	return (e & PM_PRESENT) ? e & PM_PFN_MASK : 0;
-}
-
-/* How many times physical page @pfn is mapped (/proc/kpagecount). */
-static uint64_t kpagecount(uint64_t pfn)
-{
-	int fd = open("/proc/kpagecount", O_RDONLY | O_CLOEXEC);
-	uint64_t n = 0;
-
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(pread(fd, &n, sizeof(n), (off_t)(pfn * sizeof(n))),
-			 (ssize_t)sizeof(n));
-	close(fd);
-	return n;
-}
-
-/* Entries in a /proc directory such as /proc/self/task. */
-static int count_dir(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *de;
-	int n = 0;
-
-	ck_assert_ptr_nonnull(d);
-	while ((de = readdir(d)))
-		if (de->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
-/* Wait (bounded) until this process has @want threads. */
-static int wait_threads(int want)
-{
-	int i, n = 0;
-
-	for (i = 0; i < WAIT_MS; i++) {
-		n = count_dir("/proc/self/task");
-		if (n == want)
-			break;
-		sleep_ms(1);
-	}
-	return n;
-}
-
-/* The "pending:" faults of a userfaultfd, from its fdinfo. */
-static long uffd_pending(int fd)
-{
-	char path[64], line[256];
-	long n = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = fopen(path, "re");
-	ck_assert_ptr_nonnull(f);
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "pending: %ld", &n) == 1)
-			break;
-	fclose(f);
-	return n;
+	ck_assert_int_eq(page_lookup(addr, &present, &pfn), 0);
+	return pfn;
 }
 
 /* ---- the pool, as smaps shows it ---- */
@@ -288,78 +109,16 @@ static void wait_pool_full(const struct pool_view *v)
 	long want = (long)(v->pages * ps / 1024), rss = -1;
 	int i;
 
-	for (i = 0; i < WAIT_MS; i++) {
-		rss = smaps_rss(v->addr);
+	for (i = 0; i < TEST_WAIT_MS; i++) {
+		rss = rss_kib(v->addr);
 		if (rss == want)
 			break;
-		sleep_ms(1);
+		sleep_us(1000);
 	}
 	ck_assert_msg(rss == want, "pool Rss %ld KiB, want %ld", rss, want);
-	ck_assert_int_eq(scan_count(v->addr, v->pages * ps,
-				    T_PAGE_IS_PRESENT), (long)v->pages);
-	sleep_ms(20);
-}
-
-/* ------------------------------------------------------- fixtures */
-
-static void setup(void)
-{
-	ck_assert_int_eq(uffd_ctx_create(&ctx, NULL), 0);
-	ck_assert_int_eq(uffd_ctx_start(ctx), 0);
-}
-
-static void setup_stopped(void)
-{
-	ck_assert_int_eq(uffd_ctx_create(&ctx, NULL), 0);
-}
-
-static void teardown(void)
-{
-	uffd_ctx_destroy(ctx);
-	ctx = NULL;
-}
-
-static struct uffd_region *make(enum uffd_mem_type type, const char *spec,
-				size_t npages, void *addr)
-{
-	struct uffd_region_opts o = {
-		.size = sizeof(o), .type = type, .addr = addr,
-		.len = npages * ps, .pager = spec,
-	};
-	struct uffd_region *r = NULL;
-	int ret = uffd_region_create(ctx, &o, &r);
-
-	ck_assert_msg(ret == 0, "create %s: %d (%s)", spec, ret,
-		      uffd_last_error());
-	return r;
-}
-
-/*
- * The region's counters once the handler has finished the bookkeeping of
- * every fault it took.  A one-page fill wakes the faulting thread before
- * the handler counts its pages, so a thread that just returned from a
- * fault may look too early.  Each fault served adds one histogram entry,
- * after its fill counters: wait (bounded) until entries match faults.
- */
-static struct uffd_stats stats(const struct uffd_region *r)
-{
-	struct uffd_stats st;
-	uint64_t served, faults;
-	int i, b;
-
-	for (i = 0; i < 100000; i++) {
-		ck_assert_int_eq(uffd_region_stats(r, &st, sizeof(st)), 0);
-		faults = st.faults_read + st.faults_write + st.faults_wp +
-			 st.faults_minor;
-		for (served = 0, b = 0; b < LIBUFFD_HIST_BUCKETS; b++)
-			served += st.hist_us[b];
-		if (served >= faults)
-			break;
-		usleep(100);
-	}
-	ck_assert_msg(served >= faults, "%llu faults, %llu served",
-		      (unsigned long long)faults, (unsigned long long)served);
-	return st;
+	ck_assert_int_eq(scan_present_pages(v->addr, v->pages * ps),
+			 (long)v->pages);
+	sleep_us(20000);
 }
 
 /* Page @pg of @p is zero but for byte @at, which holds @v. */
@@ -398,14 +157,15 @@ START_TEST(test_moves_pool_pages)
 {
 	struct uffd_region *r;
 	struct pool_view v;
-	uint64_t before[64], zpfn = zero_pfn();
+	uint64_t before[64], zpfn = zero_page_pfn();
 	struct uffd_stats st;
 	size_t i;
 	char *p;
 
 	ck_assert(moves_supported());
 	ck_assert_int_eq(find_pools(64, NULL), 0);
-	r = make(LIBUFFD_MEM_ANON, "prezero:batch=8,pool=64", 256, NULL);
+	r = new_region(LIBUFFD_MEM_ANON, "prezero:batch=8,pool=64", 256,
+		       NULL);
 	p = uffd_region_addr(r);
 	v = the_pool(64);
 	wait_pool_full(&v);
@@ -414,7 +174,7 @@ START_TEST(test_moves_pool_pages)
 
 	for (i = 0; i < 32; i++)
 		p[i * ps + i] = (char)(i + 1);
-	st = stats(r);
+	st = settled_stats(r);
 	ck_assert_uint_eq(st.faults_write, 4);
 	ck_assert_uint_eq(st.pages_move, 32);
 	ck_assert_uint_eq(st.pages_copy, 0);
@@ -428,18 +188,18 @@ START_TEST(test_moves_pool_pages)
 		ck_assert_msg(contains(before, 64, pfn),
 			      "page %zu: PFN %#llx was not in the pool", i,
 			      (unsigned long long)pfn);
-		ck_assert_uint_eq(kpagecount(pfn), 1);
+		ck_assert_int_eq(kpagecount(pfn), 1);
 		/* and the pool does not map it any more */
 		for (j = 0; j < 64; j++)
 			ck_assert_uint_ne(pfn_of(v.addr + j * ps), pfn);
 		expect_page(p, i, i, (char)(i + 1));
 	}
-	ck_assert_int_eq(scan_count(p, 256 * ps, T_PAGE_IS_PRESENT), 32);
+	ck_assert_int_eq(scan_present_pages(p, 256 * ps), 32);
 	/* the scrubber refills the pool with other pages, and says so */
 	wait_pool_full(&v);
 	for (i = 0; i < 32; i++)
 		ck_assert_int_eq(p[i * ps + i], (char)(i + 1));
-	ck_assert_uint_gt(stats(r).helper_cpu_ns, 0);
+	ck_assert_uint_gt(settled_stats(r).helper_cpu_ns, 0);
 	uffd_region_destroy(r);
 }
 END_TEST
@@ -448,12 +208,15 @@ END_TEST
 START_TEST(test_regions_private)
 {
 	struct uffd_region *a, *b;
+	struct uffd_stats sa, sb;
 	uint64_t pa[16], pb[16];
 	char *p, *q;
 	size_t i;
 
-	a = make(LIBUFFD_MEM_ANON, "prezero:batch=4,pool=32", 16, NULL);
-	b = make(LIBUFFD_MEM_ANON, "prezero:batch=4,pool=32", 16, NULL);
+	a = new_region(LIBUFFD_MEM_ANON, "prezero:batch=4,pool=32", 16,
+		       NULL);
+	b = new_region(LIBUFFD_MEM_ANON, "prezero:batch=4,pool=32", 16,
+		       NULL);
 	p = uffd_region_addr(a);
 	q = uffd_region_addr(b);
 	for (i = 0; i < 16; i++) {
@@ -468,13 +231,15 @@ START_TEST(test_regions_private)
 		ck_assert_uint_ne(pa[i], 0);
 		ck_assert(!contains(pb, 16, pa[i]));
 		ck_assert(!contains(pa, i, pa[i]));
-		ck_assert_uint_eq(kpagecount(pa[i]), 1);
-		ck_assert_uint_eq(kpagecount(pb[i]), 1);
+		ck_assert_int_eq(kpagecount(pa[i]), 1);
+		ck_assert_int_eq(kpagecount(pb[i]), 1);
 		expect_page(q, i, 0, 1);
 	}
-	ck_assert_uint_gt(stats(a).pages_move + stats(b).pages_move, 0);
-	ck_assert_uint_eq(stats(a).pages_move + stats(a).pages_copy, 16);
-	ck_assert_uint_eq(stats(b).pages_move + stats(b).pages_copy, 16);
+	sa = settled_stats(a);
+	sb = settled_stats(b);
+	ck_assert_uint_gt(sa.pages_move + sb.pages_move, 0);
+	ck_assert_uint_eq(sa.pages_move + sa.pages_copy, 16);
+	ck_assert_uint_eq(sb.pages_move + sb.pages_copy, 16);
 	uffd_region_destroy(a);
 	uffd_region_destroy(b);
 }
@@ -487,8 +252,8 @@ END_TEST
 START_TEST(test_dirtied_pages_come_back_zero)
 {
 	const size_t n = 128;
-	struct uffd_region *r = make(LIBUFFD_MEM_ANON,
-				     "prezero:batch=4,pool=16", n, NULL);
+	struct uffd_region *r = new_region(LIBUFFD_MEM_ANON,
+					   "prezero:batch=4,pool=16", n, NULL);
 	char *p = uffd_region_addr(r);
 	struct uffd_stats st;
 	unsigned int round;
@@ -505,9 +270,9 @@ START_TEST(test_dirtied_pages_come_back_zero)
 		memset(p, 0xa5, n * ps);
 		/* give the scrubber a chance to recycle, some rounds */
 		if (round % 2)
-			sleep_ms(50);
+			sleep_us(50000);
 	}
-	st = stats(r);
+	st = settled_stats(r);
 	ck_assert_uint_eq(st.pages_move + st.pages_copy, 6 * n);
 	ck_assert_uint_gt(st.pages_move, 0);
 	ck_assert_uint_eq(st.events_remove, 5);
@@ -520,8 +285,9 @@ END_TEST
 START_TEST(test_pool_refills)
 {
 	const size_t n = 4096;
-	struct uffd_region *r = make(LIBUFFD_MEM_ANON,
-				     "prezero:batch=1,pool=32,low=8", n, NULL);
+	struct uffd_region *r = new_region(LIBUFFD_MEM_ANON,
+					   "prezero:batch=1,pool=32,low=8",
+					   n, NULL);
 	char *p = uffd_region_addr(r);
 	struct pool_view v = the_pool(32);
 	struct uffd_stats st;
@@ -532,7 +298,7 @@ START_TEST(test_pool_refills)
 	/* a full pool serves 32 faults, whatever the scrubber does */
 	for (i = 0; i < 32; i++)
 		p[i * ps] = 1;
-	st = stats(r);
+	st = settled_stats(r);
 	ck_assert_uint_eq(st.pager_misses, 0);
 	ck_assert_uint_eq(st.pages_move, 32);
 
@@ -540,10 +306,10 @@ START_TEST(test_pool_refills)
 	for (; i < n - 64; i++)
 		p[i * ps] = 1;
 	wait_pool_full(&v);
-	miss0 = stats(r).pager_misses;
+	miss0 = settled_stats(r).pager_misses;
 	for (; i < n - 32; i++)
 		p[i * ps] = 1;
-	st = stats(r);
+	st = settled_stats(r);
 	ck_assert_uint_eq(st.pager_misses, miss0);
 	ck_assert_uint_eq(st.pages_move + st.pages_copy, n - 32);
 	ck_assert_uint_eq(st.pages_copy, st.pager_misses);
@@ -565,9 +331,9 @@ START_TEST(test_exhausted_pool_falls_back)
 	uint64_t misses = 0;
 
 	for (attempt = 0; attempt < 5 && !misses; attempt++) {
-		struct uffd_region *r = make(LIBUFFD_MEM_ANON,
-					     "prezero:batch=512,pool=512",
-					     n, NULL);
+		struct uffd_region *r = new_region(LIBUFFD_MEM_ANON,
+						   "prezero:batch=512,pool=512",
+						   n, NULL);
 		struct pool_view v = the_pool(512);
 		char *p = uffd_region_addr(r);
 		struct uffd_stats st;
@@ -576,7 +342,7 @@ START_TEST(test_exhausted_pool_falls_back)
 		wait_pool_full(&v);
 		for (i = 0; i < n; i += 512)
 			p[i * ps + 1] = 3;
-		st = stats(r);
+		st = settled_stats(r);
 		misses = st.pager_misses;
 		ck_assert_uint_eq(st.faults_write, n / 512);
 		/* the first fault had the full pool */
@@ -607,30 +373,25 @@ static void *toucher_main(void *arg)
 
 START_TEST(test_empty_pool_copies)
 {
-	struct uffd_region *r = make(LIBUFFD_MEM_ANON,
-				     "prezero:batch=1,pool=4", 64, NULL);
+	struct uffd_region *r = new_region(LIBUFFD_MEM_ANON,
+					   "prezero:batch=1,pool=4", 64, NULL);
 	char *p = uffd_region_addr(r);
 	struct toucher t[8];
 	pthread_t tid[8];
 	struct uffd_stats st;
-	int i, waited;
+	int i;
 
 	for (i = 0; i < 8; i++) {
 		t[i].page = p + (size_t)i * 5 * ps;
 		ck_assert_int_eq(pthread_create(&tid[i], NULL, toucher_main,
 						&t[i]), 0);
 	}
-	for (waited = 0; waited < WAIT_MS; waited++) {
-		if (uffd_pending(uffd_ctx_fd(ctx)) == 8)
-			break;
-		sleep_ms(1);
-	}
-	ck_assert_int_eq(uffd_pending(uffd_ctx_fd(ctx)), 8);
+	ck_assert_int_eq(wait_pending(uffd_ctx_fd(ctx), 8, TEST_WAIT_MS), 8);
 	/* never started: stop serves the queue, with no scrubber behind */
 	ck_assert_int_eq(uffd_ctx_stop(ctx), -EALREADY);
 	for (i = 0; i < 8; i++)
 		pthread_join(tid[i], NULL);
-	st = stats(r);
+	st = settled_stats(r);
 	ck_assert_uint_eq(st.faults_write, 8);
 	ck_assert_uint_eq(st.pager_misses, 8);
 	ck_assert_uint_eq(st.pages_copy, 8);
@@ -638,7 +399,7 @@ START_TEST(test_empty_pool_copies)
 	ck_assert_uint_eq(st.helper_cpu_ns, 0);
 	for (i = 0; i < 8; i++)
 		expect_page(p, (size_t)i * 5, 7, 7);
-	ck_assert_int_eq(scan_count(p, 64 * ps, T_PAGE_IS_PRESENT), 8);
+	ck_assert_int_eq(scan_present_pages(p, 64 * ps), 8);
 	uffd_region_destroy(r);
 }
 END_TEST
@@ -650,26 +411,25 @@ END_TEST
  */
 START_TEST(test_move_eexist_keeps_source)
 {
-	char *map = mmap(NULL, 16 * ps, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	uint64_t before[8], zpfn = zero_pfn();
+	char *map = map_anon(16);
+	uint64_t before[8], zpfn = zero_page_pfn();
 	struct uffd_region *r;
 	struct pool_view v;
 	struct uffd_stats st;
 	size_t i;
 
-	ck_assert_ptr_ne(map, MAP_FAILED);
 	madvise(map, 16 * ps, MADV_NOHUGEPAGE);
 	map[2 * ps] = 0x77;
 	map[6 * ps] = 0x66;
-	r = make(LIBUFFD_MEM_ADOPT, "prezero:batch=8,pool=8", 16, map);
+	r = new_region(LIBUFFD_MEM_ADOPT, "prezero:batch=8,pool=8", 16,
+		       map);
 	v = the_pool(8);
 	wait_pool_full(&v);
 	for (i = 0; i < 8; i++)
 		before[i] = pfn_of(v.addr + i * ps);
 
 	map[0] = 1;
-	st = stats(r);
+	st = settled_stats(r);
 	ck_assert_uint_eq(st.faults_write, 1);
 	ck_assert_uint_eq(st.pages_move, 6);
 	ck_assert_uint_eq(st.eexist, 2);
@@ -688,7 +448,7 @@ START_TEST(test_move_eexist_keeps_source)
 		/* moved at matching offsets: slot i went to page i */
 		ck_assert_uint_eq(pfn, before[i]);
 		ck_assert_uint_ne(pfn, zpfn);
-		ck_assert_uint_eq(kpagecount(pfn), 1);
+		ck_assert_int_eq(kpagecount(pfn), 1);
 		expect_page(map, i, 0, i ? 0 : 1);
 	}
 	/* refilled around them: the kept pages are reused, not replaced */
@@ -703,11 +463,11 @@ END_TEST
 /* Pages the library knows are present are skipped the same way. */
 START_TEST(test_move_skips_known_present)
 {
-	struct uffd_region *r = make(LIBUFFD_MEM_ANON,
-				     "prezero:batch=8,pool=8", 16, NULL);
+	struct uffd_region *r = new_region(LIBUFFD_MEM_ANON,
+					   "prezero:batch=8,pool=8", 16, NULL);
 	char *p = uffd_region_addr(r);
 	struct pool_view v = the_pool(8);
-	uint64_t before[8], zpfn = zero_pfn();
+	uint64_t before[8], zpfn = zero_page_pfn();
 	struct uffd_stats st;
 	size_t i;
 
@@ -717,11 +477,11 @@ START_TEST(test_move_skips_known_present)
 	/* reads behave like "zero": one zero page, no pool page used */
 	ck_assert_int_eq(*(volatile char *)(p + 3 * ps), 0);
 	ck_assert_uint_eq(pfn_of(p + 3 * ps), zpfn);
-	ck_assert_uint_eq(stats(r).pages_zero, 1);
+	ck_assert_uint_eq(settled_stats(r).pages_zero, 1);
 	ck_assert_uint_eq(pfn_of(v.addr + 3 * ps), before[3]);
 
 	p[5 * ps] = 1;
-	st = stats(r);
+	st = settled_stats(r);
 	ck_assert_uint_eq(st.pages_move, 7);
 	ck_assert_uint_eq(st.eexist, 0);
 	ck_assert_uint_eq(pfn_of(p + 3 * ps), zpfn);
@@ -738,44 +498,45 @@ END_TEST
 /* Stop and start: the scrubber goes and comes back, nothing leaks. */
 START_TEST(test_stop_leaks_nothing)
 {
-	int t0 = count_dir("/proc/self/task"), f0 = count_dir("/proc/self/fd");
+	int t0 = count_threads(), f0 = count_fds();
 	struct uffd_region *r;
 	struct pool_view v;
 	int f1;
 	char *p;
 
 	ck_assert_int_eq(uffd_ctx_create(&ctx, NULL), 0);
-	r = make(LIBUFFD_MEM_ANON, "prezero:batch=2,pool=64", 64, NULL);
+	r = new_region(LIBUFFD_MEM_ANON, "prezero:batch=2,pool=64", 64,
+		       NULL);
 	p = uffd_region_addr(r);
 	v = the_pool(64);
-	f1 = count_dir("/proc/self/fd");
-	ck_assert_int_eq(count_dir("/proc/self/task"), t0);
+	f1 = count_fds();
+	ck_assert_int_eq(count_threads(), t0);
 
 	ck_assert_int_eq(uffd_ctx_start(ctx), 0);
-	ck_assert_int_eq(count_dir("/proc/self/task"), t0 + 2);
+	ck_assert_int_eq(count_threads(), t0 + 2);
 	wait_pool_full(&v);
 	p[0] = 1;
-	ck_assert_uint_eq(stats(r).pages_move, 2);
+	ck_assert_uint_eq(settled_stats(r).pages_move, 2);
 	ck_assert_int_eq(uffd_ctx_stop(ctx), 0);
-	ck_assert_int_eq(wait_threads(t0), t0);
-	ck_assert_int_eq(count_dir("/proc/self/fd"), f1);
+	ck_assert_int_eq(wait_threads(t0, TEST_WAIT_MS), t0);
+	ck_assert_int_eq(count_fds(), f1);
 
 	ck_assert_int_eq(uffd_ctx_start(ctx), 0);
-	ck_assert_int_eq(count_dir("/proc/self/task"), t0 + 2);
+	ck_assert_int_eq(count_threads(), t0 + 2);
 	wait_pool_full(&v);
 	p[10 * ps] = 1;
-	ck_assert_uint_eq(stats(r).pages_move, 4);
-	ck_assert_uint_eq(stats(r).pager_misses, 0);
+	ck_assert_uint_eq(settled_stats(r).pages_move, 4);
+	ck_assert_uint_eq(settled_stats(r).pager_misses, 0);
 	ck_assert_int_eq(uffd_ctx_stop(ctx), 0);
-	ck_assert_int_eq(wait_threads(t0), t0);
-	ck_assert_int_eq(count_dir("/proc/self/fd"), f1);
+	ck_assert_int_eq(wait_threads(t0, TEST_WAIT_MS), t0);
+	ck_assert_int_eq(count_fds(), f1);
 
 	/* destroying a running context stops the scrubber too */
 	ck_assert_int_eq(uffd_ctx_start(ctx), 0);
 	uffd_ctx_destroy(ctx);
 	ctx = NULL;
-	ck_assert_int_eq(wait_threads(t0), t0);
-	ck_assert_int_eq(count_dir("/proc/self/fd"), f0);
+	ck_assert_int_eq(wait_threads(t0, TEST_WAIT_MS), t0);
+	ck_assert_int_eq(count_fds(), f0);
 	ck_assert_int_eq(find_pools(64, NULL), 0);
 }
 END_TEST
@@ -783,22 +544,23 @@ END_TEST
 /* Shared memory cannot take MOVE: COPY, counted, and no scrubber. */
 START_TEST(test_memfd_copies)
 {
-	int t0 = count_dir("/proc/self/task");
+	int t0 = count_threads();
 	struct uffd_region *r;
 	struct uffd_stats st;
 	char *p;
 	size_t i;
 
 	ck_assert_int_eq(uffd_ctx_create(&ctx, NULL), 0);
-	r = make(LIBUFFD_MEM_MEMFD, "prezero:batch=4,pool=16", 16, NULL);
+	r = new_region(LIBUFFD_MEM_MEMFD, "prezero:batch=4,pool=16", 16,
+		       NULL);
 	p = uffd_region_addr(r);
 	ck_assert_int_eq(find_pools(16, NULL), 0);
 	ck_assert_int_eq(uffd_ctx_start(ctx), 0);
-	ck_assert_int_eq(count_dir("/proc/self/task"), t0 + 1);
+	ck_assert_int_eq(count_threads(), t0 + 1);
 	p[0] = 1;
 	p[5 * ps] = 2;
 	ck_assert_int_eq(*(volatile char *)(p + 9 * ps), 0);
-	st = stats(r);
+	st = settled_stats(r);
 	ck_assert_uint_eq(st.faults_write, 2);
 	ck_assert_uint_eq(st.pages_copy, 8);
 	ck_assert_uint_eq(st.pages_move, 0);
@@ -824,12 +586,13 @@ START_TEST(test_adopted_shared_copies)
 	size_t i;
 
 	ck_assert_ptr_ne(map, MAP_FAILED);
-	r = make(LIBUFFD_MEM_ADOPT, "prezero:batch=4,pool=16", 32, map);
+	r = new_region(LIBUFFD_MEM_ADOPT, "prezero:batch=4,pool=16", 32,
+		       map);
 	v = the_pool(16);
 	wait_pool_full(&v);
 	for (i = 0; i < 32; i += 4)
 		map[i * ps] = 1;
-	st = stats(r);
+	st = settled_stats(r);
 	ck_assert_uint_eq(st.faults_write, 8);
 	ck_assert_uint_eq(st.pages_copy, 32);
 	ck_assert_uint_eq(st.pages_move, 0);
@@ -845,59 +608,38 @@ END_TEST
 static Suite *prezero_suite(void)
 {
 	Suite *s = suite_create("prezero");
-	TCase *tp = tcase_create("pool");
-	TCase *te = tcase_create("empty");
-	TCase *tl = tcase_create("lifecycle");
+	TCase *tc = add_tcase(s, "pool", ctx_setup, ctx_teardown);
 
-	tcase_add_checked_fixture(tp, setup, teardown);
-	tcase_set_timeout(tp, TIMEOUT_S);
-	tcase_add_test(tp, test_moves_pool_pages);
-	tcase_add_test(tp, test_regions_private);
-	tcase_add_test(tp, test_dirtied_pages_come_back_zero);
-	tcase_add_test(tp, test_pool_refills);
-	tcase_add_test(tp, test_exhausted_pool_falls_back);
-	tcase_add_test(tp, test_move_eexist_keeps_source);
-	tcase_add_test(tp, test_move_skips_known_present);
-	tcase_add_test(tp, test_adopted_shared_copies);
-	suite_add_tcase(s, tp);
+	tcase_set_timeout(tc, TIMEOUT_S);
+	tcase_add_test(tc, test_moves_pool_pages);
+	tcase_add_test(tc, test_regions_private);
+	tcase_add_test(tc, test_dirtied_pages_come_back_zero);
+	tcase_add_test(tc, test_pool_refills);
+	tcase_add_test(tc, test_exhausted_pool_falls_back);
+	tcase_add_test(tc, test_move_eexist_keeps_source);
+	tcase_add_test(tc, test_move_skips_known_present);
+	tcase_add_test(tc, test_adopted_shared_copies);
 
-	tcase_add_checked_fixture(te, setup_stopped, teardown);
-	tcase_set_timeout(te, TIMEOUT_S);
-	tcase_add_test(te, test_empty_pool_copies);
-	suite_add_tcase(s, te);
+	tc = add_tcase(s, "empty", ctx_setup_stopped, ctx_teardown);
+	tcase_set_timeout(tc, TIMEOUT_S);
+	tcase_add_test(tc, test_empty_pool_copies);
 
 	/* these make their own context, to count threads and fds */
-	tcase_add_checked_fixture(tl, NULL, teardown);
-	tcase_set_timeout(tl, TIMEOUT_S);
-	tcase_add_test(tl, test_stop_leaks_nothing);
-	tcase_add_test(tl, test_memfd_copies);
-	suite_add_tcase(s, tl);
+	tc = add_tcase(s, "lifecycle", NULL, ctx_teardown);
+	tcase_set_timeout(tc, TIMEOUT_S);
+	tcase_add_test(tc, test_stop_leaks_nothing);
+	tcase_add_test(tc, test_memfd_copies);
 	return s;
 }
 
 int main(void)
 {
-	struct uffd_probe probe = { .size = sizeof(probe) };
-	SRunner *sr;
-	int ret, failed;
-
-	ps = (size_t)sysconf(_SC_PAGESIZE);
-	ret = uffd_probe(&probe);
-	if (ret < 0) {
-		fprintf(stderr, "SKIP: no userfaultfd: %s\n", strerror(-ret));
-		return 77;
-	}
-	if (!(probe.features & LIBUFFD_FEATURE_MOVE)) {
-		fprintf(stderr, "SKIP: kernel lacks UFFDIO_MOVE (6.8+)\n");
-		return 77;
-	}
+	require_kernel(LIBUFFD_FEATURE_MOVE, 1);
 	if (access("/proc/kpagecount", R_OK)) {
 		fprintf(stderr, "SKIP: no /proc/kpagecount: not root\n");
-		return 77;
+		return TEST_EXIT_SKIP;
 	}
-	sr = srunner_create(prezero_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	require_pfns();
+	ps = page_size();
+	return run_suite(prezero_suite());
 }

@@ -63,14 +63,14 @@ out:
 	return ret;
 }
 
-/* A region on @ctx serves a read (zeros) and a write (read back). */
-static void check_ctx_serves(struct uffd_ctx *ctx)
+/* A region on @c serves a read (zeros) and a write (read back). */
+static void check_ctx_serves(struct uffd_ctx *c)
 {
 	struct uffd_region *r;
 	struct uffd_stats st;
 	uint8_t *p;
 
-	ck_assert_int_eq(make_region(ctx, LIBUFFD_MEM_ANON, 4, NULL, &r), 0);
+	ck_assert_int_eq(make_region(c, LIBUFFD_MEM_ANON, 4, NULL, &r), 0);
 	p = uffd_region_addr(r);
 	ck_assert_uint_eq(peek(p), 0);
 	poke(p + page_size(), 0x5a);
@@ -85,12 +85,12 @@ static void check_ctx_serves(struct uffd_ctx *ctx)
 }
 
 /* The context's descriptor is a userfaultfd opened the documented way. */
-static void check_ctx_fd(struct uffd_ctx *ctx)
+static void check_ctx_fd(struct uffd_ctx *c)
 {
 	char path[64], link[64];
 	uint64_t feat;
 	ssize_t n;
-	int fd = uffd_ctx_fd(ctx);
+	int fd = uffd_ctx_fd(c);
 
 	ck_assert_int_ge(fd, 0);
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
@@ -103,7 +103,7 @@ static void check_ctx_fd(struct uffd_ctx *ctx)
 	ck_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC);
 	/* What the library says it enabled is what the kernel enabled. */
 	ck_assert_int_eq(uffd_fdinfo_features(fd, &feat), 0);
-	ck_assert_uint_eq(feat, uffd_ctx_features(ctx));
+	ck_assert_uint_eq(feat, uffd_ctx_features(c));
 }
 
 START_TEST(probe_matches_kernel)
@@ -190,16 +190,16 @@ END_TEST
 START_TEST(ctx_default_features)
 {
 	struct uffd_probe p = { .size = sizeof(p) };
-	struct uffd_ctx *ctx = NULL;
+	struct uffd_ctx *c = NULL;
 	uint64_t f;
 
 	ck_assert_int_eq(uffd_probe(&p), 0);
-	ck_assert_int_eq(uffd_ctx_create(&ctx, NULL), 0);
-	f = uffd_ctx_features(ctx);
+	ck_assert_int_eq(uffd_ctx_create(&c, NULL), 0);
+	f = uffd_ctx_features(c);
 	ck_assert_uint_eq(f & DEFAULT_FEATURES, p.features & DEFAULT_FEATURES);
 	ck_assert_uint_eq(f & ~p.features, 0);
-	check_ctx_fd(ctx);
-	uffd_ctx_destroy(ctx);
+	check_ctx_fd(c);
+	uffd_ctx_destroy(c);
 }
 END_TEST
 
@@ -211,21 +211,21 @@ START_TEST(ctx_required_features)
 		.features = LIBUFFD_FEATURE_EXACT_ADDRESS,
 		.handler_cpu = -1,
 	};
-	struct uffd_ctx *ctx = NULL;
+	struct uffd_ctx *c = NULL;
 	int fds = count_fds();
 
-	ck_assert_int_eq(uffd_ctx_create(&ctx, &o), 0);
-	ck_assert(uffd_ctx_features(ctx) & LIBUFFD_FEATURE_EXACT_ADDRESS);
-	check_ctx_fd(ctx);
-	uffd_ctx_destroy(ctx);
+	ck_assert_int_eq(uffd_ctx_create(&c, &o), 0);
+	ck_assert(uffd_ctx_features(c) & LIBUFFD_FEATURE_EXACT_ADDRESS);
+	check_ctx_fd(c);
+	uffd_ctx_destroy(c);
 	ck_assert_int_eq(count_fds(), fds);
 
 	/* A bit no kernel offers: refused, and nothing left open. */
-	ctx = NULL;
+	c = NULL;
 	o.features = 1ULL << 40;
 	clear_last_error();
-	ck_assert_int_eq(uffd_ctx_create(&ctx, &o), -EOPNOTSUPP);
-	ck_assert_ptr_null(ctx);
+	ck_assert_int_eq(uffd_ctx_create(&c, &o), -EOPNOTSUPP);
+	ck_assert_ptr_null(c);
 	ck_assert(*uffd_last_error());
 	ck_assert_int_eq(count_fds(), fds);
 }
@@ -234,17 +234,17 @@ END_TEST
 START_TEST(ctx_bad_args)
 {
 	struct uffd_ctx_opts o = { .size = sizeof(o), .handler_cpu = -1 };
-	struct uffd_ctx *ctx = NULL;
+	struct uffd_ctx *c = NULL;
 	int fds = count_fds();
 
 	ck_assert_int_eq(uffd_ctx_create(NULL, NULL), -EINVAL);
 	o.size = 0;
-	ck_assert_int_eq(uffd_ctx_create(&ctx, &o), -EINVAL);
-	ck_assert_ptr_null(ctx);
+	ck_assert_int_eq(uffd_ctx_create(&c, &o), -EINVAL);
+	ck_assert_ptr_null(c);
 	o.size = sizeof(o);
 	o.flags = 1u << 31;
-	ck_assert_int_eq(uffd_ctx_create(&ctx, &o), -EINVAL);
-	ck_assert_ptr_null(ctx);
+	ck_assert_int_eq(uffd_ctx_create(&c, &o), -EINVAL);
+	ck_assert_ptr_null(c);
 	ck_assert_int_eq(count_fds(), fds);
 }
 END_TEST
@@ -252,7 +252,7 @@ END_TEST
 START_TEST(ctx_opts_prefix)
 {
 	struct uffd_ctx_opts o;
-	struct uffd_ctx *ctx = NULL;
+	struct uffd_ctx *c = NULL;
 
 	/*
 	 * A caller built before handler_cpu existed: what lies beyond its
@@ -261,10 +261,10 @@ START_TEST(ctx_opts_prefix)
 	memset(&o, 0, sizeof(o));
 	o.size = offsetof(struct uffd_ctx_opts, handler_cpu);
 	o.handler_cpu = 12345;
-	ck_assert_int_eq(uffd_ctx_create(&ctx, &o), 0);
-	ck_assert_int_eq(uffd_ctx_start(ctx), 0);
-	check_ctx_serves(ctx);
-	uffd_ctx_destroy(ctx);
+	ck_assert_int_eq(uffd_ctx_create(&c, &o), 0);
+	ck_assert_int_eq(uffd_ctx_start(c), 0);
+	check_ctx_serves(c);
+	uffd_ctx_destroy(c);
 }
 END_TEST
 
@@ -275,13 +275,13 @@ START_TEST(ctx_no_dev_works)
 		.flags = LIBUFFD_CTX_NO_DEV,
 		.handler_cpu = -1,
 	};
-	struct uffd_ctx *ctx = NULL;
+	struct uffd_ctx *c = NULL;
 
-	ck_assert_int_eq(uffd_ctx_create(&ctx, &o), 0);
-	check_ctx_fd(ctx);
-	ck_assert_int_eq(uffd_ctx_start(ctx), 0);
-	check_ctx_serves(ctx);
-	uffd_ctx_destroy(ctx);
+	ck_assert_int_eq(uffd_ctx_create(&c, &o), 0);
+	check_ctx_fd(c);
+	ck_assert_int_eq(uffd_ctx_start(c), 0);
+	check_ctx_serves(c);
+	uffd_ctx_destroy(c);
 }
 END_TEST
 
@@ -322,7 +322,7 @@ static int install_filter(int what)
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
 	struct sock_fprog prog = {
-		.len = sizeof(f) / sizeof(f[0]),
+		.len = ARRAY_SIZE(f),
 		.filter = f,
 	};
 
@@ -342,7 +342,7 @@ static int blocked_child(int what)
 		.handler_cpu = -1,
 	};
 	struct uffd_probe p = { .size = sizeof(p) };
-	struct uffd_ctx *ctx = NULL;
+	struct uffd_ctx *c = NULL;
 	struct uffd_region *r = NULL;
 	int ret, want_probe;
 
@@ -358,27 +358,27 @@ static int blocked_child(int what)
 		return 2;
 
 	/* NO_DEV must use the syscall and nothing else. */
-	ret = uffd_ctx_create(&ctx, &nodev);
+	ret = uffd_ctx_create(&c, &nodev);
 	if (ret != ((what & BLOCK_SYSCALL) ? -EPERM : 0))
 		return 3;
-	uffd_ctx_destroy(ctx);
-	ctx = NULL;
+	uffd_ctx_destroy(c);
+	c = NULL;
 
 	/* The default falls back to whichever way is open. */
-	ret = uffd_ctx_create(&ctx, NULL);
+	ret = uffd_ctx_create(&c, NULL);
 	if (ret != want_probe)
 		return 4;
 	if (ret)
 		return 0;
-	if (uffd_ctx_start(ctx))
+	if (uffd_ctx_start(c))
 		return 5;
-	if (make_region(ctx, LIBUFFD_MEM_ANON, 2, NULL, &r))
+	if (make_region(c, LIBUFFD_MEM_ANON, 2, NULL, &r))
 		return 6;
 	poke((uint8_t *)uffd_region_addr(r) + page_size(), 7);
 	if (peek(uffd_region_addr(r)) != 0 ||
 	    peek((uint8_t *)uffd_region_addr(r) + page_size()) != 7)
 		return 7;
-	uffd_ctx_destroy(ctx);
+	uffd_ctx_destroy(c);
 	return 0;
 }
 
@@ -420,70 +420,56 @@ END_TEST
 START_TEST(second_api_refused)
 {
 	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
-	struct uffd_ctx *ctx = NULL;
+	struct uffd_ctx *c = NULL;
 	uint64_t before, after;
 
-	ck_assert_int_eq(uffd_ctx_create(&ctx, NULL), 0);
-	ck_assert_int_eq(uffd_fdinfo_features(uffd_ctx_fd(ctx), &before), 0);
+	ck_assert_int_eq(uffd_ctx_create(&c, NULL), 0);
+	ck_assert_int_eq(uffd_fdinfo_features(uffd_ctx_fd(c), &before), 0);
 	/* The library did its handshake; the kernel takes only one. */
 	errno = 0;
-	ck_assert_int_eq(ioctl(uffd_ctx_fd(ctx), UFFDIO_API, &api), -1);
+	ck_assert_int_eq(ioctl(uffd_ctx_fd(c), UFFDIO_API, &api), -1);
 	ck_assert_int_eq(errno, EINVAL);
-	ck_assert_int_eq(uffd_fdinfo_features(uffd_ctx_fd(ctx), &after), 0);
+	ck_assert_int_eq(uffd_fdinfo_features(uffd_ctx_fd(c), &after), 0);
 	ck_assert_uint_eq(after, before);
-	ck_assert_int_eq(uffd_ctx_start(ctx), 0);
-	check_ctx_serves(ctx);
-	uffd_ctx_destroy(ctx);
+	ck_assert_int_eq(uffd_ctx_start(c), 0);
+	check_ctx_serves(c);
+	uffd_ctx_destroy(c);
 }
 END_TEST
 
 static Suite *probe_suite(void)
 {
 	Suite *s = suite_create("probe");
-	TCase *tc;
+	TCase *tc = add_tcase(s, "probe", NULL, NULL);
 
-	tc = tcase_create("probe");
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
 	tcase_add_test(tc, probe_matches_kernel);
 	tcase_add_test(tc, probe_ioctl_bits);
 	tcase_add_test(tc, probe_does_not_leak);
 	tcase_add_test(tc, probe_bad_args);
 	tcase_add_test(tc, feature_names);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("context");
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
+	tc = add_tcase(s, "context", NULL, NULL);
 	tcase_add_test(tc, ctx_default_features);
 	tcase_add_test(tc, ctx_required_features);
 	tcase_add_test(tc, ctx_bad_args);
 	tcase_add_test(tc, ctx_opts_prefix);
 	tcase_add_test(tc, ctx_no_dev_works);
 	tcase_add_test(tc, second_api_refused);
-	suite_add_tcase(s, tc);
 
 #ifdef FILTER_ARCH
-	tc = tcase_create("open-method");
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
+	tc = add_tcase(s, "open-method", NULL, NULL);
 	tcase_add_test(tc, open_syscall_blocked);
 	tcase_add_test(tc, open_dev_blocked);
 	tcase_add_test(tc, open_both_blocked);
-	suite_add_tcase(s, tc);
 #endif
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
 	if (access("/dev/userfaultfd", R_OK | W_OK)) {
 		fprintf(stderr, "SKIP: /dev/userfaultfd not usable\n");
 		return TEST_EXIT_SKIP;
 	}
-	sr = srunner_create(probe_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return run_suite(probe_suite());
 }

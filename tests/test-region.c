@@ -6,7 +6,6 @@
  */
 #include <errno.h>
 #include <stddef.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/mman.h>
@@ -18,29 +17,6 @@
 #include <check.h>
 
 #include "helpers.h"
-
-static struct uffd_ctx *ctx;
-
-static void setup(void)
-{
-	ck_assert_int_eq(uffd_ctx_create(&ctx, NULL), 0);
-	ck_assert_int_eq(uffd_ctx_start(ctx), 0);
-}
-
-static void teardown(void)
-{
-	uffd_ctx_destroy(ctx);
-	ctx = NULL;
-}
-
-static void *map_anon(size_t npages)
-{
-	void *p = mmap(NULL, npages * page_size(), PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	ck_assert_ptr_ne(p, MAP_FAILED);
-	return p;
-}
 
 static uint64_t region_faults(struct uffd_region *r)
 {
@@ -69,7 +45,7 @@ START_TEST(lifecycle)
 	struct uffd_ctx *c = NULL;
 	struct uffd_region *r = NULL;
 	size_t ps = page_size(), len = 16 * ps;
-	char *maps0, *maps1;
+	char *maps0;
 	int fds0, fds1;
 	uint8_t *p;
 
@@ -117,10 +93,7 @@ START_TEST(lifecycle)
 	uffd_ctx_destroy(c);
 	ck_assert_int_eq(count_fds(), fds0);
 	/* Nothing else of the library's outlives its last context. */
-	maps1 = maps_snapshot();
-	assert_maps_equal(maps0, maps1);
-	free(maps0);
-	free(maps1);
+	assert_maps_unchanged(maps0);
 }
 END_TEST
 
@@ -129,7 +102,7 @@ START_TEST(destroy_registered)
 	struct uffd_region *r = NULL;
 	size_t len = 8 * page_size();
 	uint8_t *p;
-	char *maps0, *maps1;
+	char *maps0;
 
 	/*
 	 * A first write fault before the snapshot: whatever the library
@@ -148,10 +121,7 @@ START_TEST(destroy_registered)
 	/* Destroy without unregistering first does both. */
 	uffd_region_destroy(r);
 	ck_assert_int_eq(mapped_pages(p, len), 0);
-	maps1 = maps_snapshot();
-	assert_maps_equal(maps0, maps1);
-	free(maps0);
-	free(maps1);
+	assert_maps_unchanged(maps0);
 }
 END_TEST
 
@@ -224,27 +194,6 @@ START_TEST(adopt)
 	munmap(p, 8 * ps);
 }
 END_TEST
-
-/* Create with @o and expect @err with the process left as it was. */
-static void expect_create_fails(const struct uffd_region_opts *o, int err)
-{
-	struct uffd_region *r = NULL;
-	char *maps0, *maps1;
-	int fds;
-
-	maps0 = maps_snapshot();
-	fds = count_fds();
-	ck_assert_ptr_nonnull(maps0);
-	clear_last_error();
-	ck_assert_int_eq(uffd_region_create(ctx, o, &r), err);
-	ck_assert_ptr_null(r);
-	ck_assert_msg(*uffd_last_error(), "no reason given for %d", err);
-	ck_assert_int_eq(count_fds(), fds);
-	maps1 = maps_snapshot();
-	assert_maps_equal(maps0, maps1);
-	free(maps0);
-	free(maps1);
-}
 
 START_TEST(overlap)
 {
@@ -431,9 +380,9 @@ START_TEST(adopt_unmapped)
 		.pager = "zero",
 	};
 	struct uffd_region *r = NULL;
-	char *maps0, *maps1;
 	int ret, fds = count_fds();
 	uint8_t *p = map_with_hole();
+	char *maps0;
 
 	/*
 	 * A hole in the middle: not one mapping.  The kernel registers such
@@ -447,8 +396,7 @@ START_TEST(adopt_unmapped)
 	ck_assert_msg(ret == -EINVAL || ret == -ENOMEM, "got %d", ret);
 	ck_assert_ptr_null(r);
 	ck_assert(*uffd_last_error());
-	maps1 = maps_snapshot();
-	assert_maps_equal(maps0, maps1);
+	assert_maps_unchanged(maps0);
 	ck_assert_int_eq(count_fds(), fds);
 	ck_assert_int_eq(vma_has_flag(p, "um"), 0);
 	ck_assert_int_eq(vma_has_flag(p + 2 * page_size(), "um"), 0);
@@ -464,8 +412,6 @@ START_TEST(adopt_unmapped)
 					  TEST_WAIT_MS), 1);
 	uffd_region_destroy(r);
 	munmap(p, 4 * page_size());
-	free(maps0);
-	free(maps1);
 }
 END_TEST
 
@@ -597,11 +543,8 @@ END_TEST
 static Suite *region_suite(void)
 {
 	Suite *s = suite_create("region");
-	TCase *tc;
+	TCase *tc = add_tcase(s, "lifecycle", ctx_setup, ctx_teardown);
 
-	tc = tcase_create("lifecycle");
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
-	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, lifecycle);
 	tcase_add_test(tc, destroy_registered);
 	tcase_add_test(tc, ctx_destroy_takes_regions);
@@ -610,32 +553,20 @@ static Suite *region_suite(void)
 	tcase_add_test(tc, unregister_twice);
 	tcase_add_test(tc, opts_prefix);
 	tcase_add_test(tc, accessors);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("errors");
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
-	tcase_add_checked_fixture(tc, setup, teardown);
+	tc = add_tcase(s, "errors", ctx_setup, ctx_teardown);
 	tcase_add_test(tc, overlap);
 	tcase_add_test(tc, adopt_unmapped);
 	tcase_add_test(tc, bad_geometry);
 	tcase_add_test(tc, bad_opts);
 	tcase_add_test(tc, bad_ops_version);
-	tcase_add_loop_test(tc, bad_spec, 0,
-			    sizeof(bad_specs) / sizeof(bad_specs[0]));
+	tcase_add_loop_test(tc, bad_spec, 0, ARRAY_SIZE(bad_specs));
 	tcase_add_test(tc, good_spec);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
 	require_kernel(LIBUFFD_FEATURE_MISSING_SHMEM, 0);
-	sr = srunner_create(region_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return run_suite(region_suite());
 }

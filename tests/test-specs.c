@@ -5,21 +5,13 @@
  * uffd_pager_spec_check() alike, and leaves nothing behind; every valid
  * one is accepted by both.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <check.h>
-#include <libuffd.h>
 
-#define TIMEOUT_S	30
-
-static size_t ps;
-static struct uffd_ctx *ctx;
+#include "helpers.h"
 
 static const char *const bad_specs[] = {
 	/* prealloc */
@@ -105,30 +97,6 @@ static const char *const good_specs[] = {
 	"hugezero:extent=1G",
 };
 
-static void setup(void)
-{
-	ck_assert_int_eq(uffd_ctx_create(&ctx, NULL), 0);
-}
-
-static void teardown(void)
-{
-	uffd_ctx_destroy(ctx);
-	ctx = NULL;
-}
-
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *de;
-	int n = 0;
-
-	ck_assert_ptr_nonnull(d);
-	while ((de = readdir(d)))
-		n++;
-	closedir(d);
-	return n;
-}
-
 static int create(const char *spec, struct uffd_region **r)
 {
 	struct uffd_region_opts o = {
@@ -210,7 +178,7 @@ START_TEST(test_reasons_are_specific)
 	struct uffd_region *r;
 	size_t i;
 
-	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (i = 0; i < ARRAY_SIZE(cases); i++) {
 		ck_assert_int_eq(create(cases[i].spec, &r), -EINVAL);
 		ck_assert_msg(strstr(uffd_last_error(), cases[i].word),
 			      "\"%s\": reason \"%s\"", cases[i].spec,
@@ -240,10 +208,11 @@ START_TEST(test_ops_with_args)
 	};
 	size_t i;
 
-	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (i = 0; i < ARRAY_SIZE(cases); i++) {
 		struct uffd_region_opts o = {
 			.size = sizeof(o), .type = LIBUFFD_MEM_ANON,
-			.len = 64 * ps, .ops = uffd_pager_find(cases[i].name),
+			.len = 64 * page_size(),
+			.ops = uffd_pager_find(cases[i].name),
 			.args = cases[i].args,
 		};
 		struct uffd_region *r = NULL;
@@ -266,7 +235,7 @@ START_TEST(test_builtin_table)
 	const struct uffd_pager_ops *const *list = uffd_pager_list();
 	size_t i, j;
 
-	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+	for (i = 0; i < ARRAY_SIZE(names); i++) {
 		const struct uffd_pager_ops *ops = uffd_pager_find(names[i]);
 		bool listed = false;
 
@@ -287,8 +256,8 @@ END_TEST
 START_TEST(test_region_dependent)
 {
 	struct uffd_region_opts o = {
-		.size = sizeof(o), .type = LIBUFFD_MEM_ANON, .len = ps,
-		.pager = "hugezero:extent=1G",
+		.size = sizeof(o), .type = LIBUFFD_MEM_ANON,
+		.len = page_size(), .pager = "hugezero:extent=1G",
 	};
 	struct uffd_region *r = NULL;
 
@@ -298,8 +267,9 @@ START_TEST(test_region_dependent)
 	o.pager = "prealloc:batch=4096";
 	ck_assert_int_eq(uffd_region_create(ctx, &o, &r), 0);
 	uffd_region_destroy(r);
-	ck_assert_int_eq(uffd_pager_spec_check("prezero:pool=1", ps), 0);
-	ck_assert_int_eq(uffd_pager_spec_check("prezero:pool=0", ps),
+	ck_assert_int_eq(uffd_pager_spec_check("prezero:pool=1", page_size()),
+			 0);
+	ck_assert_int_eq(uffd_pager_spec_check("prezero:pool=0", page_size()),
 			 -EINVAL);
 }
 END_TEST
@@ -307,44 +277,22 @@ END_TEST
 static Suite *specs_suite(void)
 {
 	Suite *s = suite_create("specs");
-	TCase *tb = tcase_create("bad");
-	TCase *tg = tcase_create("good");
+	TCase *tc = add_tcase(s, "bad", ctx_setup_stopped, ctx_teardown);
 
-	tcase_add_checked_fixture(tb, setup, teardown);
-	tcase_set_timeout(tb, TIMEOUT_S);
-	tcase_add_loop_test(tb, test_bad_spec_create, 0,
-			    sizeof(bad_specs) / sizeof(bad_specs[0]));
-	tcase_add_loop_test(tb, test_bad_spec_check, 0,
-			    sizeof(bad_specs) / sizeof(bad_specs[0]));
-	tcase_add_test(tb, test_reasons_are_specific);
-	suite_add_tcase(s, tb);
+	tcase_add_loop_test(tc, test_bad_spec_create, 0, ARRAY_SIZE(bad_specs));
+	tcase_add_loop_test(tc, test_bad_spec_check, 0, ARRAY_SIZE(bad_specs));
+	tcase_add_test(tc, test_reasons_are_specific);
 
-	tcase_add_checked_fixture(tg, setup, teardown);
-	tcase_set_timeout(tg, TIMEOUT_S);
-	tcase_add_loop_test(tg, test_good_spec, 0,
-			    sizeof(good_specs) / sizeof(good_specs[0]));
-	tcase_add_test(tg, test_ops_with_args);
-	tcase_add_test(tg, test_builtin_table);
-	tcase_add_test(tg, test_region_dependent);
-	suite_add_tcase(s, tg);
+	tc = add_tcase(s, "good", ctx_setup_stopped, ctx_teardown);
+	tcase_add_loop_test(tc, test_good_spec, 0, ARRAY_SIZE(good_specs));
+	tcase_add_test(tc, test_ops_with_args);
+	tcase_add_test(tc, test_builtin_table);
+	tcase_add_test(tc, test_region_dependent);
 	return s;
 }
 
 int main(void)
 {
-	struct uffd_probe probe = { .size = sizeof(probe) };
-	SRunner *sr;
-	int ret, failed;
-
-	ps = (size_t)sysconf(_SC_PAGESIZE);
-	ret = uffd_probe(&probe);
-	if (ret < 0) {
-		fprintf(stderr, "SKIP: no userfaultfd: %s\n", strerror(-ret));
-		return 77;
-	}
-	sr = srunner_create(specs_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	require_kernel(0, 0);
+	return run_suite(specs_suite());
 }

@@ -15,20 +15,6 @@
 
 #include "helpers.h"
 
-static struct uffd_ctx *ctx;
-
-static void setup(void)
-{
-	ck_assert_int_eq(uffd_ctx_create(&ctx, NULL), 0);
-	ck_assert_int_eq(uffd_ctx_start(ctx), 0);
-}
-
-static void teardown(void)
-{
-	uffd_ctx_destroy(ctx);
-	ctx = NULL;
-}
-
 static size_t ps(void)
 {
 	return page_size();
@@ -48,7 +34,7 @@ static const struct {
 #undef F
 };
 
-#define NFIELDS	(sizeof(fields) / sizeof(fields[0]))
+#define NFIELDS	ARRAY_SIZE(fields)
 
 static uint64_t field(const struct uffd_stats *st, size_t i)
 {
@@ -745,20 +731,11 @@ static int args_init(struct uffd_region *region, const struct uffd_args *args,
 	return args_probe(args);
 }
 
-static int args_fault(void *state, struct uffd_resolver *res,
-		      const struct uffd_fault *f)
-{
-	long ret = uffd_resolve_zeropage(res, f->offset, ps());
-
-	(void)state;
-	return ret < 0 ? (int)ret : 0;
-}
-
 static const struct uffd_pager_ops args_ops = {
 	.version = LIBUFFD_PAGER_OPS_VERSION,
 	.name = "args",
 	.init = args_init,
-	.fault = args_fault,
+	.fault = fault_like_zero,
 };
 
 static int create_with_args(const char *args, args_probe_fn fn)
@@ -878,7 +855,7 @@ static int probe_malformed(const struct uffd_args *a)
 	};
 	size_t i;
 
-	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+	for (i = 0; i < ARRAY_SIZE(keys); i++)
 		expect_u64_einval(a, keys[i], 0, UINT64_MAX);
 	return 0;
 }
@@ -948,7 +925,7 @@ START_TEST(args_unparsable)
 	int fds = count_fds();
 
 	/* Refused before the pager ever sees them. */
-	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+	for (i = 0; i < ARRAY_SIZE(bad); i++) {
 		clear_last_error();
 		ck_assert_msg(create_with_args(bad[i], probe_never) == -EINVAL,
 			      "args \"%s\" accepted", bad[i]);
@@ -979,30 +956,21 @@ END_TEST
 static Suite *stats_suite(void)
 {
 	Suite *s = suite_create("stats");
-	TCase *tc;
+	TCase *tc = add_tcase(s, "counters", ctx_setup, ctx_teardown);
 
-	tc = tcase_create("counters");
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
-	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, exact_counters);
 	tcase_add_test(tc, counters_while_running);
 	tcase_add_test(tc, pager_reported);
 	tcase_add_test(tc, prefix_copy);
 	tcase_add_test(tc, stats_bad_args);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("histogram");
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
-	tcase_add_checked_fixture(tc, setup, teardown);
+	tc = add_tcase(s, "histogram", ctx_setup, ctx_teardown);
 	tcase_add_test(tc, quantile_empty);
 	tcase_add_test(tc, quantile_buckets);
 	tcase_add_test(tc, quantile_monotone);
 	tcase_add_test(tc, quantile_of_real_faults);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("format");
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
-	tcase_add_checked_fixture(tc, setup, teardown);
+	tc = add_tcase(s, "format", ctx_setup, ctx_teardown);
 	tcase_add_test(tc, format_json);
 	tcase_add_test(tc, format_json_zero);
 	tcase_add_test(tc, format_text);
@@ -1011,11 +979,8 @@ static Suite *stats_suite(void)
 	tcase_add_test(tc, format_bad_args);
 	tcase_add_test(tc, print_matches_format);
 	tcase_add_test(tc, format_real_stats);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("args");
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
-	tcase_add_checked_fixture(tc, setup, teardown);
+	tc = add_tcase(s, "args", ctx_setup, ctx_teardown);
 	tcase_add_test(tc, args_suffixes);
 	tcase_add_test(tc, args_absent);
 	tcase_add_test(tc, args_ranges);
@@ -1024,19 +989,11 @@ static Suite *stats_suite(void)
 	tcase_add_test(tc, args_check);
 	tcase_add_test(tc, args_unparsable);
 	tcase_add_test(tc, args_pager_error_text);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
 	require_kernel(0, 0);
-	sr = srunner_create(stats_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return run_suite(stats_suite());
 }

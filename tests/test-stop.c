@@ -5,13 +5,10 @@
  * or was busy in a pager hook when stop was called, so that no faulting
  * thread is left blocked.  Plus start/stop state transitions.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sched.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/mman.h>
@@ -21,20 +18,6 @@
 #include "helpers.h"
 
 #define NTOUCH	8
-
-static struct uffd_ctx *ctx;
-
-static void setup(void)
-{
-	/* Not started: each test decides. */
-	ck_assert_int_eq(uffd_ctx_create(&ctx, NULL), 0);
-}
-
-static void teardown(void)
-{
-	uffd_ctx_destroy(ctx);
-	ctx = NULL;
-}
 
 /* One thread, one page: even threads read, odd ones write. */
 struct toucher {
@@ -93,18 +76,24 @@ static void assert_all_blocked(struct toucher *t, int n)
 		ck_assert_int_eq(atomic_load(&t[i].done), 0);
 }
 
+/* NTOUCH touchers of the pages at @base, queued with no handler running. */
+static void queue_touchers(struct toucher *t, uint8_t *base)
+{
+	start_touchers(t, NTOUCH, base, 0);
+	ck_assert_int_eq(wait_pending(uffd_ctx_fd(ctx), NTOUCH, TEST_WAIT_MS),
+			 NTOUCH);
+	assert_all_blocked(t, NTOUCH);
+}
+
 START_TEST(stop_drains_unstarted)
 {
 	struct toucher t[NTOUCH];
-	struct uffd_region *r = NULL;
+	struct uffd_region *r = new_region(LIBUFFD_MEM_ANON, NULL, NTOUCH,
+					   NULL);
 	struct uffd_stats st;
 	int fd = uffd_ctx_fd(ctx);
 
-	ck_assert_int_eq(make_region(ctx, LIBUFFD_MEM_ANON, NTOUCH, NULL, &r),
-			 0);
-	start_touchers(t, NTOUCH, uffd_region_addr(r), 0);
-	ck_assert_int_eq(wait_pending(fd, NTOUCH, TEST_WAIT_MS), NTOUCH);
-	assert_all_blocked(t, NTOUCH);
+	queue_touchers(t, uffd_region_addr(r));
 
 	/* Never started: -EALREADY, but the queue is served all the same. */
 	ck_assert_int_eq(uffd_ctx_stop(ctx), -EALREADY);
@@ -124,17 +113,14 @@ END_TEST
 START_TEST(stop_drains_stopped)
 {
 	struct toucher t[NTOUCH];
-	struct uffd_region *r = NULL;
+	struct uffd_region *r = new_region(LIBUFFD_MEM_ANON, NULL, NTOUCH,
+					   NULL);
 	int fd = uffd_ctx_fd(ctx);
 
-	ck_assert_int_eq(make_region(ctx, LIBUFFD_MEM_ANON, NTOUCH, NULL, &r),
-			 0);
 	ck_assert_int_eq(uffd_ctx_start(ctx), 0);
 	ck_assert_int_eq(uffd_ctx_stop(ctx), 0);
 	/* Raised after stop: these wait, and the next stop drains them. */
-	start_touchers(t, NTOUCH, uffd_region_addr(r), 0);
-	ck_assert_int_eq(wait_pending(fd, NTOUCH, TEST_WAIT_MS), NTOUCH);
-	assert_all_blocked(t, NTOUCH);
+	queue_touchers(t, uffd_region_addr(r));
 	ck_assert_int_eq(uffd_ctx_stop(ctx), -EALREADY);
 	ck_assert_int_eq(uffd_fdinfo_pending(fd), 0);
 	join_touchers(t, NTOUCH);
@@ -147,37 +133,24 @@ static atomic_int hold;		/* 1: fault hooks wait */
 static atomic_int in_hook;	/* hooks entered */
 static atomic_int hooks_done;
 
-static int hold_init(struct uffd_region *region, const struct uffd_args *args,
-		     void **state)
-{
-	(void)args;
-	*state = region;
-	return 0;
-}
-
 static int hold_fault(void *state, struct uffd_resolver *res,
 		      const struct uffd_fault *f)
 {
-	size_t ps = uffd_region_page_size(state);
-	long ret;
-	int i;
+	int i, ret;
 
 	atomic_fetch_add(&in_hook, 1);
 	/* Bounded, so a broken test cannot hang the handler forever. */
 	for (i = 0; atomic_load(&hold) && i < 200000; i++)
 		sleep_us(100);
-	if (f->flags & LIBUFFD_FAULT_WRITE)
-		ret = uffd_resolve_zerofill(res, f->offset, ps);
-	else
-		ret = uffd_resolve_zeropage(res, f->offset, ps);
+	ret = fault_like_zero(state, res, f);
 	atomic_fetch_add(&hooks_done, 1);
-	return ret < 0 ? (int)ret : 0;
+	return ret;
 }
 
 static const struct uffd_pager_ops hold_ops = {
 	.version = LIBUFFD_PAGER_OPS_VERSION,
 	.name = "hold",
-	.init = hold_init,
+	.init = init_region_state,
 	.fault = hold_fault,
 };
 
@@ -311,60 +284,34 @@ END_TEST
  */
 START_TEST(destroy_wakes_waiters)
 {
-	struct uffd_region_opts o = {
-		.size = sizeof(o),
-		.type = LIBUFFD_MEM_ADOPT,
-		.len = NTOUCH * page_size(),
-		.pager = "zero",
-	};
 	struct toucher t[NTOUCH];
-	struct uffd_region *r = NULL;
-	uint8_t *map;
+	uint8_t *map = map_anon(NTOUCH);
 
-	map = mmap(NULL, o.len, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ck_assert_ptr_ne(map, MAP_FAILED);
-	o.addr = map;
-	ck_assert_int_eq(uffd_region_create(ctx, &o, &r), 0);
-	start_touchers(t, NTOUCH, map, 0);
-	ck_assert_int_eq(wait_pending(uffd_ctx_fd(ctx), NTOUCH, TEST_WAIT_MS),
-			 NTOUCH);
-	assert_all_blocked(t, NTOUCH);
+	new_region(LIBUFFD_MEM_ADOPT, "zero", NTOUCH, map);
+	queue_touchers(t, map);
 	uffd_ctx_destroy(ctx);
 	ctx = NULL;
 	join_touchers(t, NTOUCH);
-	munmap(map, o.len);
+	munmap(map, NTOUCH * page_size());
 }
 END_TEST
 
 START_TEST(unregister_wakes_waiters)
 {
 	struct toucher t[NTOUCH];
-	struct uffd_region_opts o = {
-		.size = sizeof(o),
-		.type = LIBUFFD_MEM_ADOPT,
-		.len = NTOUCH * page_size(),
-		.pager = "zero",
-	};
-	struct uffd_region *r = NULL;
+	uint8_t *map = map_anon(NTOUCH);
+	struct uffd_region *r = new_region(LIBUFFD_MEM_ADOPT, "zero", NTOUCH,
+					   map);
 	struct uffd_stats st;
-	uint8_t *map;
 
-	map = mmap(NULL, o.len, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ck_assert_ptr_ne(map, MAP_FAILED);
-	o.addr = map;
-	ck_assert_int_eq(uffd_region_create(ctx, &o, &r), 0);
-	start_touchers(t, NTOUCH, map, 0);
-	ck_assert_int_eq(wait_pending(uffd_ctx_fd(ctx), NTOUCH, TEST_WAIT_MS),
-			 NTOUCH);
+	queue_touchers(t, map);
 	ck_assert_int_eq(uffd_region_unregister(r), 0);
 	join_touchers(t, NTOUCH);
 	/* The kernel served them; the region's pager never saw a fault. */
 	ck_assert_int_eq(uffd_region_stats(r, &st, sizeof(st)), 0);
 	ck_assert_uint_eq(st.pages_copy + st.pages_zero, 0);
 	uffd_region_destroy(r);
-	munmap(map, o.len);
+	munmap(map, NTOUCH * page_size());
 }
 END_TEST
 
@@ -504,45 +451,13 @@ START_TEST(pager_hooks_never_started)
 }
 END_TEST
 
-/* The tid of a thread of this process other than the calling one. */
-static pid_t other_thread(void)
-{
-	pid_t self = gettid(), tid = 0, t;
-	struct dirent *de;
-	DIR *d;
-
-	d = opendir("/proc/self/task");
-	if (!d)
-		return 0;
-	while ((de = readdir(d))) {
-		t = (pid_t)atoi(de->d_name);
-		if (t > 0 && t != self)
-			tid = t;
-	}
-	closedir(d);
-	return tid;
-}
-
-/* Cpus_allowed_list of thread @tid, e.g. "1" or "0-1". */
-static void thread_cpus(pid_t tid, char *out)
-{
-	char path[64], line[256];
-	FILE *f;
-
-	out[0] = '\0';
-	snprintf(path, sizeof(path), "/proc/self/task/%d/status", (int)tid);
-	f = fopen(path, "re");
-	if (!f)
-		return;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "Cpus_allowed_list: %63s", out) == 1)
-			break;
-	fclose(f);
-}
-
 START_TEST(handler_pinned)
 {
-	struct uffd_ctx_opts o = { .size = sizeof(o), .handler_cpu = 1 };
+	struct uffd_ctx_opts o = {
+		.size = sizeof(o),
+		.flags = LIBUFFD_CTX_PIN_HANDLER,
+		.handler_cpu = 1,
+	};
 	struct uffd_ctx *c = NULL;
 	char cpus[64];
 	pid_t h;
@@ -551,9 +466,8 @@ START_TEST(handler_pinned)
 	ck_assert_int_eq(uffd_ctx_create(&c, &o), 0);
 	ck_assert_int_eq(uffd_ctx_start(c), 0);
 	/* Ours is the only other thread: the handler. */
-	h = other_thread();
-	ck_assert_int_gt(h, 0);
-	thread_cpus(h, cpus);
+	ck_assert_int_ge(other_threads(&h, 1), 1);
+	ck_assert_int_eq(thread_cpus(h, cpus, sizeof(cpus)), 0);
 	ck_assert_str_eq(cpus, "1");
 	uffd_ctx_destroy(c);
 
@@ -563,6 +477,19 @@ START_TEST(handler_pinned)
 	ck_assert_int_eq(uffd_ctx_create(&c, &o), -EINVAL);
 	o.handler_cpu = -3;	/* -1 and -2 are LIBUFFD_CPU_ANY and _SAME */
 	ck_assert_int_eq(uffd_ctx_create(&c, &o), -EINVAL);
+	/* a zeroed struct pins nothing: CPU 0 needs the flag */
+	o.flags = 0;
+	o.handler_cpu = 0;
+	ck_assert_int_eq(uffd_ctx_create(&c, &o), 0);
+	ck_assert_int_eq(uffd_ctx_start(c), 0);
+	ck_assert_int_ge(other_threads(&h, 1), 1);
+	ck_assert_int_eq(thread_cpus(h, cpus, sizeof(cpus)), 0);
+	ck_assert_str_ne(cpus, "0");
+	uffd_ctx_destroy(c);
+	c = NULL;
+	o.flags = LIBUFFD_CTX_PIN_HANDLER;
+	o.handler_cpu = -3;
+	ck_assert_int_eq(uffd_ctx_create(&c, &o), -EINVAL);
 	ck_assert_ptr_null(c);
 }
 END_TEST
@@ -570,19 +497,14 @@ END_TEST
 static Suite *stop_suite(void)
 {
 	Suite *s = suite_create("stop");
-	TCase *tc;
+	/* Not started: each test decides. */
+	TCase *tc = add_tcase(s, "drain", ctx_setup_stopped, ctx_teardown);
 
-	tc = tcase_create("drain");
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
-	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, stop_drains_unstarted);
 	tcase_add_test(tc, stop_drains_stopped);
 	tcase_add_test(tc, stop_with_busy_handler);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("state");
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
-	tcase_add_checked_fixture(tc, setup, teardown);
+	tc = add_tcase(s, "state", ctx_setup_stopped, ctx_teardown);
 	tcase_add_test(tc, start_stop_start);
 	tcase_add_test(tc, handler_cpu_time);
 	tcase_add_test(tc, destroy_wakes_waiters);
@@ -590,19 +512,11 @@ static Suite *stop_suite(void)
 	tcase_add_test(tc, pager_hooks_follow_handler);
 	tcase_add_test(tc, pager_hooks_never_started);
 	tcase_add_test(tc, handler_pinned);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
 	require_kernel(0, 1);
-	sr = srunner_create(stop_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return run_suite(stop_suite());
 }

@@ -6,7 +6,6 @@
  * (one uffd fault, then the kernel's copy-on-write): seed 000.
  */
 #include <errno.h>
-#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -21,25 +20,18 @@
  */
 #define MINFLT_SLACK	(NPAGES / 4)
 
-static struct uffd_ctx *ctx;
 static struct uffd_region *reg;
 static uint8_t *base;
 
 static void setup(void)
 {
-	ck_assert_int_eq(uffd_ctx_create(&ctx, NULL), 0);
+	ctx_setup_stopped();
 	ck_assert_int_eq(make_region(ctx, LIBUFFD_MEM_ANON, NPAGES, "zero",
 				     &reg), 0);
 	ck_assert_int_eq(uffd_ctx_start(ctx), 0);
 	base = uffd_region_addr(reg);
 	/* Known before the walks so that finding it costs them nothing. */
 	ck_assert_uint_ne(zero_page_pfn(), 0);
-}
-
-static void teardown(void)
-{
-	uffd_ctx_destroy(ctx);
-	ctx = NULL;
 }
 
 static uint8_t *page(size_t i)
@@ -277,11 +269,8 @@ END_TEST
 static Suite *zero_suite(void)
 {
 	Suite *s = suite_create("zero");
-	TCase *tc;
+	TCase *tc = add_tcase(s, "zero", setup, ctx_teardown);
 
-	tc = tcase_create("zero");
-	tcase_set_timeout(tc, TEST_TIMEOUT_S);
-	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, read_maps_zero_page);
 	tcase_add_test(tc, write_then_read);
 	tcase_add_test(tc, read_then_write_walk);
@@ -291,23 +280,12 @@ static Suite *zero_suite(void)
 #if defined(__x86_64__)
 	tcase_add_test(tc, rmw_instruction_walk);
 #endif
-	suite_add_tcase(s, tc);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
 	require_kernel(0, 1);
-	if (!zero_page_pfn()) {
-		fprintf(stderr, "ERROR: PFNs hidden in pagemap (need root)\n");
-		return TEST_EXIT_HARD_ERROR;
-	}
-	sr = srunner_create(zero_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	require_pfns();
+	return run_suite(zero_suite());
 }
