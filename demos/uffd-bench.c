@@ -7,17 +7,27 @@
  * workload, for each strategy), and reported as a median and as a median of
  * per-repetition ratios against "native".
  *
- * To add a workload, add a walk to workloads[]; a kind of strategy, a
- * struct strategy_ops; an experiment, a function producing struct row
- * entries and a line in experiments[].  Rows print the same way for all.
+ * This file is the command: options, the experiment table, output (tables,
+ * JSON lines, CSV, gnuplot), progress, Ctrl-C, and the system settings some
+ * experiments change for a run (always put back).  The runs themselves are
+ * in bench-run.c, the experiments in bench-*.c; bench.h says how they meet.
+ *
+ * To add a workload, add a walk to workloads[] (bench-run.c); a kind of
+ * strategy, a case in strategy_setup(); an experiment, a function producing
+ * rows for bench_emit() and a line in experiments[] below.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
 #include <sched.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -27,29 +37,54 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <sys/mman.h>
-#include <sys/resource.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 
-#include <libuffd.h>
+#include "bench.h"
+#include "bench-restore.h"
 
-#define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
-
-#define DEFAULT_SIZE	(256ULL << 20)
-#define DEFAULT_REPS	5
-#define QUICK_SIZE	(32ULL << 20)
-#define QUICK_REPS	3
-#define MAX_REPS	1000
+#define MAX_REPS		1000
 #define PROGRESS_AFTER_NS	2000000000ULL
 
-static const char *prog = "uffd-bench";
-static size_t page_size;
+extern char **environ;
+
+const char *prog = "uffd-bench";
+size_t page_size;
+struct config cfg;
+
+static const struct placement placements[] = {
+	{ "same",   0,  0, "app and handler on CPU 0, helpers free" },
+	{ "other",  0,  1, "app on CPU 0, handler on CPU 1, helpers free" },
+	{ "none",  -1, -1, "nothing pinned" },
+};
+
+static const struct experiment experiments[] = {
+	{ "compare", experiment_compare, 256 * MIB, 32 * MIB, 5, 3, true,
+	  "native, populate, THP, pagers; 5 workloads" },
+	{ "zero-double-fault", experiment_zero_double_fault,
+	  256 * MIB, 32 * MIB, 5, 2, true,
+	  "000: x *= 3 on zeros vs ones; seed's Rust" },
+	{ "populate-table", experiment_populate_table,
+	  0, 0, 10, 2, false,
+	  "001: read, write, POPULATE_*; 3 memories" },
+	{ "prezero", experiment_prezero, 256 * MIB, 32 * MIB, 5, 2, true,
+	  "002: pre-zeroed pool vs zeroing at fault" },
+	{ "huge-zero", experiment_huge_zero, 200 * MIB, 32 * MIB, 5, 2, true,
+	  "003: read walk of THP memory, and its Rss" },
+	{ "batch-sweep", experiment_batch_sweep, 2 * GIB, 32 * MIB, 3, 1,
+	  true, "004: batch 1..512, seq and rand, native" },
+	{ "fault-trace", experiment_fault_trace, 512 * KIB, 256 * KIB, 1, 1,
+	  false, "each fault of a small run, as a map" },
+	{ "latency", experiment_latency, 64 * MIB, 8 * MIB, 5, 2, false,
+	  "one fault's cost: delivery modes, placement" },
+};
 
 /* ------------------------------------------------------------------ */
-/* Errors                                                             */
+/* Errors and small helpers                                           */
 /* ------------------------------------------------------------------ */
 
-static void __attribute__((noreturn, format(printf, 1, 2)))
-usage_error(const char *fmt, ...)
+void usage_error(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -62,7 +97,7 @@ usage_error(const char *fmt, ...)
 }
 
 /* A libuffd call failed: @err is its negative errno. */
-static void __attribute__((noreturn)) die_uffd(const char *call, int err)
+void die_uffd(const char *call, int err)
 {
 	fprintf(stderr, "%s: %s: %s (%s)\n", prog, call, uffd_last_error(),
 		strerror(-err));
@@ -70,22 +105,62 @@ static void __attribute__((noreturn)) die_uffd(const char *call, int err)
 }
 
 /* A system call failed with errno set. */
-static void __attribute__((noreturn)) die_sys(const char *what)
+void die_sys(const char *what)
 {
 	fprintf(stderr, "%s: %s: %s\n", prog, what, strerror(errno));
 	exit(1);
 }
 
-static void *xcalloc(size_t n, size_t size)
+void *xcalloc(size_t n, size_t size)
 {
-	void *p = calloc(n, size);
+	void *p = calloc(n ? n : 1, size ? size : 1);
 
 	if (!p)
 		die_sys("calloc");
 	return p;
 }
 
-static uint64_t now_ns(void)
+/* Strings kept until exit, on a list so that leak checkers see them. */
+struct strnode {
+	struct strnode	*next;
+	char		s[];
+};
+
+static struct strnode *strings;
+
+const char *bench_strdup(const char *s)
+{
+	size_t len = strlen(s) + 1;
+	struct strnode *n = xcalloc(1, sizeof(*n) + len);
+
+	memcpy(n->s, s, len);
+	n->next = strings;
+	strings = n;
+	return n->s;
+}
+
+const char *bench_fmt(const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	return bench_strdup(buf);
+}
+
+static void strings_free(void)
+{
+	struct strnode *n;
+
+	while ((n = strings)) {
+		strings = n->next;
+		free(n);
+	}
+}
+
+uint64_t now_ns(void)
 {
 	struct timespec ts;
 
@@ -93,359 +168,363 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
-/* ------------------------------------------------------------------ */
-/* Handler placement                                                  */
-/* ------------------------------------------------------------------ */
-
-struct placement {
-	const char	*name;
-	int		app_cpu;	/* -1: leave the application alone */
-	int		handler_cpu;	/* uffd_ctx_opts.handler_cpu */
-	const char	*desc;
-};
-
-static const struct placement placements[] = {
-	{ "same",   0,  0, "app and handler on CPU 0" },
-	{ "other",  0,  1, "app on CPU 0, handler on CPU 1" },
-	{ "none",  -1, -1, "nothing pinned" },
-};
-
-/* ------------------------------------------------------------------ */
-/* Workloads: what the application thread does, and all that is timed */
-/* ------------------------------------------------------------------ */
-
-struct workload {
-	const char	*name;
-	void		(*walk)(uint8_t *p, size_t len);
-	const char	*desc;
-};
-
-static void walk_seq_read(uint8_t *p, size_t len)
+uint64_t thread_cpu_ns(void)
 {
-	size_t off;
+	struct timespec ts;
 
-	for (off = 0; off < len; off += page_size)
-		(void)*(volatile uint8_t *)(p + off);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
-static void walk_seq_write(uint8_t *p, size_t len)
+void fmt_size(char *buf, size_t len, uint64_t bytes)
 {
-	size_t off;
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB" };
+	size_t u = 0;
 
-	for (off = 0; off < len; off += page_size)
-		*(volatile uint8_t *)(p + off) = 1;
-}
-
-/*
- * A load, then a separate store, as compiled `a[i] *= 3` does.  One x86
- * read-modify-write instruction would fault once, as a write, and hide the
- * zero-page double fault; the empty asm keeps the compiler from fusing them.
- */
-static void walk_seq_rw(uint8_t *p, size_t len)
-{
-	size_t off;
-	uint8_t v;
-
-	for (off = 0; off < len; off += page_size) {
-		v = *(volatile uint8_t *)(p + off);
-		__asm__ __volatile__("" : "+r" (v) : : "memory");
-		*(volatile uint8_t *)(p + off) = (uint8_t)(v + 1);
+	while (u + 1 < ARRAY_SIZE(units) && bytes && !(bytes % 1024)) {
+		bytes /= 1024;
+		u++;
 	}
+	snprintf(buf, len, "%" PRIu64 " %s", bytes, units[u]);
 }
 
-static const struct workload workloads[] = {
-	{ "seq-read",  walk_seq_read,  "a load per page" },
-	{ "seq-write", walk_seq_write, "a store per page" },
-	{ "seq-rw",    walk_seq_rw,    "a load, then a store, per page" },
-};
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
 
-/* ------------------------------------------------------------------ */
-/* Strategies: who provides the memory and serves its faults          */
-/* ------------------------------------------------------------------ */
+	return (x > y) - (x < y);
+}
 
-struct config;
+double median(double *v, size_t n)
+{
+	if (!n)
+		return NAN;
+	qsort(v, n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
 
-/* The memory of one run, whatever strategy made it. */
-struct mapping {
-	uint8_t			*addr;
-	size_t			len;
-	void			*resv;		/* native: with guard pages */
-	size_t			resv_len;
-	struct uffd_ctx		*ctx;
-	struct uffd_region	*region;
-};
+void note(const char *fmt, ...)
+{
+	FILE *f = cfg.json ? stderr : stdout;
+	va_list ap;
 
-/* Counters a strategy keeps beyond what getrusage sees. */
-struct counters {
-	uint64_t	uffd_faults;
-	uint64_t	helper_cpu_ns;
-};
+	fputs("# ", f);
+	va_start(ap, fmt);
+	vfprintf(f, fmt, ap);
+	va_end(ap);
+	fputc('\n', f);
+}
 
-struct strategy;
-
-/* Each hook exits the program on failure; none of them is timed. */
-struct strategy_ops {
-	void	(*setup)(const struct config *cfg, const struct strategy *s,
-			 struct mapping *m);
-	void	(*counters)(const struct mapping *m, struct counters *c);
-	void	(*teardown)(struct mapping *m);
-};
-
-struct strategy {
-	const char			*name;	/* "native" or a pager spec */
-	const struct strategy_ops	*ops;
-	const char			*spec;	/* pager strategies */
-};
-
-struct config {
-	const char		*experiment;
-	size_t			size;
-	size_t			pages;
-	unsigned int		reps;
-	const struct placement	*pin;
-	struct strategy		*strategies;
-	size_t			nstrategies;
-	bool			json;
-	const char		*csv_path;
-	FILE			*csv;
-};
+bool have_pager(const char *name)
+{
+	return uffd_pager_find(name) != NULL;
+}
 
 /*
- * native: a fresh private anonymous mapping demand paged by the kernel.
- * PROT_NONE guard pages keep it from merging with a neighbour, so its smaps
- * entry is exactly the run's memory; MADV_NOHUGEPAGE keeps it on 4 KiB pages
- * like the pager regions whatever the THP setting (THP is its own strategy).
+ * Children get the signal mask and dispositions of a fresh program: ours
+ * blocks SIGINT in every thread (see signal_main).
  */
-static void native_setup(const struct config *cfg, const struct strategy *s,
-			 struct mapping *m)
+int spawn(char *const argv[], int out_fd, int *pid)
 {
-	(void)s;
-	m->len = cfg->size;
-	m->resv_len = cfg->size + 2 * page_size;
-	m->resv = mmap(NULL, m->resv_len, PROT_NONE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (m->resv == MAP_FAILED)
-		die_sys("mmap");
-	m->addr = (uint8_t *)m->resv + page_size;
-	if (mprotect(m->addr, m->len, PROT_READ | PROT_WRITE))
-		die_sys("mprotect");
-	if (madvise(m->addr, m->len, MADV_NOHUGEPAGE))
-		die_sys("madvise(MADV_NOHUGEPAGE)");
-}
-
-static void native_counters(const struct mapping *m, struct counters *c)
-{
-	(void)m;
-	memset(c, 0, sizeof(*c));
-}
-
-static void native_teardown(struct mapping *m)
-{
-	if (munmap(m->resv, m->resv_len))
-		die_sys("munmap");
-}
-
-static const struct strategy_ops native_ops = {
-	.setup		= native_setup,
-	.counters	= native_counters,
-	.teardown	= native_teardown,
-};
-
-/* pager: a fresh LIBUFFD_MEM_ANON region in a context started for the run. */
-static void pager_setup(const struct config *cfg, const struct strategy *s,
-			struct mapping *m)
-{
-	struct uffd_ctx_opts copts = {
-		.size		= sizeof(copts),
-		.flags		= cfg->pin->handler_cpu >= 0 ?
-				  LIBUFFD_CTX_PIN_HANDLER : 0,
-		.handler_cpu	= cfg->pin->handler_cpu,
-	};
-	struct uffd_region_opts ropts = {
-		.size	= sizeof(ropts),
-		.type	= LIBUFFD_MEM_ANON,
-		.len	= cfg->size,
-		.pager	= s->spec,
-	};
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	sigset_t none, dfl;
 	int ret;
 
-	ret = uffd_ctx_create(&m->ctx, &copts);
-	if (ret)
-		die_uffd("uffd_ctx_create", ret);
-	ret = uffd_ctx_start(m->ctx);
-	if (ret)
-		die_uffd("uffd_ctx_start", ret);
-	ret = uffd_region_create(m->ctx, &ropts, &m->region);
-	if (ret)
-		die_uffd("uffd_region_create", ret);
-	m->addr = uffd_region_addr(m->region);
-	m->len = uffd_region_len(m->region);
+	sigemptyset(&none);
+	sigemptyset(&dfl);
+	sigaddset(&dfl, SIGINT);
+	sigaddset(&dfl, SIGTERM);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawnattr_init(&at);
+	posix_spawnattr_setsigmask(&at, &none);
+	posix_spawnattr_setsigdefault(&at, &dfl);
+	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK |
+				 POSIX_SPAWN_SETSIGDEF);
+	if (out_fd >= 0)
+		posix_spawn_file_actions_adddup2(&fa, out_fd, STDOUT_FILENO);
+	ret = posix_spawn(pid, argv[0], &fa, &at, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
+	return -ret;
 }
-
-static void pager_counters(const struct mapping *m, struct counters *c)
-{
-	struct uffd_stats st;
-	int ret;
-
-	ret = uffd_region_stats(m->region, &st, sizeof(st));
-	if (ret)
-		die_uffd("uffd_region_stats", ret);
-	c->uffd_faults = st.faults_read + st.faults_write;
-	c->helper_cpu_ns = st.helper_cpu_ns + uffd_ctx_handler_cpu_ns(m->ctx);
-}
-
-static void pager_teardown(struct mapping *m)
-{
-	uffd_region_destroy(m->region);
-	uffd_ctx_destroy(m->ctx);
-}
-
-static const struct strategy_ops pager_ops = {
-	.setup		= pager_setup,
-	.counters	= pager_counters,
-	.teardown	= pager_teardown,
-};
 
 /* ------------------------------------------------------------------ */
-/* Measuring one run                                                  */
+/* Ctrl-C: finish the current run, print what is done                 */
 /* ------------------------------------------------------------------ */
 
-struct sample {
-	double		ns_per_page;
-	uint64_t	uffd_faults;
-	uint64_t	minflt;
-	uint64_t	majflt;
-	uint64_t	rss_kib;
-	uint64_t	helper_cpu_ns;
-};
+static int stop_flag;
 
-/* Rss of the mappings in [addr, addr + len) from /proc/self/smaps, in KiB. */
-static uint64_t smaps_rss_kib(const void *addr, size_t len)
+bool bench_stopped(void)
 {
-	static bool warned;
-	uintptr_t lo = (uintptr_t)addr, hi = lo + len;
-	unsigned long start, end, kib;
-	uint64_t total = 0;
-	bool in = false;
-	char *line = NULL;
-	size_t cap = 0;
+	return __atomic_load_n(&stop_flag, __ATOMIC_RELAXED);
+}
+
+/*
+ * Every thread blocks SIGINT and SIGTERM (threads inherit the mask), and
+ * this one takes them with sigwait(): nothing is interrupted in the
+ * middle of a run, a handler thread or a fault, and the experiment checks
+ * bench_stopped() between runs, stops its contexts as usual and prints
+ * the rows it has.  A second signal quits at once, after putting the
+ * system settings back.
+ */
+static void *signal_main(void *arg)
+{
+	const sigset_t *set = arg;
+	static const char msg[] = "\nuffd-bench: stopping after the current "
+				  "run (again to quit now)\n";
+	int sig;
+
+	for (;;) {
+		if (sigwait(set, &sig))
+			continue;
+		if (!__atomic_exchange_n(&stop_flag, 1, __ATOMIC_SEQ_CST)) {
+			if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0)
+				continue;
+			continue;
+		}
+		tune_restore_all();
+		_exit(130);
+	}
+	return NULL;
+}
+
+static void signals_setup(void)
+{
+	static sigset_t set;
+	pthread_attr_t attr;
+	pthread_t t;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	if (pthread_sigmask(SIG_BLOCK, &set, NULL))
+		die_sys("pthread_sigmask");
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	errno = pthread_create(&t, &attr, signal_main, &set);
+	pthread_attr_destroy(&attr);
+	if (errno)
+		die_sys("pthread_create");
+}
+
+/* ------------------------------------------------------------------ */
+/* System settings, changed for a run and always put back             */
+/* ------------------------------------------------------------------ */
+
+#define NR_HUGEPAGES	"/proc/sys/vm/nr_hugepages"
+#define THP_ZERO_PAGE	"/sys/kernel/mm/transparent_hugepage/use_zero_page"
+
+static int read_long(const char *path, long *v)
+{
+	FILE *f = fopen(path, "re");
+	int ok;
+
+	if (!f)
+		return -errno;
+	ok = fscanf(f, "%ld", v) == 1;
+	fclose(f);
+	return ok ? 0 : -EIO;
+}
+
+static int write_long(const char *path, long v)
+{
+	char buf[32];
+	int fd, len, ret = 0;
+
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	len = snprintf(buf, sizeof(buf), "%ld\n", v);
+	if (write(fd, buf, (size_t)len) != len)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+static long meminfo_kib(const char *key)
+{
+	char line[256];
+	size_t klen = strlen(key);
+	long v = -1;
 	FILE *f;
 
-	f = fopen("/proc/self/smaps", "re");
+	f = fopen("/proc/meminfo", "re");
 	if (!f)
-		die_sys("/proc/self/smaps");
-	while (getline(&line, &cap, f) > 0) {
-		if (sscanf(line, "%lx-%lx ", &start, &end) == 2) {
-			in = start < hi && end > lo;
-			if (in && (start < lo || end > hi) && !warned) {
-				fprintf(stderr, "%s: warning: the mapping at "
-					"%#lx is merged with a neighbour; its "
-					"Rss counts both\n", prog, start);
-				warned = true;
-			}
-		} else if (in && sscanf(line, "Rss: %lu kB", &kib) == 1) {
-			total += kib;
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, klen) && line[klen] == ':') {
+			v = strtol(line + klen + 1, NULL, 10);
+			break;
 		}
-	}
-	free(line);
 	fclose(f);
-	return total;
+	return v;
 }
 
-static void run_one(const struct config *cfg, const struct workload *w,
-		    const struct strategy *s, struct sample *out)
+static long huge_added;		/* pages we added to vm.nr_hugepages */
+static long thp_zero_saved = -1;	/* use_zero_page before we changed it */
+
+int hugetlb_reserve(uint64_t pages, char *why, size_t len)
 {
-	struct mapping m = { 0 };
-	struct counters c0, c1;
-	struct rusage r0, r1;
-	uint64_t t0, t1;
+	long avail, nr, now;
+	int ret;
 
-	s->ops->setup(cfg, s, &m);
-	s->ops->counters(&m, &c0);
-	if (getrusage(RUSAGE_THREAD, &r0))
-		die_sys("getrusage");
-	t0 = now_ns();
-	w->walk(m.addr, m.len);
-	t1 = now_ns();
-	if (getrusage(RUSAGE_THREAD, &r1))
-		die_sys("getrusage");
-	s->ops->counters(&m, &c1);
-
-	out->ns_per_page = (double)(t1 - t0) / (double)(m.len / page_size);
-	out->uffd_faults = c1.uffd_faults - c0.uffd_faults;
-	out->helper_cpu_ns = c1.helper_cpu_ns - c0.helper_cpu_ns;
-	out->minflt = (uint64_t)(r1.ru_minflt - r0.ru_minflt);
-	out->majflt = (uint64_t)(r1.ru_majflt - r0.ru_majflt);
-	out->rss_kib = smaps_rss_kib(m.addr, m.len);
-	s->ops->teardown(&m);
+	if (meminfo_kib("Hugepagesize") != 2048) {
+		snprintf(why, len, "the default huge page size is not 2 MiB");
+		return -1;
+	}
+	avail = meminfo_kib("HugePages_Free") - meminfo_kib("HugePages_Rsvd");
+	if (avail >= (long)pages)
+		return 0;
+	if (cfg.no_tune) {
+		snprintf(why, len, "%ld huge pages free, %" PRIu64 " needed, "
+			 "and --no-tune", avail < 0 ? 0 : avail, pages);
+		return -1;
+	}
+	ret = read_long(NR_HUGEPAGES, &nr);
+	if (!ret)
+		ret = write_long(NR_HUGEPAGES, nr + ((long)pages - avail));
+	if (ret) {
+		snprintf(why, len, "cannot raise " NR_HUGEPAGES ": %s",
+			 strerror(-ret));
+		return -1;
+	}
+	if (!read_long(NR_HUGEPAGES, &now) && now > nr)
+		huge_added += now - nr;
+	avail = meminfo_kib("HugePages_Free") - meminfo_kib("HugePages_Rsvd");
+	if (avail < (long)pages) {
+		hugetlb_release();
+		snprintf(why, len, "only %ld of %" PRIu64 " huge pages could "
+			 "be reserved (memory is fragmented or short)",
+			 avail < 0 ? 0 : avail, pages);
+		return -1;
+	}
+	return 0;
 }
 
-/*
- * First writes to memory this VM has not used recently are slow for reasons
- * outside the guest: touch and free the run size once before timing.
- */
-static void warm_up(size_t len)
+/* Relative, so that a concurrent change by someone else survives. */
+void hugetlb_release(void)
 {
-	uint8_t *p;
+	long nr;
 
-	p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
-		die_sys("mmap");
-	walk_seq_write(p, len);
-	if (munmap(p, len))
-		die_sys("munmap");
+	if (!huge_added || read_long(NR_HUGEPAGES, &nr))
+		return;
+	write_long(NR_HUGEPAGES, nr > huge_added ? nr - huge_added : 0);
+	huge_added = 0;
+}
+
+int thp_zero_page_set(int on, char *why, size_t len)
+{
+	long cur;
+	int ret;
+
+	ret = read_long(THP_ZERO_PAGE, &cur);
+	if (ret) {
+		snprintf(why, len, "cannot read " THP_ZERO_PAGE ": %s",
+			 strerror(-ret));
+		return -1;
+	}
+	if (cur == on)
+		return 0;
+	if (cfg.no_tune) {
+		snprintf(why, len, "use_zero_page is %ld, and --no-tune", cur);
+		return -1;
+	}
+	if (thp_zero_saved < 0)
+		thp_zero_saved = cur;
+	ret = write_long(THP_ZERO_PAGE, on);
+	if (ret) {
+		snprintf(why, len, "cannot write " THP_ZERO_PAGE ": %s",
+			 strerror(-ret));
+		return -1;
+	}
+	return 0;
+}
+
+void thp_zero_page_restore(void)
+{
+	if (thp_zero_saved < 0)
+		return;
+	write_long(THP_ZERO_PAGE, thp_zero_saved);
+	thp_zero_saved = -1;
+}
+
+void tune_restore_all(void)
+{
+	hugetlb_release();
+	thp_zero_page_restore();
 }
 
 /* ------------------------------------------------------------------ */
 /* Progress, on stderr once a run has taken a couple of seconds       */
 /* ------------------------------------------------------------------ */
 
-struct progress {
-	uint64_t	t0;
-	unsigned int	done;
-	unsigned int	total;
-};
+void progress_start(struct progress *pg, unsigned int total)
+{
+	memset(pg, 0, sizeof(*pg));
+	pg->t0 = now_ns();
+	pg->total = total ? total : 1;
+}
 
-static void __attribute__((format(printf, 2, 3)))
-progress_step(struct progress *pg, const char *fmt, ...)
+static void fmt_secs(char *buf, size_t len, double s)
+{
+	long t = (long)(s + 0.5);
+
+	if (t < 60)
+		snprintf(buf, len, "%lds", t);
+	else
+		snprintf(buf, len, "%ldm%02lds", t / 60, t % 60);
+}
+
+void progress_step(struct progress *pg, const char *fmt, ...)
 {
 	uint64_t el = now_ns() - pg->t0;
+	char msg[160], eta[32], line[512];
+	struct winsize ws;
+	unsigned int width = 80, fill, i;
 	va_list ap;
+	int n;
 
 	pg->done++;
-	if (el < PROGRESS_AFTER_NS)
+	if (el < PROGRESS_AFTER_NS && !pg->shown)
 		return;
-	fprintf(stderr, "%s: [%*u/%u] ", prog,
-		pg->total >= 100 ? 3 : pg->total >= 10 ? 2 : 1,
-		pg->done, pg->total);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, ", ETA %.0f s\n", (double)el / 1e9 / pg->done *
-		(pg->total - pg->done));
+	fmt_secs(eta, sizeof(eta), (double)el / 1e9 / pg->done *
+		 (pg->total - pg->done));
+	pg->shown = true;
+	if (!cfg.tty) {
+		fprintf(stderr, "%s: [%u/%u] %s, ETA %s\n", prog, pg->done,
+			pg->total, msg, eta);
+		return;
+	}
+	if (!ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) && ws.ws_col > 20)
+		width = ws.ws_col;
+	if (width >= sizeof(line))
+		width = sizeof(line) - 1;
+	fill = 20 * pg->done / pg->total;
+	n = snprintf(line, sizeof(line), "[");
+	for (i = 0; i < 20; i++)
+		line[n++] = i < fill ? '#' : '.';
+	snprintf(line + n, sizeof(line) - (size_t)n, "] %3u%% ETA %s  %s",
+		 100 * pg->done / pg->total, eta, msg);
+	line[width - 1] = '\0';
+	fprintf(stderr, "\r%s\033[K", line);
+	fflush(stderr);
+	pg->bar = true;
+}
+
+void progress_end(struct progress *pg)
+{
+	if (pg->bar)
+		fputs("\r\033[K", stderr);
+	pg->bar = false;
 }
 
 /* ------------------------------------------------------------------ */
-/* Rows: what every experiment reports                                */
+/* Rows                                                               */
 /* ------------------------------------------------------------------ */
-
-struct row {
-	const char	*experiment;
-	const char	*workload;
-	const char	*strategy;
-	uint64_t	size_bytes;
-	uint64_t	pages;
-	uint64_t	reps;
-	double		ns_per_page;
-	double		ratio_vs_native;
-	uint64_t	uffd_faults;	/* medians per run, not per page */
-	uint64_t	minflt;
-	uint64_t	majflt;
-	uint64_t	rss_kib;
-	uint64_t	helper_cpu_ns;
-	const char	*pin;
-};
 
 enum field_type { F_STR, F_U64, F_NS, F_RATIO };
 
@@ -457,7 +536,7 @@ struct field {
 
 #define FIELD(k, t)	{ #k, t, offsetof(struct row, k) }
 
-/* The keys of --json and the columns of --csv, in order. */
+/* The DESIGN.md keys of --json and the first columns of --csv, in order. */
 static const struct field row_fields[] = {
 	FIELD(experiment, F_STR),
 	FIELD(workload, F_STR),
@@ -475,23 +554,105 @@ static const struct field row_fields[] = {
 	FIELD(pin, F_STR),
 };
 
-struct rows {
-	struct row	*v;
-	size_t		n;
-};
-
-static int cmp_double(const void *a, const void *b)
+void row_init(struct row *r, const char *workload, const char *strategy,
+	      uint64_t size, uint64_t pages, uint64_t reps)
 {
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
+	memset(r, 0, sizeof(*r));
+	r->experiment = cfg.experiment;
+	r->workload = workload;
+	r->strategy = strategy;
+	r->size_bytes = size;
+	r->pages = pages;
+	r->reps = reps;
+	r->ns_per_page = NAN;
+	r->ratio_vs_native = NAN;
+	r->pin = cfg.pin->name;
 }
 
-/* Sorts @v. */
-static double median(double *v, size_t n)
+static struct val *row_extra(struct row *r, const char *key)
 {
-	qsort(v, n, sizeof(*v), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+	size_t i;
+
+	for (i = 0; i < r->nx; i++)
+		if (!strcmp(r->x[i].key, key))
+			return &r->x[i].v;
+	if (r->nx == ROW_MAX_EXTRA) {
+		fprintf(stderr, "%s: internal: too many keys in a row\n",
+			prog);
+		exit(1);
+	}
+	r->x[r->nx].key = key;
+	return &r->x[r->nx++].v;
+}
+
+void row_str(struct row *r, const char *key, const char *s)
+{
+	*row_extra(r, key) = (struct val){ .t = s ? V_STR : V_NULL, .s = s };
+}
+
+void row_u64(struct row *r, const char *key, uint64_t u)
+{
+	*row_extra(r, key) = (struct val){ .t = V_U64, .u = u };
+}
+
+void row_dbl(struct row *r, const char *key, double d)
+{
+	*row_extra(r, key) = (struct val){ .t = isfinite(d) ? V_DBL : V_NULL,
+					   .d = d };
+}
+
+struct val row_get(const struct row *r, const char *key)
+{
+	struct val v = { .t = V_NULL };
+	const void *p;
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(row_fields); i++) {
+		if (strcmp(row_fields[i].key, key))
+			continue;
+		p = (const char *)r + row_fields[i].off;
+		switch (row_fields[i].type) {
+		case F_STR:
+			v.s = *(const char *const *)p;
+			v.t = v.s ? V_STR : V_NULL;
+			break;
+		case F_U64:
+			v.t = V_U64;
+			v.u = *(const uint64_t *)p;
+			break;
+		case F_NS:
+		case F_RATIO:
+			v.d = *(const double *)p;
+			v.t = isfinite(v.d) ? V_DBL : V_NULL;
+			break;
+		}
+		return v;
+	}
+	for (i = 0; i < r->nx; i++)
+		if (!strcmp(r->x[i].key, key))
+			return r->x[i].v;
+	return v;
+}
+
+struct row *rows_add(struct rows *rows)
+{
+	if (rows->n == rows->cap) {
+		size_t cap = rows->cap ? 2 * rows->cap : 64;
+		struct row *v = realloc(rows->v, cap * sizeof(*v));
+
+		if (!v)
+			die_sys("realloc");
+		rows->v = v;
+		rows->cap = cap;
+	}
+	memset(&rows->v[rows->n], 0, sizeof(rows->v[0]));
+	return &rows->v[rows->n++];
+}
+
+void rows_free(struct rows *rows)
+{
+	free(rows->v);
+	memset(rows, 0, sizeof(*rows));
 }
 
 static void json_str(FILE *f, const char *s)
@@ -523,230 +684,442 @@ static void csv_str(FILE *f, const char *s)
 	fputc('"', f);
 }
 
-static void field_print(FILE *f, const struct row *r, const struct field *fd,
-			bool json)
+static void val_print(FILE *f, const struct row *r, const char *key,
+		      bool json)
 {
-	const void *p = (const char *)r + fd->off;
+	struct val v = row_get(r, key);
+	size_t i;
 
-	switch (fd->type) {
-	case F_STR:
-		if (json)
-			json_str(f, *(const char *const *)p);
-		else
-			csv_str(f, *(const char *const *)p);
-		break;
-	case F_U64:
-		fprintf(f, "%" PRIu64, *(const uint64_t *)p);
-		break;
-	case F_NS:
-		fprintf(f, "%.1f", *(const double *)p);
-		break;
-	case F_RATIO:
-		fprintf(f, "%.3f", *(const double *)p);
-		break;
-	}
-}
-
-static void print_json(FILE *f, const struct rows *rows)
-{
-	size_t i, k;
-
-	for (i = 0; i < rows->n; i++) {
-		fputc('{', f);
-		for (k = 0; k < ARRAY_SIZE(row_fields); k++) {
-			fprintf(f, "%s\"%s\":", k ? "," : "",
-				row_fields[k].key);
-			field_print(f, &rows->v[i], &row_fields[k], true);
+	for (i = 0; i < ARRAY_SIZE(row_fields); i++)
+		if (!strcmp(row_fields[i].key, key) && v.t == V_DBL) {
+			fprintf(f, row_fields[i].type == F_NS ? "%.1f" :
+				"%.3f", v.d);
+			return;
 		}
-		fputs("}\n", f);
+	switch (v.t) {
+	case V_NULL:
+		if (json)
+			fputs("null", f);
+		break;
+	case V_STR:
+		if (json)
+			json_str(f, v.s);
+		else
+			csv_str(f, v.s);
+		break;
+	case V_U64:
+		fprintf(f, "%" PRIu64, v.u);
+		break;
+	case V_DBL:
+		if (fabs(v.d) >= 1e5)
+			fprintf(f, "%.1f", v.d);
+		else
+			fprintf(f, "%.6g", v.d);
+		break;
 	}
 }
 
-static void print_csv(FILE *f, const struct rows *rows)
+static void print_json(FILE *f, const struct row *r)
 {
+	size_t k;
+
+	fputc('{', f);
+	for (k = 0; k < ARRAY_SIZE(row_fields); k++) {
+		fprintf(f, "%s\"%s\":", k ? "," : "", row_fields[k].key);
+		val_print(f, r, row_fields[k].key, true);
+	}
+	for (k = 0; k < r->nx; k++) {
+		fprintf(f, ",\"%s\":", r->x[k].key);
+		val_print(f, r, r->x[k].key, true);
+	}
+	fputs("}\n", f);
+}
+
+/* The CSV columns: the DESIGN keys, then the extras of the first row. */
+static const char *csv_keys[ARRAY_SIZE(row_fields) + ROW_MAX_EXTRA];
+static size_t ncsv_keys;
+
+static void print_csv(FILE *f, const struct row *r)
+{
+	size_t k;
+
+	if (!ncsv_keys) {
+		for (k = 0; k < ARRAY_SIZE(row_fields); k++)
+			csv_keys[ncsv_keys++] = row_fields[k].key;
+		for (k = 0; k < r->nx; k++)
+			csv_keys[ncsv_keys++] = r->x[k].key;
+		for (k = 0; k < ncsv_keys; k++)
+			fprintf(f, "%s%s", k ? "," : "", csv_keys[k]);
+		fputc('\n', f);
+	}
+	for (k = 0; k < ncsv_keys; k++) {
+		if (k)
+			fputc(',', f);
+		val_print(f, r, csv_keys[k], false);
+	}
+	fputc('\n', f);
+}
+
+static void cell(char *buf, size_t len, const struct row *r,
+		 const struct col *c)
+{
+	struct val v = row_get(r, c->key);
+	double d;
+
+	switch (v.t) {
+	case V_NULL:
+		snprintf(buf, len, "-");
+		return;
+	case V_STR:
+		snprintf(buf, len, "%s", v.s);
+		return;
+	case V_U64:
+		d = (double)v.u;
+		break;
+	default:
+		d = v.d;
+		break;
+	}
+	if (c->scale)
+		d *= c->scale;
+	if (c->flags & COL_PER_PAGE)
+		d = r->pages ? d / (double)r->pages : NAN;
+	if (c->flags & COL_PCT)
+		d *= 100;
+	if (!isfinite(d))
+		snprintf(buf, len, "-");
+	else
+		snprintf(buf, len, "%.*f", c->prec, d);
+}
+
+static void print_table(FILE *f, const struct rows *rows, size_t first,
+			const char *title, const struct col *cols, size_t nc)
+{
+	char buf[128];
+	int *w = xcalloc(nc, sizeof(*w));
 	size_t i, k;
 
-	for (k = 0; k < ARRAY_SIZE(row_fields); k++)
-		fprintf(f, "%s%s", k ? "," : "", row_fields[k].key);
+	for (k = 0; k < nc; k++) {
+		w[k] = (int)strlen(cols[k].head);
+		for (i = first; i < rows->n; i++) {
+			cell(buf, sizeof(buf), &rows->v[i], &cols[k]);
+			if ((int)strlen(buf) > w[k])
+				w[k] = (int)strlen(buf);
+		}
+	}
+	if (title)
+		fprintf(f, "# %s\n", title);
+	for (k = 0; k < nc; k++)
+		fprintf(f, "%s%*s", k ? "  " : "",
+			cols[k].flags & COL_LEFT && k + 1 < nc ? -w[k] :
+			(int)(cols[k].flags & COL_LEFT ? strlen(cols[k].head) :
+			      (size_t)w[k]), cols[k].head);
 	fputc('\n', f);
-	for (i = 0; i < rows->n; i++) {
-		for (k = 0; k < ARRAY_SIZE(row_fields); k++) {
-			if (k)
-				fputc(',', f);
-			field_print(f, &rows->v[i], &row_fields[k], false);
+	for (i = first; i < rows->n; i++) {
+		for (k = 0; k < nc; k++) {
+			cell(buf, sizeof(buf), &rows->v[i], &cols[k]);
+			/* no trailing blanks after a left-aligned last one */
+			fprintf(f, "%s%*s", k ? "  " : "",
+				cols[k].flags & COL_LEFT && k + 1 < nc ?
+				-w[k] : (int)(cols[k].flags & COL_LEFT ?
+					      strlen(buf) : (size_t)w[k]),
+				buf);
 		}
 		fputc('\n', f);
 	}
+	free(w);
+	fflush(f);
 }
 
-static void fmt_size(char *buf, size_t len, uint64_t bytes)
-{
-	static const char *const units[] = { "B", "KiB", "MiB", "GiB" };
-	size_t u = 0;
+static struct rows emitted;
 
-	while (u + 1 < ARRAY_SIZE(units) && bytes && !(bytes % 1024)) {
-		bytes /= 1024;
-		u++;
-	}
-	snprintf(buf, len, "%" PRIu64 " %s", bytes, units[u]);
+void bench_table(const struct rows *rows, size_t first, const char *title,
+		 const struct col *cols, size_t ncols)
+{
+	print_table(stdout, rows, first, title, cols, ncols);
 }
 
-static void print_table(FILE *f, const struct config *cfg,
-			const struct rows *rows)
+const struct rows *bench_emitted(void)
 {
-	int sw = (int)strlen("strategy");
-	char size[32];
+	return &emitted;
+}
+
+void bench_emit(const struct rows *rows, size_t first, const char *title,
+		const struct col *cols, size_t ncols)
+{
 	size_t i;
 
-	for (i = 0; i < rows->n; i++)
-		if ((int)strlen(rows->v[i].strategy) > sw)
-			sw = (int)strlen(rows->v[i].strategy);
-	fmt_size(size, sizeof(size), cfg->size);
-	fprintf(f, "# %s: %s (%zu pages of %zu KiB), median of %u reps, "
-		"pin=%s (%s)\n", cfg->experiment, size, cfg->pages,
-		page_size / 1024, cfg->reps, cfg->pin->name, cfg->pin->desc);
-	fprintf(f, "%-10s %-*s %9s %9s %10s %11s %9s %9s\n", "workload", sw,
-		"strategy", "ns/page", "x native", "uffd/page", "minflt/page",
-		"rss KiB", "helper ms");
+	for (i = first; i < rows->n; i++) {
+		*rows_add(&emitted) = rows->v[i];
+		if (cfg.json)
+			print_json(stdout, &rows->v[i]);
+		if (cfg.csv)
+			print_csv(cfg.csv, &rows->v[i]);
+	}
+	if (cfg.json)
+		fflush(stdout);
+	else if (cols)
+		print_table(stdout, rows, first, title, cols, ncols);
+}
+
+const char *bench_what(uint64_t size, unsigned int reps)
+{
+	char sz[32];
+
+	fmt_size(sz, sizeof(sz), size);
+	return bench_fmt("%s (%" PRIu64 " pages of %zu KiB), median of %u "
+			 "rep%s", sz, size / page_size, page_size / 1024,
+			 reps, reps == 1 ? "" : "s");
+}
+
+const char *bench_pin_desc(void)
+{
+	return bench_fmt("pin=%s (%s)", cfg.pin->name, cfg.pin->desc);
+}
+
+/* ------------------------------------------------------------------ */
+/* gnuplot                                                            */
+/* ------------------------------------------------------------------ */
+
+static bool in_path(const char *name, char *out, size_t len)
+{
+	const char *path = getenv("PATH");
+	const char *p, *e;
+
+	if (!path)
+		path = "/usr/local/bin:/usr/bin:/bin";
+	for (p = path; *p; p = *e ? e + 1 : e) {
+		e = strchrnul(p, ':');
+		snprintf(out, len, "%.*s/%s", (int)(e - p), p, name);
+		if (e > p && !access(out, X_OK))
+			return true;
+	}
+	return false;
+}
+
+bool gnuplot_found(void)
+{
+	char path[4096];
+
+	if (in_path("gnuplot", path, sizeof(path)))
+		return true;
+	fprintf(stderr, "%s: gnuplot not found (apt-get install gnuplot-nox):"
+		" no plot%s\n", prog, cfg.csv ? "; the CSV has the numbers" :
+		"");
+	return false;
+}
+
+static int write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "we");
+
+	if (!f)
+		return -1;
+	fputs(text, f);
+	return fclose(f) ? -1 : 0;
+}
+
+int gnuplot_run(const char *script, const char *data)
+{
+	char dir[] = "/tmp/uffd-bench.XXXXXX", gp[4096];
+	char dpath[64], spath[64], *setv, *out;
+	char *argv[6];
+	int pid, status, ret = -1;
+	size_t i, n;
+
+	if (!in_path("gnuplot", gp, sizeof(gp)))
+		return -1;
+	if (!mkdtemp(dir)) {
+		fprintf(stderr, "%s: mkdtemp: %s\n", prog, strerror(errno));
+		return -1;
+	}
+	snprintf(dpath, sizeof(dpath), "%s/data", dir);
+	snprintf(spath, sizeof(spath), "%s/plot.gp", dir);
+	/* gnuplot single quotes: '' is a quote */
+	n = strlen(cfg.plot_path);
+	out = xcalloc(2 * n + 1, 1);
+	for (i = 0, n = 0; cfg.plot_path[i]; i++) {
+		if (cfg.plot_path[i] == '\'')
+			out[n++] = '\'';
+		out[n++] = cfg.plot_path[i];
+	}
+	setv = xcalloc(strlen(out) + 128, 1);
+	sprintf(setv, "data='%s'; out='%s'", dpath, out);
+	if (write_file(dpath, data) || write_file(spath, script)) {
+		fprintf(stderr, "%s: %s: %s\n", prog, dir, strerror(errno));
+		goto out;
+	}
+	argv[0] = gp;
+	argv[1] = (char *)"-e";
+	argv[2] = setv;
+	argv[3] = spath;
+	argv[4] = NULL;
+	if (spawn(argv, -1, &pid)) {
+		fprintf(stderr, "%s: cannot run gnuplot\n", prog);
+		goto out;
+	}
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+	    WEXITSTATUS(status)) {
+		fprintf(stderr, "%s: gnuplot failed: no plot\n", prog);
+		goto out;
+	}
+	fprintf(stderr, "%s: plot written to %s\n", prog, cfg.plot_path);
+	ret = 0;
+out:
+	unlink(dpath);
+	unlink(spath);
+	rmdir(dir);
+	free(setv);
+	free(out);
+	return ret;
+}
+
+static void gp_quote(char *buf, size_t len, const char *s)
+{
+	size_t n = 0;
+
+	for (; *s && n + 3 < len; s++) {
+		if (*s == '\'')
+			buf[n++] = '\'';
+		buf[n++] = *s;
+	}
+	buf[n] = '\0';
+}
+
+/* Clusters are the workloads, bars the strategies, bars' height @key. */
+void plot_clusters(const struct rows *rows, const char *ylabel,
+		   const char *key)
+{
+	const char **grp = xcalloc(rows->n, sizeof(*grp));
+	const char **ser = xcalloc(rows->n, sizeof(*ser));
+	size_t ng = 0, ns = 0, i, g, s, len;
+	char *data, *script, q[256];
+	FILE *f;
+
 	for (i = 0; i < rows->n; i++) {
-		const struct row *r = &rows->v[i];
-
-		fprintf(f, "%-10s %-*s %9.1f %9.2f %10.2f %11.2f %9" PRIu64
-			" %9.1f\n", r->workload, sw, r->strategy,
-			r->ns_per_page, r->ratio_vs_native,
-			(double)r->uffd_faults / (double)r->pages,
-			(double)r->minflt / (double)r->pages, r->rss_kib,
-			(double)r->helper_cpu_ns / 1e6);
+		for (g = 0; g < ng && strcmp(grp[g], rows->v[i].workload); g++)
+			;
+		if (g == ng)
+			grp[ng++] = rows->v[i].workload;
+		for (s = 0; s < ns && strcmp(ser[s], rows->v[i].strategy); s++)
+			;
+		if (s == ns)
+			ser[ns++] = rows->v[i].strategy;
 	}
-}
-
-/* ------------------------------------------------------------------ */
-/* Experiments                                                        */
-/* ------------------------------------------------------------------ */
-
-/* Median over @reps samples spaced @stride apart of the field at @off. */
-static uint64_t median_u64(const struct sample *s, size_t reps,
-			   size_t stride, size_t off, double *tmp)
-{
-	size_t i;
-
-	for (i = 0; i < reps; i++)
-		tmp[i] = (double)*(const uint64_t *)
-			((const char *)&s[i * stride] + off);
-	return (uint64_t)(median(tmp, reps) + 0.5);
-}
-
-/* Every workload under every strategy, ratios against native. */
-static void experiment_compare(const struct config *cfg, struct rows *out)
-{
-	size_t nw = ARRAY_SIZE(workloads), ns = cfg->nstrategies;
-	size_t stride = nw * ns, rep, w, s;
-	struct progress pg = { .total = cfg->reps * stride };
-	struct sample *samples, *sm;
-	double *tmp;
-
-	samples = xcalloc(cfg->reps * stride, sizeof(*samples));
-	tmp = xcalloc(cfg->reps, sizeof(*tmp));
-
-	warm_up(cfg->size);
-	pg.t0 = now_ns();
-	for (rep = 0; rep < cfg->reps; rep++)
-		for (w = 0; w < nw; w++)
-			for (s = 0; s < ns; s++) {
-				sm = &samples[rep * stride + w * ns + s];
-				run_one(cfg, &workloads[w],
-					&cfg->strategies[s], sm);
-				progress_step(&pg, "rep %zu/%u %s %s: "
-					      "%.1f ns/page", rep + 1,
-					      cfg->reps, workloads[w].name,
-					      cfg->strategies[s].name,
-					      sm->ns_per_page);
-			}
-
-	out->n = nw * ns;
-	out->v = xcalloc(out->n, sizeof(*out->v));
-	for (w = 0; w < nw; w++) {
+	if (!ng)
+		goto out;
+	f = open_memstream(&data, &len);
+	if (!f)
+		die_sys("open_memstream");
+	fputs("workload", f);
+	for (s = 0; s < ns; s++)
+		fprintf(f, "\t\"%s\"", ser[s]);
+	fputc('\n', f);
+	for (g = 0; g < ng; g++) {
+		fprintf(f, "\"%s\"", grp[g]);
 		for (s = 0; s < ns; s++) {
-			struct row *r = &out->v[w * ns + s];
-			const struct sample *col = &samples[w * ns + s];
-			const struct sample *nat = &samples[w * ns];
+			struct val v = { .t = V_NULL };
 
-			*r = (struct row){
-				.experiment	= cfg->experiment,
-				.workload	= workloads[w].name,
-				.strategy	= cfg->strategies[s].name,
-				.size_bytes	= cfg->size,
-				.pages		= cfg->pages,
-				.reps		= cfg->reps,
-				.pin		= cfg->pin->name,
-			};
-			/* native is strategies[0] */
-			for (rep = 0; rep < cfg->reps; rep++)
-				tmp[rep] = col[rep * stride].ns_per_page /
-					   nat[rep * stride].ns_per_page;
-			r->ratio_vs_native = median(tmp, cfg->reps);
-			for (rep = 0; rep < cfg->reps; rep++)
-				tmp[rep] = col[rep * stride].ns_per_page;
-			r->ns_per_page = median(tmp, cfg->reps);
-#define MEDIAN(f)	(r->f = median_u64(col, cfg->reps, stride, \
-					   offsetof(struct sample, f), tmp))
-			MEDIAN(uffd_faults);
-			MEDIAN(minflt);
-			MEDIAN(majflt);
-			MEDIAN(rss_kib);
-			MEDIAN(helper_cpu_ns);
-#undef MEDIAN
+			for (i = 0; i < rows->n; i++)
+				if (!strcmp(rows->v[i].workload, grp[g]) &&
+				    !strcmp(rows->v[i].strategy, ser[s]))
+					v = row_get(&rows->v[i], key);
+			if (v.t == V_DBL)
+				fprintf(f, "\t%.3f", v.d);
+			else if (v.t == V_U64)
+				fprintf(f, "\t%" PRIu64, v.u);
+			else
+				fputs("\t?", f);
 		}
+		fputc('\n', f);
 	}
-	free(tmp);
-	free(samples);
+	fclose(f);
+	gp_quote(q, sizeof(q), bench_fmt("%s: %s, pin=%s", cfg.experiment,
+					 bench_what(cfg.size, cfg.reps),
+					 cfg.pin->name));
+	f = open_memstream(&script, &len);
+	if (!f)
+		die_sys("open_memstream");
+	fprintf(f,
+		"set terminal pngcairo size 1200,640 noenhanced\n"
+		"set output out\n"
+		"set datafile separator \"\\t\"\n"
+		"set datafile missing \"?\"\n"
+		"set style data histograms\n"
+		"set style histogram clustered gap 1\n"
+		"set style fill solid 0.85 border -1\n"
+		"set logscale y\n"
+		"set grid ytics\n"
+		"set key outside right top\n"
+		"set title '%s'\n"
+		"set ylabel '%s (log scale)'\n"
+		"plot for [i=2:%zu] data using i:xtic(1) "
+		"title columnheader(i)\n",
+		q, ylabel, ns + 1);
+	fclose(f);
+	if (gnuplot_found())
+		gnuplot_run(script, data);
+	free(data);
+	free(script);
+out:
+	free(grp);
+	free(ser);
 }
-
-struct experiment {
-	const char	*name;
-	void		(*run)(const struct config *cfg, struct rows *out);
-	const char	*desc;
-};
-
-static const struct experiment experiments[] = {
-	{ "compare", experiment_compare,
-	  "every workload under native and each --pager" },
-};
 
 /* ------------------------------------------------------------------ */
 /* Command line                                                       */
 /* ------------------------------------------------------------------ */
 
+/* 268435456 -> "256M" */
+static void short_size(char *buf, size_t len, uint64_t b)
+{
+	if (b >= GIB && !(b % GIB))
+		snprintf(buf, len, "%" PRIu64 "G", (uint64_t)(b / GIB));
+	else if (b >= MIB && !(b % MIB))
+		snprintf(buf, len, "%" PRIu64 "M", (uint64_t)(b / MIB));
+	else
+		snprintf(buf, len, "%" PRIu64 "K", (uint64_t)(b / KIB));
+}
+
 static void usage(FILE *f)
 {
+	char a[32], b[32], def[80];
 	size_t i;
 
 	fprintf(f,
 "Usage: %s [EXPERIMENT] [OPTIONS]\n"
-"Time workloads under the kernel's demand paging (native: a fresh anonymous\n"
-"mmap) and under libuffd pagers (a fresh region each), interleaved in one\n"
-"process; report medians and median ratios against native.\n"
-"Experiments:\n", prog);
-	for (i = 0; i < ARRAY_SIZE(experiments); i++)
-		fprintf(f, "  %-10s %s%s\n", experiments[i].name,
-			experiments[i].desc, i ? "" : " (default)");
-	fprintf(f, "Workloads:\n");
-	for (i = 0; i < ARRAY_SIZE(workloads); i++)
-		fprintf(f, "  %-10s %s\n", workloads[i].name,
-			workloads[i].desc);
+"Kernel paging vs libuffd pagers, interleaved. Experiments (size x reps; -q):\n",
+		prog);
+	for (i = 0; i < ARRAY_SIZE(experiments); i++) {
+		const struct experiment *e = &experiments[i];
+
+		short_size(a, sizeof(a), e->size);
+		short_size(b, sizeof(b), e->quick_size);
+		if (e->size)
+			snprintf(def, sizeof(def), "%sx%u; %sx%u", a, e->reps,
+				 b, e->quick_reps);
+		else
+			snprintf(def, sizeof(def), "3 sizes x%u; 2x%u",
+				 e->reps, e->quick_reps);
+		fprintf(f, "  %-17s %-42s %s\n", e->name, e->desc, def);
+	}
+	fprintf(f, "  %-17s %-42s %s\n", "restore",
+		"file pager engines on a 1 GiB snapshot", "restore --help");
 	fprintf(f,
 "Options:\n"
-"  -s, --size SIZE    bytes per run, K/M/G suffixes (default 256M)\n"
-"  -r, --reps N       repetitions (default %d)\n"
-"  -p, --pager SPEC   pager spec to measure; repeatable (default: zero)\n"
-"      --pin WHERE    same: app and handler on CPU 0 (default);\n"
-"                     other: app on CPU 0, handler on CPU 1; none\n"
-"  -q, --quick        --size 32M --reps %d, unless given\n"
-"  -j, --json         one JSON object per row on stdout instead of the table\n"
-"  -c, --csv FILE     also write the rows to FILE as CSV\n"
-"  -h, --help         this text\n"
-"Exit status: 0 done, 1 a call failed, 2 bad usage.\n",
-		DEFAULT_REPS, QUICK_REPS);
+"  -s, --size SIZE      bytes per run, K/M/G suffix\n"
+"  -r, --reps N         repetitions (populate-table: iterations)\n"
+"  -p, --pager SPEC     pager to measure, repeatable (default: each built-in)\n"
+"  -w, --workload NAME  seq-{read,write,rw}, rand-write, "
+"{partial,full}-write\n"
+"      --pin WHERE      handler vs app CPU: same (default), other, none\n"
+"  -q, --quick          small sizes, few reps: a first look, or a test\n"
+"  -j, --json           one JSON object per row on stdout instead of tables\n"
+"  -c, --csv FILE       also write the rows to FILE as CSV\n"
+"      --plot FILE      draw a PNG with gnuplot (not populate-table, fault-trace)\n"
+"      --no-tune        never change vm.nr_hugepages or THP use_zero_page\n"
+"  -h, --help           this text; docs/experiments.md explains the rest\n"
+"Exit: 0 done, 1 failed, 2 bad usage, 130 Ctrl-C (rows so far printed)\n");
 }
 
 /* "256M" -> bytes; false when malformed, zero or too big. */
@@ -792,40 +1165,44 @@ static void check_cpu(int cpu, const cpu_set_t *allowed)
 			    "use", cpu);
 }
 
-static void parse_args(int argc, char **argv, struct config *cfg)
+static const struct experiment *parse_args(int argc, char **argv)
 {
-	enum { OPT_PIN = 256 };
+	enum { OPT_PIN = 256, OPT_PLOT, OPT_NO_TUNE };
 	static const struct option longopts[] = {
-		{ "size",  required_argument, NULL, 's' },
-		{ "reps",  required_argument, NULL, 'r' },
-		{ "pager", required_argument, NULL, 'p' },
-		{ "pin",   required_argument, NULL, OPT_PIN },
-		{ "quick", no_argument,       NULL, 'q' },
-		{ "json",  no_argument,       NULL, 'j' },
-		{ "csv",   required_argument, NULL, 'c' },
-		{ "help",  no_argument,       NULL, 'h' },
+		{ "size",     required_argument, NULL, 's' },
+		{ "reps",     required_argument, NULL, 'r' },
+		{ "pager",    required_argument, NULL, 'p' },
+		{ "workload", required_argument, NULL, 'w' },
+		{ "pin",      required_argument, NULL, OPT_PIN },
+		{ "quick",    no_argument,       NULL, 'q' },
+		{ "json",     no_argument,       NULL, 'j' },
+		{ "csv",      required_argument, NULL, 'c' },
+		{ "plot",     required_argument, NULL, OPT_PLOT },
+		{ "no-tune",  no_argument,       NULL, OPT_NO_TUNE },
+		{ "help",     no_argument,       NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	const char **specs;
-	size_t nspecs = 0, i;
-	bool quick = false, have_size = false, have_reps = false;
-	uint64_t size = DEFAULT_SIZE;
+	const struct experiment *e = NULL;
+	uint64_t size = 0, max_size;
+	const char *size_arg = NULL;
 	cpu_set_t allowed;
 	char *end;
 	unsigned long reps;
+	size_t i;
 	int c, ret;
 
-	specs = xcalloc((size_t)argc, sizeof(*specs));
-	cfg->reps = DEFAULT_REPS;
-	cfg->pin = &placements[0];
+	cfg.pagers = xcalloc((size_t)argc, sizeof(*cfg.pagers));
+	cfg.workloads = xcalloc((size_t)argc, sizeof(*cfg.workloads));
+	cfg.pin = &placements[0];
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":s:r:p:qjc:h", longopts,
+	while ((c = getopt_long(argc, argv, ":s:r:p:w:qjc:h", longopts,
 				NULL)) != -1) {
 		switch (c) {
 		case 's':
 			if (!parse_size(optarg, &size))
 				usage_error("bad --size '%s'", optarg);
-			have_size = true;
+			size_arg = optarg;
+			cfg.have_size = true;
 			break;
 		case 'r':
 			errno = 0;
@@ -834,11 +1211,16 @@ static void parse_args(int argc, char **argv, struct config *cfg)
 			    reps > MAX_REPS || *optarg == '-')
 				usage_error("bad --reps '%s' (1..%d)", optarg,
 					    MAX_REPS);
-			cfg->reps = (unsigned int)reps;
-			have_reps = true;
+			cfg.reps = (unsigned int)reps;
+			cfg.have_reps = true;
 			break;
 		case 'p':
-			specs[nspecs++] = optarg;
+			cfg.pagers[cfg.npagers++] = optarg;
+			break;
+		case 'w':
+			cfg.workloads[cfg.nworkloads] = workload_find(optarg);
+			if (!cfg.workloads[cfg.nworkloads++])
+				usage_error("unknown workload '%s'", optarg);
 			break;
 		case OPT_PIN:
 			for (i = 0; i < ARRAY_SIZE(placements); i++)
@@ -847,16 +1229,22 @@ static void parse_args(int argc, char **argv, struct config *cfg)
 			if (i == ARRAY_SIZE(placements))
 				usage_error("bad --pin '%s' (same, other or "
 					    "none)", optarg);
-			cfg->pin = &placements[i];
+			cfg.pin = &placements[i];
 			break;
 		case 'q':
-			quick = true;
+			cfg.quick = true;
 			break;
 		case 'j':
-			cfg->json = true;
+			cfg.json = true;
 			break;
 		case 'c':
-			cfg->csv_path = optarg;
+			cfg.csv_path = optarg;
+			break;
+		case OPT_PLOT:
+			cfg.plot_path = optarg;
+			break;
+		case OPT_NO_TUNE:
+			cfg.no_tune = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -871,52 +1259,56 @@ static void parse_args(int argc, char **argv, struct config *cfg)
 		}
 	}
 
-	cfg->experiment = experiments[0].name;
+	cfg.experiment = experiments[0].name;
 	if (optind < argc)
-		cfg->experiment = argv[optind++];
+		cfg.experiment = argv[optind++];
 	if (optind < argc)
 		usage_error("unexpected argument '%s'", argv[optind]);
 	for (i = 0; i < ARRAY_SIZE(experiments); i++)
-		if (!strcmp(cfg->experiment, experiments[i].name))
-			break;
-	if (i == ARRAY_SIZE(experiments))
-		usage_error("unknown experiment '%s'", cfg->experiment);
+		if (!strcmp(cfg.experiment, experiments[i].name))
+			e = &experiments[i];
+	if (!e)
+		usage_error("unknown experiment '%s'", cfg.experiment);
+	if (cfg.plot_path && !e->plot)
+		usage_error("%s draws no plot (--plot)", e->name);
+	if (cfg.plot_path && !*cfg.plot_path)
+		usage_error("empty --plot file name");
+	if (cfg.csv_path && !*cfg.csv_path)
+		usage_error("empty --csv file name");
 
-	if (quick && !have_size)
-		size = QUICK_SIZE;
-	if (quick && !have_reps)
-		cfg->reps = QUICK_REPS;
-	cfg->size = (size_t)((size + page_size - 1) / page_size * page_size);
-	cfg->pages = cfg->size / page_size;
+	/* what an mmap of the whole size could plausibly get */
+	max_size = (uint64_t)sysconf(_SC_PHYS_PAGES) * page_size;
+	if (cfg.have_size && size > max_size)
+		usage_error("--size %s is more than this machine's memory",
+			    size_arg);
+	if (!cfg.have_size)
+		size = cfg.quick ? e->quick_size : e->size;
+	if (!cfg.have_reps)
+		cfg.reps = cfg.quick ? e->quick_reps : e->reps;
+	cfg.size = (size_t)((size + page_size - 1) / page_size * page_size);
+	cfg.pages = cfg.size / page_size;
 
-	if (!nspecs)
-		specs[nspecs++] = "zero";
-	cfg->nstrategies = nspecs + 1;
-	cfg->strategies = xcalloc(cfg->nstrategies, sizeof(*cfg->strategies));
-	cfg->strategies[0] = (struct strategy){ "native", &native_ops, NULL };
-	for (i = 0; i < nspecs; i++) {
-		ret = uffd_pager_spec_check(specs[i], cfg->size);
+	for (i = 0; i < cfg.npagers; i++) {
+		ret = uffd_pager_spec_check(cfg.pagers[i], 0);
 		if (ret == -EINVAL)
-			usage_error("bad --pager '%s': %s", specs[i],
+			usage_error("bad --pager '%s': %s", cfg.pagers[i],
 				    uffd_last_error());
 		if (ret)
 			die_uffd("uffd_pager_spec_check", ret);
-		cfg->strategies[i + 1] = (struct strategy){
-			specs[i], &pager_ops, specs[i]
-		};
 	}
-	free(specs);
 
 	if (sched_getaffinity(0, sizeof(allowed), &allowed))
 		die_sys("sched_getaffinity");
-	check_cpu(cfg->pin->app_cpu, &allowed);
-	check_cpu(cfg->pin->handler_cpu, &allowed);
+	check_cpu(cfg.pin->app_cpu, &allowed);
+	check_cpu(cfg.pin->handler_cpu, &allowed);
 
-	if (cfg->csv_path) {
-		cfg->csv = fopen(cfg->csv_path, "we");
-		if (!cfg->csv)
-			die_sys(cfg->csv_path);
+	if (cfg.csv_path) {
+		cfg.csv = fopen(cfg.csv_path, "we");
+		if (!cfg.csv)
+			die_sys(cfg.csv_path);
 	}
+	cfg.tty = isatty(STDERR_FILENO);
+	return e;
 }
 
 static void pin_self(int cpu)
@@ -933,30 +1325,33 @@ static void pin_self(int cpu)
 
 int main(int argc, char **argv)
 {
-	struct config cfg = { 0 };
-	struct rows rows = { 0 };
-	size_t i;
+	const struct experiment *e;
+	int status = 0;
 
 	page_size = (size_t)sysconf(_SC_PAGESIZE);
-	parse_args(argc, argv, &cfg);
+	/* restore has options of its own (see uffd-bench restore --help) */
+	if (argc > 1 && !strcmp(argv[1], "restore"))
+		return bench_restore(argc - 1, argv + 1);
+	e = parse_args(argc, argv);
+	signals_setup();
+	atexit(tune_restore_all);
 	pin_self(cfg.pin->app_cpu);
 
-	for (i = 0; i < ARRAY_SIZE(experiments); i++)
-		if (!strcmp(cfg.experiment, experiments[i].name))
-			experiments[i].run(&cfg, &rows);
+	e->run();
+	tune_restore_all();
 
-	if (cfg.json)
-		print_json(stdout, &rows);
-	else
-		print_table(stdout, &cfg, &rows);
-	if (cfg.csv) {
-		print_csv(cfg.csv, &rows);
-		if (fclose(cfg.csv))
-			die_sys(cfg.csv_path);
+	if (bench_stopped()) {
+		fprintf(stderr, "%s: interrupted: the rows above are the runs "
+			"that finished\n", prog);
+		status = 130;
 	}
+	if (cfg.csv && fclose(cfg.csv))
+		die_sys(cfg.csv_path);
 	if (fflush(stdout))
 		die_sys("stdout");
-	free(rows.v);
-	free(cfg.strategies);
-	return 0;
+	rows_free(&emitted);
+	strings_free();
+	free(cfg.pagers);
+	free(cfg.workloads);
+	return status;
 }

@@ -227,6 +227,36 @@ static int check_mapped(uint64_t base, uint64_t len)
 	return 0;
 }
 
+/*
+ * The page size of the mapping at @addr (KernelPageSize in smaps): an
+ * adopted hugetlb mapping faults and fills in huge pages.  Returns the
+ * size in bytes, or 0 when it cannot be told.
+ */
+static uint64_t vma_page_size(uint64_t addr)
+{
+	char line[256];
+	unsigned long long lo, hi, kib;
+	bool in = false;
+	FILE *f = fopen("/proc/self/smaps", "re");
+	uint64_t ps = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%llx-%llx ", &lo, &hi) == 2 &&
+		    strchr(line, '-') < strchr(line, ' ')) {
+			in = addr >= lo && addr < hi;
+			continue;
+		}
+		if (in && sscanf(line, "KernelPageSize: %llu kB", &kib) == 1) {
+			ps = (uint64_t)kib << 10;
+			break;
+		}
+	}
+	fclose(f);
+	return ps;
+}
+
 static int bind_pager(struct uffd_region *r, const struct uffd_region_opts *o,
 		      struct uffd_args *args)
 {
@@ -373,10 +403,25 @@ LUFFD_API int uffd_region_create(struct uffd_ctx *ctx,
 	luffd_clear_error();	/* so a pager's own reason shows, or none */
 
 	if (o.type == LIBUFFD_MEM_ADOPT) {
+		uint64_t vps;
+
 		r->base = (uint64_t)(uintptr_t)o.addr;
 		ret = check_mapped(r->base, r->len);
 		if (ret < 0)
 			goto fail_free;
+		vps = vma_page_size(r->base);
+		if (vps > r->page_size) {
+			/* hugetlb: faults and fills come in huge pages */
+			if (!LUFFD_ALIGNED(r->base | r->len, vps)) {
+				ret = luffd_fail(-EINVAL, "ADOPT: a mapping of "
+						 "%llu KiB pages needs that "
+						 "alignment",
+						 (unsigned long long)vps >> 10);
+				goto fail_free;
+			}
+			r->page_size = vps;
+			r->page_shift = (unsigned int)__builtin_ctzll(vps);
+		}
 	} else if (o.type == LIBUFFD_MEM_REMOTE) {
 		r->base = (uint64_t)(uintptr_t)o.addr;
 	}
@@ -397,8 +442,13 @@ LUFFD_API int uffd_region_create(struct uffd_ctx *ctx,
 		if (ret > -1 || ret < -4095)
 			ret = -EINVAL;
 		snprintf(why, sizeof(why), "%s", uffd_last_error());
-		luffd_fail(ret, "pager %s: %s", r->pager_name,
-			   why[0] ? why : strerror(-ret));
+		/* "pager file: file: ..." says the name once too often */
+		if (!strncmp(why, r->pager_name, strlen(r->pager_name)) &&
+		    why[strlen(r->pager_name)] == ':')
+			luffd_fail(ret, "pager %s", why);
+		else
+			luffd_fail(ret, "pager %s: %s", r->pager_name,
+				   why[0] ? why : strerror(-ret));
 		goto fail_untable;
 	}
 

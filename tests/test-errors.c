@@ -618,6 +618,39 @@ START_TEST(hugetlb_unaligned)
 }
 END_TEST
 
+/*
+ * Adopting a hugetlb mapping: its faults come in 2 MiB pages, and the
+ * region must say so, or every fill would fail and the toucher spin.
+ */
+START_TEST(hugetlb_adopt)
+{
+	struct uffd_region_opts o = {
+		.size = sizeof(o),
+		.type = LIBUFFD_MEM_ADOPT,
+		.len = 2 * HUGE_SZ,
+		.pager = "zero",
+	};
+	struct uffd_region *r = NULL;
+	uint8_t *p;
+
+	p = mmap(NULL, 2 * HUGE_SZ, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	ck_assert_ptr_ne(p, MAP_FAILED);
+	o.addr = p;
+	ck_assert_int_eq(uffd_region_create(ctx, &o, &r), 0);
+	ck_assert_uint_eq(uffd_region_page_size(r), HUGE_SZ);
+	ck_assert_uint_eq(peek(p + HUGE_SZ + 12345), 0);
+	poke(p + 77, 0x77);
+	ck_assert_uint_eq(peek(p + 77), 0x77);
+	uffd_region_destroy(r);
+	/* an adopted range that is not huge-page aligned is refused */
+	o.addr = p + ps();
+	o.len = HUGE_SZ;
+	ck_assert_int_eq(uffd_region_create(ctx, &o, &r), -EINVAL);
+	munmap(p, 2 * HUGE_SZ);
+}
+END_TEST
+
 START_TEST(hugetlb_none_free)
 {
 	struct uffd_region_opts o = {
@@ -654,6 +687,7 @@ static Suite *errors_suite(void)
 	tcase_add_unchecked_fixture(tc, huge_setup, huge_teardown);
 	tcase_add_test(tc, hugetlb_region);
 	tcase_add_test(tc, hugetlb_unaligned);
+	tcase_add_test(tc, hugetlb_adopt);
 
 	tc = add_tcase(s, "hugetlb-none", ctx_setup, ctx_teardown);
 	tcase_add_unchecked_fixture(tc, nohuge_setup, huge_teardown);

@@ -1,0 +1,941 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * uffd-bench, run as a child process: argument parsing (bad input exits 2
+ * with one line on stderr), the JSON rows (every DESIGN.md key present and
+ * typed), and a --quick run of every experiment checked for structure and
+ * sanity (fault counts, Rss, files written), never for speed.
+ *
+ * The binary is $UFFD_BENCH, else $LIBUFFD_DEMOS/uffd-bench (make check
+ * sets it), else demos/uffd-bench found by walking up from this test's
+ * own executable (VPATH and libtool builds alike).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <check.h>
+
+#include "helpers.h"
+
+#define RUN_TIMEOUT_S	60
+#define MAX_KEYS	64
+#define MAX_ROWS	512
+
+static char bench_path[PATH_MAX];
+
+/* ------------------------------------------------------------------ */
+/* Running the bench                                                  */
+/* ------------------------------------------------------------------ */
+
+struct result {
+	int	status;		/* exit status, or 128 + signal */
+	char	*out, *err;
+};
+
+static char *slurp_fd(int fd)
+{
+	off_t len = lseek(fd, 0, SEEK_END);
+	char *buf;
+
+	ck_assert_int_ge(len, 0);
+	buf = calloc(1, (size_t)len + 1);
+	ck_assert_ptr_nonnull(buf);
+	ck_assert_int_eq(pread(fd, buf, (size_t)len, 0), len);
+	return buf;
+}
+
+/*
+ * Run the bench with @args (NULL-terminated) and wait for it, or kill it
+ * after @timeout_s.  @sigint_after_ms > 0: send SIGINT after that long.
+ */
+static void run_bench_ex(struct result *res, const char *const *args,
+			 int timeout_s, int sigint_after_ms)
+{
+	const char *argv[64];
+	struct timespec tick = { 0, 10000000 };
+	int ofd, efd, status, i, waited_ms = 0;
+	bool sent = false;
+	pid_t pid;
+
+	argv[0] = bench_path;
+	for (i = 0; args[i]; i++)
+		argv[i + 1] = args[i];
+	argv[i + 1] = NULL;
+	ofd = memfd_create("out", MFD_CLOEXEC);
+	efd = memfd_create("err", MFD_CLOEXEC);
+	ck_assert_int_ge(ofd, 0);
+	ck_assert_int_ge(efd, 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (!pid) {
+		dup2(ofd, STDOUT_FILENO);
+		dup2(efd, STDERR_FILENO);
+		execv(bench_path, (char *const *)argv);
+		_exit(127);
+	}
+	for (;;) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+
+		if (r == pid)
+			break;
+		ck_assert_int_eq(r, 0);
+		if (sigint_after_ms > 0 && !sent &&
+		    waited_ms >= sigint_after_ms) {
+			kill(pid, SIGINT);
+			sent = true;
+		}
+		if (waited_ms >= timeout_s * 1000) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			ck_abort_msg("uffd-bench %s did not finish in %d s",
+				     args[0] ? args[0] : "", timeout_s);
+		}
+		nanosleep(&tick, NULL);
+		waited_ms += 10;
+	}
+	res->status = WIFEXITED(status) ? WEXITSTATUS(status) :
+		      128 + WTERMSIG(status);
+	res->out = slurp_fd(ofd);
+	res->err = slurp_fd(efd);
+	close(ofd);
+	close(efd);
+}
+
+static void run_bench(struct result *res, const char *const *args)
+{
+	run_bench_ex(res, args, RUN_TIMEOUT_S, 0);
+}
+
+static void result_free(struct result *res)
+{
+	free(res->out);
+	free(res->err);
+}
+
+static int count_lines(const char *s)
+{
+	int n = 0;
+
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* A flat JSON object parser: all the rows need                       */
+/* ------------------------------------------------------------------ */
+
+enum jtype { J_STR, J_NUM, J_NULL, J_BOOL };
+
+struct jval {
+	char		key[64];
+	enum jtype	t;
+	char		s[256];
+	double		d;
+};
+
+struct jrow {
+	struct jval	v[MAX_KEYS];
+	int		n;
+};
+
+/* Parses one line into @r; returns false on malformed input. */
+static bool parse_string(const char **pp, char *out, size_t len)
+{
+	const char *p = *pp;
+	size_t n = 0;
+
+	if (*p++ != '"')
+		return false;
+	while (*p && *p != '"') {
+		char c = *p++;
+
+		if (c == '\\') {
+			c = *p++;
+			if (c == 'u') {
+				if (strlen(p) < 4)
+					return false;
+				c = '?';
+				p += 4;
+			} else if (c != '"' && c != '\\' && c != '/') {
+				return false;
+			}
+		} else if ((unsigned char)c < 0x20) {
+			return false;
+		}
+		if (n + 1 < len)
+			out[n++] = c;
+	}
+	if (*p != '"')
+		return false;
+	out[n] = '\0';
+	*pp = p + 1;
+	return true;
+}
+
+static bool parse_row(const char *line, struct jrow *r)
+{
+	const char *p = line;
+	char *end;
+
+	memset(r, 0, sizeof(*r));
+	if (*p++ != '{')
+		return false;
+	for (;;) {
+		struct jval *v;
+
+		if (r->n == MAX_KEYS)
+			return false;
+		v = &r->v[r->n];
+		if (!parse_string(&p, v->key, sizeof(v->key)) || *p++ != ':')
+			return false;
+		if (*p == '"') {
+			v->t = J_STR;
+			if (!parse_string(&p, v->s, sizeof(v->s)))
+				return false;
+		} else if (!strncmp(p, "null", 4)) {
+			v->t = J_NULL;
+			p += 4;
+		} else if (!strncmp(p, "true", 4) || !strncmp(p, "false", 5)) {
+			v->t = J_BOOL;
+			p += *p == 't' ? 4 : 5;
+		} else {
+			if (*p != '-' && (*p < '0' || *p > '9'))
+				return false;
+			v->t = J_NUM;
+			v->d = strtod(p, &end);
+			if (end == p)
+				return false;
+			p = end;
+		}
+		r->n++;
+		if (*p == ',') {
+			p++;
+			continue;
+		}
+		return *p == '}' && p[1] == '\0';
+	}
+}
+
+static const struct jval *jget(const struct jrow *r, const char *key)
+{
+	int i;
+
+	for (i = 0; i < r->n; i++)
+		if (!strcmp(r->v[i].key, key))
+			return &r->v[i];
+	return NULL;
+}
+
+static double jnum(const struct jrow *r, const char *key)
+{
+	const struct jval *v = jget(r, key);
+
+	ck_assert_msg(v && v->t == J_NUM, "key %s: not a number", key);
+	return v->d;
+}
+
+static const char *jstr(const struct jrow *r, const char *key)
+{
+	const struct jval *v = jget(r, key);
+
+	ck_assert_msg(v && v->t == J_STR, "key %s: not a string", key);
+	return v->s;
+}
+
+/* The keys DESIGN.md promises in every row, and their types. */
+static const struct {
+	const char	*key;
+	enum jtype	t;
+} design_keys[] = {
+	{ "experiment", J_STR }, { "workload", J_STR },
+	{ "strategy", J_STR }, { "size_bytes", J_NUM },
+	{ "pages", J_NUM }, { "reps", J_NUM }, { "ns_per_page", J_NUM },
+	{ "ratio_vs_native", J_NUM }, { "uffd_faults", J_NUM },
+	{ "minflt", J_NUM }, { "rss_kib", J_NUM },
+	{ "helper_cpu_ns", J_NUM }, { "pin", J_STR },
+};
+
+struct jrows {
+	struct jrow	*v;
+	int		n;
+};
+
+/* Every stdout line is a row with the DESIGN keys, typed; stderr aside. */
+static void parse_rows(const char *out, const char *experiment,
+		       struct jrows *rows)
+{
+	char *copy = strdup(out), *line, *save = NULL;
+	size_t k;
+
+	ck_assert_ptr_nonnull(copy);
+	rows->v = calloc(MAX_ROWS, sizeof(*rows->v));
+	rows->n = 0;
+	ck_assert_ptr_nonnull(rows->v);
+	for (line = strtok_r(copy, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		struct jrow *r = &rows->v[rows->n];
+
+		ck_assert_int_lt(rows->n, MAX_ROWS);
+		ck_assert_msg(parse_row(line, r), "not a JSON row: %s", line);
+		for (k = 0; k < sizeof(design_keys) / sizeof(design_keys[0]);
+		     k++) {
+			const struct jval *v = jget(r, design_keys[k].key);
+
+			ck_assert_msg(v, "key %s missing: %s",
+				      design_keys[k].key, line);
+			ck_assert_msg(v->t == design_keys[k].t,
+				      "key %s has the wrong type: %s",
+				      design_keys[k].key, line);
+		}
+		ck_assert_str_eq(jstr(r, "experiment"), experiment);
+		ck_assert_double_ge(jnum(r, "ns_per_page"), 0);
+		ck_assert_double_gt(jnum(r, "pages"), 0);
+		rows->n++;
+	}
+	free(copy);
+}
+
+static const struct jrow *find_row(const struct jrows *rows,
+				   const char *workload, const char *strategy)
+{
+	int i;
+
+	for (i = 0; i < rows->n; i++)
+		if (!strcmp(jstr(&rows->v[i], "workload"), workload) &&
+		    !strcmp(jstr(&rows->v[i], "strategy"), strategy))
+			return &rows->v[i];
+	return NULL;
+}
+
+static double per_page(const struct jrow *r, const char *key)
+{
+	return jnum(r, key) / jnum(r, "pages");
+}
+
+/* ------------------------------------------------------------------ */
+/* Arguments                                                          */
+/* ------------------------------------------------------------------ */
+
+static const char *const *const bad_args[] = {
+	(const char *const[]){ "--bogus", NULL },
+	(const char *const[]){ "-x", NULL },
+	(const char *const[]){ "--size", NULL },
+	(const char *const[]){ "--size", "0", NULL },
+	(const char *const[]){ "--size", "12Q", NULL },
+	(const char *const[]){ "--size", "-5M", NULL },
+	(const char *const[]){ "--size", "999999G", NULL },
+	(const char *const[]){ "--reps", "0", NULL },
+	(const char *const[]){ "--reps", "two", NULL },
+	(const char *const[]){ "--reps", "-1", NULL },
+	(const char *const[]){ "--pin", "elsewhere", NULL },
+	(const char *const[]){ "--pager", "nosuchpager", NULL },
+	(const char *const[]){ "--pager", "zero:nokey=1", NULL },
+	(const char *const[]){ "--pager", "prealloc:batch=0", NULL },
+	(const char *const[]){ "--pager", "prealloc:batch=lots", NULL },
+	(const char *const[]){ "--workload", "sideways", NULL },
+	(const char *const[]){ "no-such-experiment", NULL },
+	(const char *const[]){ "compare", "extra", NULL },
+	(const char *const[]){ "populate-table", "--plot", "x.png", NULL },
+	(const char *const[]){ "fault-trace", "--plot", "x.png", NULL },
+	(const char *const[]){ "--csv", NULL },
+	(const char *const[]){ "--csv", "", NULL },
+};
+
+START_TEST(bad_input_exits_2)
+{
+	const char *const *args = bad_args[_i];
+	struct result res;
+
+	run_bench(&res, args);
+	ck_assert_msg(res.status == 2, "%s: exit %d, stderr: %s", args[0],
+		      res.status, res.err);
+	ck_assert_msg(count_lines(res.err) == 1 &&
+		      res.err[strlen(res.err) - 1] == '\n',
+		      "%s: not one line on stderr: '%s'", args[0], res.err);
+	ck_assert_msg(strstr(res.err, "uffd-bench: "), "%s", res.err);
+	ck_assert_str_eq(res.out, "");
+	result_free(&res);
+}
+END_TEST
+
+START_TEST(help_fits_a_screen)
+{
+	const char *const args[] = { "--help", NULL };
+	struct result res;
+	const char *p, *nl;
+
+	run_bench(&res, args);
+	ck_assert_int_eq(res.status, 0);
+	ck_assert_str_eq(res.err, "");
+	ck_assert_int_le(count_lines(res.out), 24);
+	for (p = res.out; *p; p = nl + 1) {
+		nl = strchr(p, '\n');
+		ck_assert_ptr_nonnull(nl);
+		ck_assert_int_le(nl - p, 80);
+	}
+	ck_assert_ptr_nonnull(strstr(res.out, "zero-double-fault"));
+	ck_assert_ptr_nonnull(strstr(res.out, "batch-sweep"));
+	result_free(&res);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* compare                                                            */
+/* ------------------------------------------------------------------ */
+
+START_TEST(compare_json_rows)
+{
+	const char *const args[] = {
+		"compare", "--quick", "--size", "4M", "--reps", "2", "--json",
+		"-w", "seq-write", "-w", "seq-read", NULL
+	};
+	const struct uffd_pager_ops *const *list = uffd_pager_list();
+	const struct uffd_pager_ops *list_ok[32];
+	static const char *const natives[] = {
+		"native", "populate-read", "populate-write", "thp",
+	};
+	const struct jrow *r;
+	struct result res;
+	struct jrows rows;
+	size_t npagers = 0, i;
+
+	/* every built-in pager that runs without arguments */
+	for (i = 0; list[i]; i++)
+		if (!uffd_pager_spec_check(list[i]->name, 0))
+			list_ok[npagers++] = list[i];
+	run_bench(&res, args);
+	ck_assert_msg(res.status == 0, "exit %d: %s", res.status, res.err);
+	parse_rows(res.out, "compare", &rows);
+	ck_assert_int_eq(rows.n, 2 * (4 + (int)npagers));
+	for (i = 0; i < 4; i++)
+		ck_assert_ptr_nonnull(find_row(&rows, "seq-write",
+					       natives[i]));
+	for (i = 0; i < npagers; i++) {
+		r = find_row(&rows, "seq-read", list_ok[i]->name);
+		ck_assert_msg(r, "no row for pager %s", list_ok[i]->name);
+		ck_assert_double_eq(jnum(r, "reps"), 2);
+		ck_assert_double_gt(jnum(r, "uffd_faults"), 0);
+	}
+	for (i = 0; i < (size_t)rows.n; i++) {
+		ck_assert_str_eq(jstr(&rows.v[i], "pin"), "same");
+		ck_assert_double_eq(jnum(&rows.v[i], "size_bytes"), 4 << 20);
+		ck_assert_double_eq(jnum(&rows.v[i], "pages"),
+				    (4 << 20) / page_size());
+	}
+	r = find_row(&rows, "seq-write", "native");
+	ck_assert_double_eq_tol(jnum(r, "ratio_vs_native"), 1.0, 1e-9);
+	ck_assert_double_eq(jnum(r, "uffd_faults"), 0);
+	ck_assert_double_eq(jnum(r, "rss_kib"), 4096);
+	/* a read walk maps the zero page: nothing resident */
+	r = find_row(&rows, "seq-read", "native");
+	ck_assert_double_lt(jnum(r, "rss_kib"), 64);
+	r = find_row(&rows, "seq-read", "zero");
+	ck_assert_double_eq(per_page(r, "uffd_faults"), 1.0);
+	ck_assert_double_gt(jnum(r, "helper_cpu_ns"), 0);
+	free(rows.v);
+	result_free(&res);
+}
+END_TEST
+
+START_TEST(compare_csv_and_table)
+{
+	char dir[] = "/tmp/test-bench.XXXXXX", csv[64], line[4096];
+	const char *args[] = {
+		"--quick", "--size", "2M", "--reps", "1", "-p", "zero",
+		"-p", "zero", "--pin", "none", "--csv", csv, NULL
+	};
+	struct result res;
+	int lines = 0;
+	FILE *f;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(csv, sizeof(csv), "%s/rows.csv", dir);
+	run_bench(&res, args);
+	ck_assert_msg(res.status == 0, "exit %d: %s", res.status, res.err);
+	/* the table says which placement ran */
+	ck_assert_ptr_nonnull(strstr(res.out, "pin=none"));
+	ck_assert_ptr_nonnull(strstr(res.out, "partial-write"));
+	f = fopen(csv, "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
+	ck_assert_ptr_nonnull(strstr(line, "experiment,workload,strategy,"
+				     "size_bytes,pages,reps,ns_per_page,"
+				     "ratio_vs_native,uffd_faults,minflt"));
+	while (fgets(line, sizeof(line), f))
+		lines++;
+	fclose(f);
+	/* 5 workloads x (4 kernel rows + zero twice) */
+	ck_assert_int_eq(lines, 5 * 6);
+	unlink(csv);
+	rmdir(dir);
+	result_free(&res);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* The seed experiments                                               */
+/* ------------------------------------------------------------------ */
+
+#define assert_near(v, want, rel)					\
+	ck_assert_msg(fabs((v) - (want)) <= (rel) * (want),		\
+		      "%s = %f, want %f +- %.0f%%", #v, (double)(v),	\
+		      (double)(want), 100 * (rel))
+
+START_TEST(zero_double_fault)
+{
+	const char *const args[] = {
+		"zero-double-fault", "--quick", "--json", NULL
+	};
+	const struct jrow *z, *o;
+	struct result res;
+	struct jrows rows;
+
+	run_bench(&res, args);
+	ck_assert_msg(res.status == 0, "exit %d: %s", res.status, res.err);
+	parse_rows(res.out, "zero-double-fault", &rows);
+
+	/* the seed: 2 faults per page on zeros, 1 on memory written first */
+	z = find_row(&rows, "zeros", "native");
+	o = find_row(&rows, "ones", "native");
+	ck_assert_ptr_nonnull(z);
+	ck_assert_ptr_nonnull(o);
+	assert_near(per_page(z, "minflt"), 2.0, 0.05);
+	assert_near(per_page(o, "minflt"), 1.0, 0.05);
+	ck_assert_double_eq(jnum(z, "fill_minflt"), 0);
+	assert_near(per_page(o, "fill_minflt"), 1.0, 0.05);
+	ck_assert_double_le(per_page(o, "walk_minflt"), 0.05);
+
+	/* zero pager: the read is ours (uffd), the write the kernel's COW */
+	z = find_row(&rows, "zeros", "zero");
+	o = find_row(&rows, "ones", "zero");
+	if (z && o) {
+		assert_near(per_page(z, "uffd_faults"), 1.0, 0.05);
+		assert_near(per_page(z, "minflt"), 2.0, 0.05);
+		assert_near(per_page(o, "uffd_faults"), 1.0, 0.05);
+		assert_near(per_page(o, "minflt"), 1.0, 0.05);
+	}
+	/* the seed's own program, when rustc is here */
+	z = find_row(&rows, "zeros", "seed-rust");
+	o = find_row(&rows, "ones", "seed-rust");
+	if (z && o) {
+		assert_near(per_page(z, "minflt"), 2.0, 0.05);
+		assert_near(per_page(o, "minflt"), 1.0, 0.05);
+	} else {
+		ck_assert_ptr_nonnull(strstr(res.err, "rust"));
+	}
+	free(rows.v);
+	result_free(&res);
+}
+END_TEST
+
+START_TEST(populate_table)
+{
+	/* --no-tune: tests run in parallel; leave vm.nr_hugepages alone */
+	const char *const args[] = {
+		"populate-table", "--quick", "--no-tune", "--json", NULL
+	};
+	static const char *const methods[] = {
+		"read", "write", "read+write", "populate-read",
+		"populate-write",
+	};
+	static const char *const mems[] = { "anon", "memfd" };
+	struct result res;
+	struct jrows rows;
+	int i, m, k, sh, found;
+
+	run_bench(&res, args);
+	ck_assert_msg(res.status == 0, "exit %d: %s", res.status, res.err);
+	parse_rows(res.out, "populate-table", &rows);
+	for (sh = 0; sh < 2; sh++)
+		for (k = 0; k < 2; k++)
+			for (m = 0; m < 5; m++) {
+				found = 0;
+				for (i = 0; i < rows.n; i++) {
+					const struct jrow *r = &rows.v[i];
+
+					if (strcmp(jstr(r, "workload"),
+						   methods[m]) ||
+					    strcmp(jstr(r, "memory"),
+						   mems[k]) ||
+					    strcmp(jstr(r, "sharing"),
+						   sh ? "shared" : "private") ||
+					    strcmp(jstr(r, "strategy"),
+						   "native"))
+						continue;
+					found++;
+					/* the seed's figure beside ours */
+					ck_assert_double_gt(jnum(r, "seed_ms"),
+							    0);
+					ck_assert_double_gt(jnum(r, "ms_mean"),
+							    0);
+					ck_assert_double_eq(jnum(r, "reps"),
+							    2);
+				}
+				/* 2 MiB and 128 MiB */
+				ck_assert_msg(found == 2, "%s %s %s: %d rows",
+					      mems[k], methods[m],
+					      sh ? "shared" : "private",
+					      found);
+			}
+	for (i = 0; i < rows.n; i++) {
+		const struct jrow *r = &rows.v[i];
+		double size_kib = jnum(r, "size_bytes") / 1024;
+
+		if (strcmp(jstr(r, "memory"), "anon") ||
+		    strcmp(jstr(r, "sharing"), "private"))
+			continue;
+		/* POPULATE_WRITE allocates it all; a read maps zero pages */
+		if (!strcmp(jstr(r, "workload"), "populate-write"))
+			ck_assert_double_eq(jnum(r, "rss_kib"), size_kib);
+		if (!strcmp(jstr(r, "workload"), "read"))
+			ck_assert_double_lt(jnum(r, "rss_kib"), 64);
+	}
+	/* a pager column at 2 MiB */
+	found = 0;
+	for (i = 0; i < rows.n; i++)
+		found += !strcmp(jstr(&rows.v[i], "strategy"), "zero") &&
+			 jnum(&rows.v[i], "size_bytes") == 2 << 20;
+	ck_assert_int_ge(found, 5);
+	free(rows.v);
+	result_free(&res);
+}
+END_TEST
+
+START_TEST(prezero)
+{
+	const char *const args[] = { "prezero", "--quick", "--json", NULL };
+	const struct jrow *r;
+	struct result res;
+	struct jrows rows;
+
+	run_bench(&res, args);
+	ck_assert_msg(res.status == 0, "exit %d: %s", res.status, res.err);
+	parse_rows(res.out, "prezero", &rows);
+	ck_assert_ptr_nonnull(find_row(&rows, "partial-write", "native"));
+	ck_assert_ptr_nonnull(find_row(&rows, "full-write", "native"));
+	r = find_row(&rows, "partial-write", "zero");
+	ck_assert_ptr_nonnull(r);
+	ck_assert_double_ge(jnum(r, "service_p99_us"),
+			    jnum(r, "service_p50_us"));
+	ck_assert_double_gt(jnum(r, "service_p50_us"), 0);
+	ck_assert_double_ge(jnum(r, "total_cpu_ns"), jnum(r, "app_cpu_ns"));
+	ck_assert_double_eq(jnum(r, "pages_moved"), 0);
+	r = find_row(&rows, "partial-write", "prezero:batch=16");
+	if (uffd_pager_find("prezero")) {
+		ck_assert_ptr_nonnull(r);
+		/* every page came in one way or another */
+		ck_assert_double_eq(jnum(r, "pages_moved") +
+				    jnum(r, "pages_copied"), jnum(r, "pages"));
+		ck_assert_double_eq(per_page(r, "uffd_faults"), 1.0 / 16);
+		ck_assert_double_gt(jnum(r, "scrubber_setup_cpu_ns"), 0);
+	}
+	free(rows.v);
+	result_free(&res);
+}
+END_TEST
+
+/* latency: one fault per page in every mode; SIGBUS mode has no wake-up */
+START_TEST(latency)
+{
+	const char *const args[] = { "latency", "--quick", "--reps", "1",
+				     "--json", NULL };
+	static const char *const modes[] = {
+		"thread-same", "thread-other", "thread-other-spin",
+		"thread-any", "sigbus",
+	};
+	const struct jrow *r;
+	struct result res;
+	struct jrows rows;
+	size_t i;
+
+	run_bench(&res, args);
+	ck_assert_msg(res.status == 0, "exit %d: %s", res.status, res.err);
+	parse_rows(res.out, "latency", &rows);
+	ck_assert_ptr_nonnull(find_row(&rows, "seq-write", "native"));
+	for (i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		r = find_row(&rows, "seq-write", modes[i]);
+		ck_assert_msg(r != NULL, "no row for %s", modes[i]);
+		ck_assert_double_eq(per_page(r, "uffd_faults"), 1.0);
+		ck_assert_double_ge(jnum(r, "p99_us"), jnum(r, "p50_us"));
+		ck_assert_double_gt(jnum(r, "ratio_vs_native_write"), 0);
+	}
+	/* the batch table: prealloc:batch=16 takes a fault per 16 pages */
+	r = find_row(&rows, "sigbus", "prealloc:batch=16");
+	ck_assert_ptr_nonnull(r);
+	ck_assert_double_eq(per_page(r, "uffd_faults"), 1.0 / 16);
+	free(rows.v);
+	result_free(&res);
+}
+END_TEST
+
+static long read_sys(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long v = -1;
+
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+#define USE_ZERO_PAGE "/sys/kernel/mm/transparent_hugepage/use_zero_page"
+
+START_TEST(huge_zero)
+{
+	const char *const args[] = { "huge-zero", "--quick", "--json", NULL };
+	long zp = read_sys(USE_ZERO_PAGE);
+	const struct jrow *r;
+	struct result res;
+	struct jrows rows;
+	double size_kib;
+
+	run_bench(&res, args);
+	ck_assert_msg(res.status == 0, "exit %d: %s", res.status, res.err);
+	/* the setting it changed for a run is back */
+	ck_assert_int_eq(read_sys(USE_ZERO_PAGE), zp);
+	parse_rows(res.out, "huge-zero", &rows);
+	r = find_row(&rows, "seq-read", "native");
+	ck_assert_ptr_nonnull(r);
+	size_kib = jnum(r, "size_bytes") / 1024;
+	ck_assert_double_lt(jnum(r, "rss_kib"), 1024);
+	if (uffd_pager_find("hugezero")) {
+		/* the emulated huge zero page: ~no Rss, 1 fault per 2 MiB */
+		r = find_row(&rows, "seq-read", "hugezero");
+		ck_assert_ptr_nonnull(r);
+		ck_assert_double_lt(jnum(r, "rss_kib"), 1024);
+		ck_assert_double_ge(jnum(r, "faults_per_2mib"), 1);
+		ck_assert_double_le(jnum(r, "faults_per_2mib"), 1.1);
+		/* without it: the whole size is resident */
+		r = find_row(&rows, "seq-read", "hugezero:nohzp=1");
+		ck_assert_ptr_nonnull(r);
+		ck_assert_double_ge(jnum(r, "rss_kib"), size_kib);
+	}
+	/* the kernel's THP rows, when the settings allowed them */
+	r = find_row(&rows, "seq-read", "thp");
+	if (r)
+		ck_assert_double_lt(jnum(r, "rss_kib"), 1024);
+	r = find_row(&rows, "seq-read", "thp:use_zero_page=0");
+	if (r) {
+		ck_assert_double_ge(jnum(r, "rss_kib"), size_kib);
+		ck_assert_double_gt(jnum(r, "anon_huge_kib"), 0);
+	}
+	free(rows.v);
+	result_free(&res);
+}
+END_TEST
+
+START_TEST(batch_sweep_csv_plot)
+{
+	char dir[] = "/tmp/test-bench.XXXXXX", csv[64], png[64];
+	char line[4096], magic[8] = "";
+	const char *args[] = {
+		"batch-sweep", "--quick", "--size", "8M", "--csv", csv,
+		"--plot", png, NULL
+	};
+	int lines = 0, want = 0;
+	struct result res;
+	struct stat st;
+	FILE *f;
+
+	want = 1 + 10 * (!!uffd_pager_find("prealloc") +
+			 !!uffd_pager_find("prezero"));
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(csv, sizeof(csv), "%s/sweep.csv", dir);
+	snprintf(png, sizeof(png), "%s/sweep.png", dir);
+	run_bench(&res, args);
+	ck_assert_msg(res.status == 0, "exit %d: %s", res.status, res.err);
+	ck_assert_ptr_nonnull(strstr(res.out, "seq-write ns/page"));
+	f = fopen(csv, "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
+	ck_assert_ptr_nonnull(strstr(line, ",batch"));
+	while (fgets(line, sizeof(line), f))
+		lines++;
+	fclose(f);
+	/* seq-write and rand-write, native plus 10 batches per pager */
+	ck_assert_int_eq(lines, 2 * want);
+	if (!access("/usr/bin/gnuplot", X_OK)) {
+		ck_assert_int_eq(stat(png, &st), 0);
+		f = fopen(png, "r");
+		ck_assert_ptr_nonnull(f);
+		ck_assert_int_eq(fread(magic, 1, 4, f), 4);
+		fclose(f);
+		ck_assert_int_eq(memcmp(magic, "\x89PNG", 4), 0);
+		unlink(png);
+	} else {
+		ck_assert_ptr_nonnull(strstr(res.err, "gnuplot"));
+	}
+	unlink(csv);
+	rmdir(dir);
+	result_free(&res);
+}
+END_TEST
+
+START_TEST(fault_trace)
+{
+	const char *const targs[] = {
+		"fault-trace", "--quick", "-p", "prealloc:batch=8", NULL
+	};
+	const char *const jargs[] = {
+		"fault-trace", "--quick", "--json", "-p", "zero",
+		"-p", "prealloc:batch=8", NULL
+	};
+	const struct jrow *r;
+	struct result res;
+	struct jrows rows;
+	double pages;
+
+	if (!uffd_pager_find("prealloc"))
+		return;
+	run_bench(&res, targs);
+	ck_assert_msg(res.status == 0, "exit %d: %s", res.status, res.err);
+	ck_assert_ptr_nonnull(strstr(res.out, "# map:"));
+	/* a batch: its own page upper case, the others lower case */
+	ck_assert_ptr_nonnull(strstr(res.out, "C"));
+	ck_assert_ptr_nonnull(strstr(res.out, "ccc"));
+	result_free(&res);
+
+	run_bench(&res, jargs);
+	ck_assert_msg(res.status == 0, "exit %d: %s", res.status, res.err);
+	parse_rows(res.out, "fault-trace", &rows);
+	ck_assert_int_eq(rows.n, 2);
+	r = find_row(&rows, "rand-write", "zero");
+	ck_assert_ptr_nonnull(r);
+	pages = jnum(r, "pages");
+	ck_assert_double_eq(jnum(r, "uffd_faults"), pages);
+	ck_assert_double_eq(jnum(r, "copied"), pages);
+	ck_assert_double_eq(jnum(r, "prefilled_by_batch"), 0);
+	r = find_row(&rows, "rand-write", "prealloc:batch=8");
+	ck_assert_ptr_nonnull(r);
+	ck_assert_double_eq(jnum(r, "uffd_faults"), pages / 8);
+	ck_assert_double_eq(jnum(r, "copied"), pages);
+	ck_assert_double_eq(jnum(r, "prefilled_by_batch"),
+			    pages - pages / 8);
+	ck_assert_double_eq(jnum(r, "untouched"), 0);
+	free(rows.v);
+	result_free(&res);
+}
+END_TEST
+
+/* Ctrl-C: the run in progress finishes, the rows so far are printed. */
+START_TEST(sigint_prints_rows)
+{
+	const char *const args[] = {
+		"compare", "--size", "32M", "--reps", "200", "--json",
+		"-w", "seq-write", "-p", "zero", NULL
+	};
+	struct result res;
+	struct jrows rows;
+
+	run_bench_ex(&res, args, 20, 1500);
+	ck_assert_msg(res.status == 130, "exit %d: %s", res.status, res.err);
+	ck_assert_ptr_nonnull(strstr(res.err, "interrupted"));
+	parse_rows(res.out, "compare", &rows);
+	ck_assert_int_ge(rows.n, 1);
+	ck_assert_double_lt(jnum(&rows.v[0], "reps"), 200);
+	free(rows.v);
+	result_free(&res);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+
+static bool find_bench(void)
+{
+	const char *env = getenv("UFFD_BENCH");
+	const char *demos = getenv("LIBUFFD_DEMOS");
+	char exe[PATH_MAX - 32], *slash;
+	ssize_t n;
+	int up;
+
+	if (env && *env) {
+		snprintf(bench_path, sizeof(bench_path), "%s", env);
+		return !access(bench_path, X_OK);
+	}
+	if (demos && *demos) {
+		snprintf(bench_path, sizeof(bench_path), "%.*s/uffd-bench",
+			 PATH_MAX - 32, demos);
+		if (!access(bench_path, X_OK))
+			return true;
+	}
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return false;
+	exe[n] = '\0';
+	/* tests/test-bench, or tests/.libs/lt-test-bench under libtool */
+	for (up = 0; up < 4; up++) {
+		slash = strrchr(exe, '/');
+		if (!slash)
+			return false;
+		*slash = '\0';
+		snprintf(bench_path, sizeof(bench_path),
+			 "%s/demos/uffd-bench", exe);
+		if (!access(bench_path, X_OK))
+			return true;
+	}
+	return false;
+}
+
+static Suite *bench_suite(void)
+{
+	Suite *s = suite_create("uffd-bench");
+	TCase *tc;
+
+	tc = tcase_create("arguments");
+	tcase_set_timeout(tc, TEST_TIMEOUT_S);
+	tcase_add_loop_test(tc, bad_input_exits_2, 0,
+			    (int)(sizeof(bad_args) / sizeof(bad_args[0])));
+	tcase_add_test(tc, help_fits_a_screen);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("experiments");
+	tcase_set_timeout(tc, 2 * RUN_TIMEOUT_S);
+	tcase_add_test(tc, compare_json_rows);
+	tcase_add_test(tc, compare_csv_and_table);
+	tcase_add_test(tc, zero_double_fault);
+	tcase_add_test(tc, populate_table);
+	tcase_add_test(tc, prezero);
+	tcase_add_test(tc, huge_zero);
+	tcase_add_test(tc, batch_sweep_csv_plot);
+	tcase_add_test(tc, fault_trace);
+	tcase_add_test(tc, latency);
+	tcase_add_test(tc, sigint_prints_rows);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr;
+	int failed;
+
+	require_kernel(0, 0);
+	if (!find_bench()) {
+		fprintf(stderr, "uffd-bench not found (build demos/uffd-bench "
+			"or set UFFD_BENCH)\n");
+		return TEST_EXIT_HARD_ERROR;
+	}
+	sr = srunner_create(bench_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
