@@ -128,6 +128,54 @@ START_TEST(fork_same_pager)
 END_TEST
 
 /* Two generations: the child's context handles the grandchild's fork. */
+/*
+ * The child's context handles the child's own events: MADV_DONTNEED in
+ * the child (a REMOVE it must read, or the child blocks) and munmap (an
+ * UNMAP); the parent's copy is untouched.
+ */
+START_TEST(fork_child_events)
+{
+	struct uffd_region *r;
+	struct uffd_ctx *child;
+	struct uffd_stats st;
+	size_t ps = page_size();
+	uint8_t *p;
+	pid_t pid;
+
+	ck_assert_int_eq(make_region(ctx, LIBUFFD_MEM_ANON, 8, NULL, &r), 0);
+	ck_assert_int_eq(uffd_ctx_start(ctx), 0);
+	p = uffd_region_addr(r);
+	poke(p, 0x11);
+	poke(p + ps, 0x22);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		if (madvise(p, 2 * ps, MADV_DONTNEED))
+			_exit(1);
+		if (peek(p) != 0 || peek(p + ps) != 0)	/* zeros again */
+			_exit(2);
+		poke(p + ps, 0x33);
+		if (peek(p + ps) != 0x33)
+			_exit(3);
+		_exit(munmap(p + 4 * ps, 4 * ps) ? 4 : 0);
+	}
+	assert_child_passed(pid);
+	child = uffd_ctx_child(ctx, 0);
+	ck_assert_ptr_nonnull(child);
+	ck_assert_int_eq(settled_ctx_stats(child, &st, TEST_WAIT_MS), 0);
+	ck_assert_uint_eq(st.events_remove, 1);
+	ck_assert_uint_eq(st.events_unmap, 1);
+	/* two reads of removed pages; the write then is the kernel's CoW */
+	ck_assert_uint_eq(st.faults_read, 2);
+	ck_assert_uint_eq(st.faults_write, 0);
+	/* the parent's memory is its own */
+	ck_assert_uint_eq(peek(p), 0x11);
+	ck_assert_uint_eq(peek(p + ps), 0x22);
+	ck_assert_int_eq(uffd_region_stats(r, &st, sizeof(st)), 0);
+	ck_assert_uint_eq(st.events_remove, 0);
+}
+END_TEST
+
 START_TEST(fork_grandchild)
 {
 	struct uffd_region *r;
@@ -243,6 +291,7 @@ static Suite *fork_suite(void)
 	tcase_add_test(tc, fork_child_served);
 	tcase_add_test(tc, fork_same_pager);
 	tcase_add_test(tc, fork_grandchild);
+	tcase_add_test(tc, fork_child_events);
 
 	tc = add_tcase(s, "remap", setup, ctx_teardown);
 	tcase_add_test(tc, remap_whole);
