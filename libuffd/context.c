@@ -24,8 +24,6 @@
 			  UFFD_FEATURE_POISON |				\
 			  UFFD_FEATURE_MOVE)
 
-/* Messages per read(): faults come before events in what read returns. */
-#define READ_BATCH	64
 
 /* Validate and copy caller options. */
 static int get_opts(struct uffd_ctx_opts *opts,
@@ -489,7 +487,7 @@ static void deliver_event(struct uffd_ctx *ctx, const struct uffd_msg *m)
  */
 int luffd_read_msgs(struct luffd_handler *h)
 {
-	struct uffd_msg buf[READ_BATCH];
+	struct uffd_msg buf[LUFFD_READ_BATCH];
 	unsigned int room, want, i, n;
 	uint64_t now;
 	ssize_t got;
@@ -505,7 +503,7 @@ int luffd_read_msgs(struct luffd_handler *h)
 	room = LUFFD_INBOX_CAP - h->tail;
 	if (!room)
 		return -ENOSPC;
-	want = LUFFD_MIN(room, READ_BATCH);
+	want = LUFFD_MIN(room, LUFFD_READ_BATCH);
 	got = read(h->ctx->fd, buf, want * sizeof(buf[0]));
 	if (got < 0) {
 		if (errno == EAGAIN || errno == EINTR)

@@ -42,20 +42,30 @@ void luffd_inboxes_free(struct uffd_ctx *ctx)
 /*
  * Serve everything queued and readable now.  Returns 0 when the uffd had
  * nothing more, 1 when it served something, or -errno from read().
+ * Unless @drain, a read that came back short ends the round once its
+ * messages are served: the caller polls next, which sees any newer fault
+ * at once, and a read that would only say EAGAIN costs a system call the
+ * woken application waits for when it shares the handler's CPU.
  */
-int luffd_serve_pending(struct luffd_handler *h)
+int luffd_serve_pending(struct luffd_handler *h, bool drain)
 {
 	struct uffd_ctx *ctx = h->ctx;
 	int ret, served = 0;
+	bool short_read = false;
 
 	for (;;) {
 		pthread_rwlock_rdlock(&ctx->lock);
 		if (h->head == h->tail) {
+			if (short_read && !drain) {
+				pthread_rwlock_unlock(&ctx->lock);
+				return served;
+			}
 			ret = luffd_read_msgs(h);
 			if (ret <= 0) {
 				pthread_rwlock_unlock(&ctx->lock);
 				return ret < 0 ? ret : served;
 			}
+			short_read = ret < LUFFD_READ_BATCH;
 		}
 		while (h->head != h->tail) {
 			/* copy: a fill may read more messages and compact */
@@ -102,7 +112,8 @@ static int serve_round(struct luffd_worker *w, struct pollfd *pfd,
 		*npfd = leader->nserved;
 	}
 	for (i = 0; i < leader->nserved; i++) {
-		ret = luffd_serve_pending(leader->served[i]->inbox[w->idx]);
+		ret = luffd_serve_pending(leader->served[i]->inbox[w->idx],
+					  false);
 		if (ret > 0)
 			any = 1;
 		/* a uffd whose process is gone reports errors: keep going */
@@ -401,12 +412,13 @@ LUFFD_API int uffd_ctx_stop(struct uffd_ctx *ctx)
 	 * gone (or no longer list us), so one inbox is enough.  Contexts
 	 * still attached to a stopped leader are drained too.
 	 */
-	luffd_serve_pending(ctx->inbox[0]);
+	luffd_serve_pending(ctx->inbox[0], true);
 	if (!ctx->served_by) {
 		pthread_rwlock_rdlock(&ctx->served_lock);
 		for (i = 0; i < ctx->nserved; i++)
 			if (ctx->served[i] != ctx)
-				luffd_serve_pending(ctx->served[i]->inbox[0]);
+				luffd_serve_pending(ctx->served[i]->inbox[0],
+						    true);
 		pthread_rwlock_unlock(&ctx->served_lock);
 	}
 	stop_pagers(ctx);

@@ -178,6 +178,8 @@ struct uffd_resolver {
  * each blocked thread has one message outstanding.
  */
 #define LUFFD_INBOX_CAP	4096
+/* Messages per read(): faults come before events in what read returns. */
+#define LUFFD_READ_BATCH	64
 struct luffd_msg {
 	struct uffd_msg	msg;
 	uint64_t	t_read_ns;
@@ -257,7 +259,7 @@ void luffd_dispatch(struct luffd_handler *h, const struct luffd_msg *m);
 void luffd_apply_remap(struct uffd_ctx *ctx, const struct uffd_msg *m);
 
 /* handler.c */
-int luffd_serve_pending(struct luffd_handler *h);
+int luffd_serve_pending(struct luffd_handler *h, bool drain);
 int luffd_inboxes_alloc(struct uffd_ctx *ctx, unsigned int n);
 void luffd_inboxes_free(struct uffd_ctx *ctx);
 
