@@ -223,7 +223,7 @@ static struct {
 	bool		orders[2];	/* seq, random */
 } o;
 
-static uint64_t now_ns_(void)
+uint64_t restore_now_ns(void)
 {
 	struct timespec ts;
 
@@ -231,7 +231,7 @@ static uint64_t now_ns_(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static void pin_self(int cpu)
+void restore_pin_self(int cpu)
 {
 	cpu_set_t set;
 	int i;
@@ -246,7 +246,7 @@ static void pin_self(int cpu)
 	sched_setaffinity(0, sizeof(set), &set);
 }
 
-static uint32_t *page_order(uint64_t pages, uint64_t seed)
+uint32_t *restore_page_order(uint64_t pages, uint64_t seed)
 {
 	uint32_t *v = malloc(pages * sizeof(*v));
 	uint64_t i;
@@ -311,7 +311,7 @@ static int restore_run(const char *args, const uint32_t *ord, bool verify,
 					     sizeof(o.cache_why));
 
 	/* start before pinning: helper threads must not inherit the pin */
-	t0 = now_ns_();
+	t0 = restore_now_ns();
 	ret = uffd_ctx_create(&ctx, &co);
 	if (!ret)
 		ret = uffd_region_create(ctx, &ro, &r);
@@ -323,10 +323,10 @@ static int restore_run(const char *args, const uint32_t *ord, bool verify,
 		uffd_ctx_destroy(ctx);
 		return ret;
 	}
-	pin_self(o.app_cpu);
+	restore_pin_self(o.app_cpu);
 	out->bad = touch(uffd_region_addr(r), pages, ord);
-	t1 = now_ns_();
-	pin_self(-1);
+	t1 = restore_now_ns();
+	restore_pin_self(-1);
 	if (verify)
 		out->bad += restore_verify(uffd_region_addr(r), pages);
 
@@ -576,7 +576,7 @@ static void usage(FILE *f, const char *prog)
 "  --json          one JSON object per row\n", prog);
 }
 
-static int parse_size(const char *s, uint64_t *out)
+int restore_parse_size(const char *s, uint64_t *out)
 {
 	char *end;
 	unsigned long long v;
@@ -633,7 +633,7 @@ int bench_restore(int argc, char **argv)
 		case 'f': o.file = optarg; break;
 		case 'R': remake = true; break;
 		case 's':
-			if (parse_size(optarg, &o.size)) {
+			if (restore_parse_size(optarg, &o.size)) {
 				fprintf(stderr, "bad --size %s\n", optarg);
 				return 2;
 			}
@@ -706,7 +706,7 @@ int bench_restore(int argc, char **argv)
 			return 1;
 		}
 	}
-	order = page_order(o.size / RESTORE_PAGE, 2024);
+	order = restore_page_order(o.size / RESTORE_PAGE, 2024);
 	s = calloc((size_t)o.reps * 2 * o.nstrats, sizeof(*s));
 	if (!order || !s) {
 		fprintf(stderr, "restore: out of memory\n");

@@ -50,6 +50,15 @@ int restore_image_make(const char *path, uint64_t size, char *why,
  */
 int restore_drop_cache(const char *path, char *why, size_t len);
 
+/* Small tools both programs use. */
+uint64_t restore_now_ns(void);
+/* Pin the calling thread to @cpu, or let it run anywhere (-1). */
+void restore_pin_self(int cpu);
+/* A random permutation of @pages page numbers from @seed (malloc'ed). */
+uint32_t *restore_page_order(uint64_t pages, uint64_t seed);
+/* "1G", "512M"...: a size that is a whole number of pages, or -1. */
+int restore_parse_size(const char *s, uint64_t *out);
+
 /*
  * The "restore" experiment: restore the image through each engine of the
  * file pager, touched in order and at random, against the mmap engine.

@@ -49,14 +49,6 @@ static struct {
 	.pin = "same",
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void usage(FILE *f, const char *prog)
 {
 	fprintf(f,
@@ -74,33 +66,12 @@ static void usage(FILE *f, const char *prog)
 "  --json        restore's result as one JSON object\n", prog, prog);
 }
 
-static int parse_size(const char *s, uint64_t *out)
-{
-	unsigned long long v;
-	char *end;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -1;
-	switch (*end) {
-	case 'k': case 'K': v <<= 10; end++; break;
-	case 'm': case 'M': v <<= 20; end++; break;
-	case 'g': case 'G': v <<= 30; end++; break;
-	default: break;
-	}
-	if (*end || !v || v % RESTORE_PAGE)
-		return -1;
-	*out = v;
-	return 0;
-}
-
 /* ------------------------------------------------------- make */
 
 static int cmd_make(void)
 {
 	char why[256];
-	uint64_t t0 = now_ns();
+	uint64_t t0 = restore_now_ns();
 
 	printf("[make %d] filling %llu MiB (a quarter of the pages zero) "
 	       "and writing %s\n", (int)getpid(),
@@ -111,47 +82,11 @@ static int cmd_make(void)
 		return 1;
 	}
 	printf("[make %d] snapshot written in %.0f ms\n", (int)getpid(),
-	       (double)(now_ns() - t0) / 1e6);
+	       (double)(restore_now_ns() - t0) / 1e6);
 	return 0;
 }
 
 /* ------------------------------------------------------- restore */
-
-static void pin_self(int cpu)
-{
-	cpu_set_t set;
-	int i;
-
-	CPU_ZERO(&set);
-	for (i = 0; i < CPU_SETSIZE; i++)
-		if (cpu < 0 || i == cpu)
-			CPU_SET(i, &set);
-	sched_setaffinity(0, sizeof(set), &set);
-}
-
-static uint32_t *random_order(uint64_t pages)
-{
-	uint32_t *v = malloc(pages * sizeof(*v));
-	uint64_t i, x = 88172645463325252ull;
-
-	if (!v)
-		return NULL;
-	for (i = 0; i < pages; i++)
-		v[i] = (uint32_t)i;
-	for (i = pages - 1; i > 0; i--) {
-		uint64_t j;
-		uint32_t t;
-
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
-		j = x % (i + 1);
-		t = v[i];
-		v[i] = v[j];
-		v[j] = t;
-	}
-	return v;
-}
 
 static int cmd_restore(void)
 {
@@ -180,7 +115,7 @@ static int cmd_restore(void)
 		return 2;
 	}
 	if (!strcmp(o.order, "random")) {
-		order = random_order(pages);
+		order = restore_page_order(pages, 88172645463325252ull);
 		if (!order)
 			return 1;
 	} else if (strcmp(o.order, "seq")) {
@@ -193,7 +128,7 @@ static int cmd_restore(void)
 	ro.pager = spec;
 
 	/* the restore starts with an empty address space of the right size */
-	t0 = now_ns();
+	t0 = restore_now_ns();
 	ret = uffd_ctx_create(&ctx, &co);
 	if (!ret)
 		ret = uffd_region_create(ctx, &ro, &r);
@@ -207,22 +142,22 @@ static int cmd_restore(void)
 		return 1;
 	}
 	/* after start: the prefetch thread must not inherit the pin */
-	pin_self(app_cpu);
+	restore_pin_self(app_cpu);
 	base = uffd_region_addr(r);
 	(void)*(const volatile uint8_t *)(base + (order ? order[0] : 0) *
 					  RESTORE_PAGE);
-	t1 = now_ns();
+	t1 = restore_now_ns();
 	for (i = 0; i < pages; i++) {
 		uint64_t p = order ? order[i] : i;
 
 		bad += !restore_page_ok(base + p * RESTORE_PAGE, p);
 	}
-	t2 = now_ns();
+	t2 = restore_now_ns();
 	uffd_ctx_stop(ctx);	/* prefetch thread joined: all counted */
 	uffd_region_stats(r, &st, sizeof(st));
 	uffd_ctx_destroy(ctx);
 	free(order);
-	pin_self(-1);
+	restore_pin_self(-1);
 
 	if (o.json) {
 		printf("{\"pid\":%d,\"size_bytes\":%llu,\"pages\":%llu,"
@@ -373,7 +308,7 @@ int main(int argc, char **argv)
 		case 'f': o.file = optarg; break;
 		case 's':
 			o.size_s = optarg;
-			if (parse_size(optarg, &o.size)) {
+			if (restore_parse_size(optarg, &o.size)) {
 				fprintf(stderr, "bad --size %s\n", optarg);
 				return 2;
 			}
