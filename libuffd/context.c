@@ -178,35 +178,6 @@ fail:
 	return ret;
 }
 
-/*
- * fdinfo of a userfaultfd ends with "API:\t<api>:<features>:<ioctls>":
- * the only way to learn what a descriptor made elsewhere has enabled.
- */
-static int fdinfo_features(int fd, uint64_t *features, uint64_t *ioctls)
-{
-	char path[64], line[256];
-	unsigned long long api, feat, ioc;
-	bool is_uffd = false, found = false;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = fopen(path, "re");
-	if (!f)
-		return luffd_fail(-EBADF, "fd %d: %s", fd, strerror(errno));
-	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, "pending:", 8))
-			is_uffd = true;
-		if (sscanf(line, "API:\t%llx:%llx:%llx", &api, &feat, &ioc) == 3)
-			found = true;
-	}
-	fclose(f);
-	if (!is_uffd || !found)
-		return luffd_fail(-EBADF, "fd %d is not a userfaultfd", fd);
-	*features = feat;
-	*ioctls = ioc;
-	return 0;
-}
-
 LUFFD_API int uffd_ctx_adopt(struct uffd_ctx **out, int fd,
 			     const struct uffd_ctx_opts *uopts)
 {
@@ -222,7 +193,7 @@ LUFFD_API int uffd_ctx_adopt(struct uffd_ctx **out, int fd,
 	ret = get_opts(&opts, uopts);
 	if (ret < 0)
 		goto fail_fd;
-	ret = fdinfo_features(fd, &features, &ioctls);
+	ret = luffd_fdinfo_api(fd, &features, &ioctls);
 	if (ret < 0)
 		goto fail_fd;
 	if (features & LIBUFFD_FEATURE_SIGBUS) {

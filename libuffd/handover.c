@@ -5,7 +5,6 @@
  */
 #include <string.h>
 #include <unistd.h>
-#include <stdio.h>
 #include <sys/socket.h>
 
 #include "internal.h"
@@ -70,25 +69,6 @@ LUFFD_API int uffd_handover_send(int sock, int uffd, uint64_t features,
 	return 0;
 }
 
-/* Is @fd a userfaultfd?  Its fdinfo has "pending:" and "API:". */
-static bool is_uffd(int fd)
-{
-	char path[64], line[128];
-	bool pending = false, api = false;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = fopen(path, "re");
-	if (!f)
-		return false;
-	while (fgets(line, sizeof(line), f)) {
-		pending |= !strncmp(line, "pending:", 8);
-		api |= !strncmp(line, "API:", 4);
-	}
-	fclose(f);
-	return pending && api;
-}
-
 LUFFD_API int uffd_handover_recv(int sock, int *uffd, uint64_t *features,
 				 struct uffd_handover_range *ranges,
 				 unsigned *n)
@@ -104,6 +84,7 @@ LUFFD_API int uffd_handover_recv(int sock, int *uffd, uint64_t *features,
 	struct ucred cred;
 	socklen_t clen = sizeof(cred);
 	struct wire_hdr h;
+	uint64_t uf, ui;
 	int fds[4], nfds = 0, ret, i;
 	ssize_t got;
 
@@ -169,7 +150,7 @@ LUFFD_API int uffd_handover_recv(int sock, int *uffd, uint64_t *features,
 				 h.nranges, *n);
 		goto refuse;
 	}
-	if (nfds != 1 || !is_uffd(fds[0])) {
+	if (nfds != 1 || luffd_fdinfo_api(fds[0], &uf, &ui) < 0) {
 		ret = luffd_fail(-EBADF, "handover: need exactly one "
 				 "userfaultfd, got %d descriptors", nfds);
 		goto refuse;

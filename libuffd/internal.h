@@ -88,6 +88,8 @@ void luffd_clear_error(void);
 int luffd_open_uffd(unsigned int ctx_flags, int *method);
 int luffd_api(int fd, uint64_t features, uint64_t *features_out,
 	      uint64_t *ioctls_out);
+/* What a userfaultfd has enabled, from its fdinfo; -EBADF if not one. */
+int luffd_fdinfo_api(int fd, uint64_t *features, uint64_t *ioctls);
 
 /* ---- statistics: plain counters updated with atomics ---- */
 struct luffd_counters {

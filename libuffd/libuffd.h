@@ -19,6 +19,7 @@
 #ifndef LIBUFFD_H
 #define LIBUFFD_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -469,11 +470,15 @@ int uffd_region_memfd(const struct uffd_region *r);
 int uffd_region_page_present(const struct uffd_region *r, uint64_t off);
 
 /*
- * For a pager's helper thread, first thing: place the calling thread where
- * the context's options put helpers (see uffd_ctx_opts.helper_cpu).
- * Returns 0 or the errno of sched_setaffinity.
+ * Start a pager's helper thread (a scrubber, a prefetcher) running
+ * @fn(@arg): placed where the context's options put helpers (see
+ * uffd_ctx_opts.helper_cpu) and with every signal blocked, since signals
+ * are for the application's threads.  Join it with pthread_join() in the
+ * pager's stop or fini hook.  Returns 0 and *thread, or -errno (the
+ * reason in uffd_last_error()).
  */
-int uffd_region_place_helper(const struct uffd_region *r);
+int uffd_region_helper_create(const struct uffd_region *r, pthread_t *thread,
+			      void *(*fn)(void *), void *arg);
 
 /* 1 when UFFD_EVENT_UNMAP removed the whole region, else 0. */
 int uffd_region_gone(const struct uffd_region *r);

@@ -3,6 +3,7 @@
  * Opening a userfaultfd and the UFFDIO_API handshake.
  */
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/syscall.h>
@@ -89,6 +90,35 @@ int luffd_api(int fd, uint64_t features, uint64_t *features_out,
 		*features_out = api.features;
 	if (ioctls_out)
 		*ioctls_out = api.ioctls;
+	return 0;
+}
+
+/*
+ * fdinfo of a userfaultfd ends with "API:\t<api>:<features>:<ioctls>":
+ * the only way to learn what a descriptor made elsewhere has enabled.
+ */
+int luffd_fdinfo_api(int fd, uint64_t *features, uint64_t *ioctls)
+{
+	char path[64], line[256];
+	unsigned long long api, feat, ioc;
+	bool is_uffd = false, found = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = fopen(path, "re");
+	if (!f)
+		return luffd_fail(-EBADF, "fd %d: %s", fd, strerror(errno));
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, "pending:", 8))
+			is_uffd = true;
+		if (sscanf(line, "API:\t%llx:%llx:%llx", &api, &feat, &ioc) == 3)
+			found = true;
+	}
+	fclose(f);
+	if (!is_uffd || !found)
+		return luffd_fail(-EBADF, "fd %d is not a userfaultfd", fd);
+	*features = feat;
+	*ioctls = ioc;
 	return 0;
 }
 

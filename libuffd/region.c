@@ -2,6 +2,7 @@
 /*
  * Regions: mapping, registration, binding a pager, and the present map.
  */
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -626,13 +627,18 @@ LUFFD_API int uffd_region_page_present(const struct uffd_region *r,
 	return luffd_present_test(r, off);
 }
 
-LUFFD_API int uffd_region_place_helper(const struct uffd_region *r)
+LUFFD_API int uffd_region_helper_create(const struct uffd_region *r,
+				       pthread_t *thread,
+				       void *(*fn)(void *), void *arg)
 {
 	const struct uffd_ctx *ctx;
+	pthread_attr_t attr;
+	sigset_t all, old;
 	cpu_set_t set;
+	int ret;
 
-	if (!r)
-		return luffd_fail(-EINVAL, "uffd_region_place_helper: NULL");
+	if (!r || !thread || !fn)
+		return luffd_fail(-EINVAL, "uffd_region_helper_create: NULL");
 	ctx = r->ctx;
 	if (ctx->helper_cpu >= 0) {
 		CPU_ZERO(&set);
@@ -642,11 +648,18 @@ LUFFD_API int uffd_region_place_helper(const struct uffd_region *r)
 	} else {
 		set = ctx->create_cpus;
 	}
-	if (CPU_COUNT(&set) == 0)
-		return 0;
-	if (sched_setaffinity(0, sizeof(set), &set))
-		return luffd_fail(-errno, "sched_setaffinity: %s",
-				  strerror(errno));
+	pthread_attr_init(&attr);
+	if (CPU_COUNT(&set))
+		pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
+	/* the new thread inherits this mask */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	ret = pthread_create(thread, &attr, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	if (ret)
+		return luffd_fail(-ret, "pager %s: helper thread: %s",
+				  r->pager_name, strerror(ret));
 	return 0;
 }
 

@@ -261,27 +261,21 @@ LUFFD_API long uffd_resolve_copy(struct uffd_resolver *res, uint64_t off,
 /* Copy zeros from the zero source, in chunks as big as the source. */
 static long zerofill(struct uffd_resolver *res, uint64_t off, uint64_t len)
 {
-	const void *z;
-	uint64_t zlen = LUFFD_ZERO_SRC_LEN;
-	long total = 0;
+	long ret, total = 0;
 
 	if (!res)
 		return -EINVAL;
-	z = res->region->ctx->zero_src;
-	if (len > res->region->len - LUFFD_MIN(off, res->region->len))
-		len = res->region->len - LUFFD_MIN(off, res->region->len);
-	if (len == 0)
-		return fill(res, OP_COPY, off, z, 0);	/* -EINVAL */
-	while (len) {
-		uint64_t n = LUFFD_MIN(len, (uint64_t)zlen);
-		long ret = fill(res, OP_COPY, off, z, n);
+	/* fill() checks the range (a zero length is -EINVAL) and clips it */
+	do {
+		uint64_t n = LUFFD_MIN(len, LUFFD_ZERO_SRC_LEN);
 
+		ret = fill(res, OP_COPY, off, res->region->ctx->zero_src, n);
 		if (ret < 0)
 			return ret;
 		total += ret;
 		off += n;
 		len -= n;
-	}
+	} while (len && off < res->region->len);
 	return total;
 }
 

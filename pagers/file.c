@@ -91,7 +91,6 @@
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -581,7 +580,6 @@ static void *prefetch_main(void *arg)
 	struct file_pager *fp = arg;
 	uint64_t seen, cpu0, now;
 
-	uffd_region_place_helper(fp->region);
 	cpu0 = thread_cpu_ns();
 
 	/*
@@ -975,21 +973,15 @@ static void file_event(void *state, const struct uffd_event *ev)
 static int file_start(void *state)
 {
 	struct file_pager *fp = state;
-	sigset_t all, old;
 	int ret;
 
 	if (!fp->prefetch || fp->running || fp->walked >= fp->npages)
 		return 0;
 	__atomic_fetch_and(&fp->gate, ~GATE_STOP, __ATOMIC_RELEASE);
-	/* signals are for the application's threads, not ours */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	ret = pthread_create(&fp->thread, NULL, prefetch_main, fp);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (ret) {
-		uffd_set_error("file: prefetch thread: %s", strerror(ret));
-		return -ret;
-	}
+	ret = uffd_region_helper_create(fp->region, &fp->thread,
+					prefetch_main, fp);
+	if (ret < 0)
+		return ret;
 	fp->running = true;
 	return 0;
 }

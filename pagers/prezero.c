@@ -39,7 +39,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -227,8 +226,6 @@ static void *scrubber_main(void *arg)
 	uint64_t last, now;
 	bool failing = false;
 
-	/* off the application's CPU unless the context says otherwise */
-	uffd_region_place_helper(z->region);
 	last = thread_cpu_ns();
 
 	while (!__atomic_load_n(&z->stop, __ATOMIC_ACQUIRE)) {
@@ -425,21 +422,16 @@ copy:
 static int prezero_start(void *state)
 {
 	struct prezero *z = state;
-	sigset_t all, old;
 	int ret;
 
 	if (!z->use_pool || z->running)
 		return 0;
 	__atomic_store_n(&z->stop, 0, __ATOMIC_RELEASE);
-	/* signals are for the application's threads, not ours */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	ret = pthread_create(&z->thread, NULL, scrubber_main, z);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (ret) {
-		uffd_set_error("prezero: scrubber thread: %s", strerror(ret));
-		return -ret;
-	}
+	/* off the application's CPU unless the context says otherwise */
+	ret = uffd_region_helper_create(z->region, &z->thread, scrubber_main,
+					z);
+	if (ret < 0)
+		return ret;
 	z->running = true;
 	return 0;
 }
