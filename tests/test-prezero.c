@@ -210,13 +210,20 @@ START_TEST(test_regions_private)
 	struct uffd_region *a, *b;
 	struct uffd_stats sa, sb;
 	uint64_t pa[16], pb[16];
+	struct pool_view va, vb;
 	char *p, *q;
 	size_t i;
 
 	a = new_region(LIBUFFD_MEM_ANON, "prezero:batch=4,pool=32", 16,
 		       NULL);
-	b = new_region(LIBUFFD_MEM_ANON, "prezero:batch=4,pool=32", 16,
+	/* a pool of another size, so that each can be found and waited for */
+	b = new_region(LIBUFFD_MEM_ANON, "prezero:batch=4,pool=40", 16,
 		       NULL);
+	/* a loaded machine's scrubbers may not have filled them yet */
+	va = the_pool(32);
+	vb = the_pool(40);
+	wait_pool_full(&va);
+	wait_pool_full(&vb);
 	p = uffd_region_addr(a);
 	q = uffd_region_addr(b);
 	for (i = 0; i < 16; i++) {
