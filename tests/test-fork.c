@@ -162,6 +162,12 @@ START_TEST(fork_child_events)
 	assert_child_passed(pid);
 	child = uffd_ctx_child(ctx, 0);
 	ck_assert_ptr_nonnull(child);
+	/*
+	 * munmap returns once its event is read, before the handler counts
+	 * it: the child may be gone by then, so wait for the count.
+	 */
+	ck_assert_int_eq(wait_ctx_stat(child, STAT_OFF(events_unmap), 1,
+				       TEST_WAIT_MS), 1);
 	ck_assert_int_eq(settled_ctx_stats(child, &st, TEST_WAIT_MS), 0);
 	ck_assert_uint_eq(st.events_remove, 1);
 	ck_assert_uint_eq(st.events_unmap, 1);
