@@ -41,7 +41,7 @@ static int get_opts(struct uffd_ctx_opts *opts,
 		memcpy(opts, uopts, uopts->size);
 	}
 	if (opts->flags & ~(LIBUFFD_CTX_NO_DEV | LIBUFFD_CTX_PIN_HANDLER |
-			    LIBUFFD_CTX_PIN_HELPERS))
+			    LIBUFFD_CTX_PIN_HELPERS | LIBUFFD_CTX_SIGRETURN))
 		return luffd_fail(-EINVAL, "uffd_ctx_opts: unknown flags %#x",
 				  opts->flags);
 	ncpu = sysconf(_SC_NPROCESSORS_CONF);
@@ -99,6 +99,7 @@ static int ctx_alloc(struct uffd_ctx **out, const struct uffd_ctx_opts *opts)
 	     c++)
 		CPU_SET(c, &ctx->create_cpus);
 	ctx->delivery = opts->delivery;
+	ctx->sig_sigreturn = (opts->flags & LIBUFFD_CTX_SIGRETURN) != 0;
 	ctx->nworkers = opts->handlers ? opts->handlers : 1;
 	ctx->spin_us = opts->spin_us;
 	ctx->served_by = opts->served_by;

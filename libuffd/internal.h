@@ -245,6 +245,7 @@ struct uffd_ctx {
 	int			sig_active;	/* atomic: serve in handler */
 	int			sig_dead;	/* atomic: being destroyed */
 	int			sig_inflight;	/* atomic: handlers inside */
+	bool			sig_sigreturn;	/* LIBUFFD_CTX_SIGRETURN */
 
 	pthread_mutex_t		child_lock;	/* children[] */
 	struct uffd_ctx		**children;	/* contexts of forked children */

@@ -98,6 +98,17 @@ struct uffd_resolver;
 #define LIBUFFD_CTX_NO_DEV	(1u << 0)	/* skip /dev/userfaultfd */
 #define LIBUFFD_CTX_PIN_HANDLER	(1u << 1)	/* .handler_cpu is set */
 #define LIBUFFD_CTX_PIN_HELPERS	(1u << 2)	/* .helper_cpu is set */
+/*
+ * SIGBUS delivery only.  Once a fault is served, the library's handler
+ * normally resumes the faulting thread itself on x86-64: it restores the
+ * saved FPU state (XRSTOR), the registers and the flags from the signal
+ * frame and returns with IRETQ, as rt_sigreturn would, minus a system
+ * call.  That needs the handler to have been entered by the kernel (not
+ * chained from another handler), no shadow stack and no SS_AUTODISARM
+ * alternate stack; otherwise, and with this flag, it returns normally.
+ * sigbus_direct in the statistics counts the faults resumed directly.
+ */
+#define LIBUFFD_CTX_SIGRETURN	(1u << 3)
 
 struct uffd_ctx_opts {
 	size_t		size;		/* sizeof(struct uffd_ctx_opts) */
@@ -569,6 +580,7 @@ struct uffd_stats {
 	uint64_t	spin_ns;	/* context only: time handlers spun */
 	uint64_t	spin_hits;	/* context only: spins that found work */
 	uint64_t	sigbus_faults;	/* faults served in SIGBUS handlers */
+	uint64_t	sigbus_direct;	/* ... that resumed without sigreturn */
 	uint64_t	hist_us[LIBUFFD_HIST_BUCKETS];
 };
 

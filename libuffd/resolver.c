@@ -229,8 +229,8 @@ static long fill(struct uffd_resolver *res, enum fill_op op, uint64_t off,
 		for (run = pos + r->page_size; run < end; run += r->page_size)
 			if (run != res->fault_off && luffd_present_test(r, run))
 				break;
-		ret = fill_run(res, op, pos, run, src, off, multi, &filled,
-			       &need_wake);
+		ret = fill_run(res, op, pos, run, src, off, multi || nowake,
+			       &filled, &need_wake);
 		pos = run;
 	}
 	if (res->fault_off >= off && res->fault_off < end &&

@@ -12,12 +12,25 @@
  * code that takes it touches region memory, and user code never holds it.
  */
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
+#include <sys/syscall.h>
 
 #include "internal.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define LUFFD_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LUFFD_ASAN 1
+#endif
+#endif
+#ifdef LUFFD_ASAN
+void __asan_handle_no_return(void);
+#endif
 
 #define MAX_SIG_CTX	64
 
@@ -76,8 +89,150 @@ static bool fault_was_write(void *ucv)
 #endif
 }
 
+/*
+ * Direct resume.  Returning from a signal handler costs an rt_sigreturn
+ * system call that restores the registers, the FPU state, the signal mask
+ * and the alternate stack from the frame.  Our handler runs with
+ * SA_NODEFER and an empty sa_mask, so the mask never changed; without an
+ * SS_AUTODISARM alternate stack neither did the stack settings.  What is
+ * left can be done in user space: XRSTOR the FPU state the kernel saved
+ * with XSAVE (the handler started with it reset), then IRETQ, which loads
+ * RIP, RFLAGS and RSP together from a frame on the handler's stack.  Only
+ * the handler's own stack is written, so a signal arriving meanwhile is
+ * harmless.  A shadow stack (CET) would hold the kernel's restore token:
+ * then, and when another handler chained to us (it expects us to
+ * return), we return normally.
+ */
+#if defined(__x86_64__) && defined(REG_RIP)
+#define FP_XSTATE_MAGIC1_	0x46505853u
+#define FX_SW_BYTES_OFF		464	/* struct _fpx_sw_bytes in fxsave */
+#define ARCH_SHSTK_STATUS_	0x5005
+#define ARCH_SHSTK_SHSTK_	(1ull << 0)
+#ifndef SS_AUTODISARM
+#define SS_AUTODISARM		(1u << 31)
+#endif
+
+static void *sig_restorer;	/* where a kernel-entered handler returns */
+static bool direct_ok;		/* no shadow stack, restorer known */
+
+static void direct_setup(void)
+{
+	struct {
+		void		*handler;
+		unsigned long	flags;
+		void		*restorer;
+		uint64_t	mask;
+	} k;
+	uint64_t shstk = 0;
+
+	direct_ok = false;
+	if (syscall(SYS_arch_prctl, ARCH_SHSTK_STATUS_, &shstk) == 0 &&
+	    (shstk & ARCH_SHSTK_SHSTK_))
+		return;
+	if (syscall(SYS_rt_sigaction, SIGBUS, NULL, &k, sizeof(k.mask)) ||
+	    !(k.flags & 0x04000000ul /* SA_RESTORER */) || !k.restorer)
+		return;
+	sig_restorer = k.restorer;
+	direct_ok = true;
+}
+
+/* Loads every register but RDI from the gregs at RDI, then RDI; IRETQ. */
+#define RESUME_TAIL							\
+	"movq %%ss, %%rax\n\t"						\
+	"pushq %%rax\n\t"						\
+	"pushq %c[rsp](%%rdi)\n\t"					\
+	"pushq %c[efl](%%rdi)\n\t"					\
+	"movq %%cs, %%rax\n\t"						\
+	"pushq %%rax\n\t"						\
+	"pushq %c[rip](%%rdi)\n\t"					\
+	"movq %c[r8](%%rdi), %%r8\n\t"					\
+	"movq %c[r9](%%rdi), %%r9\n\t"					\
+	"movq %c[r10](%%rdi), %%r10\n\t"				\
+	"movq %c[r11](%%rdi), %%r11\n\t"				\
+	"movq %c[r12](%%rdi), %%r12\n\t"				\
+	"movq %c[r13](%%rdi), %%r13\n\t"				\
+	"movq %c[r14](%%rdi), %%r14\n\t"				\
+	"movq %c[r15](%%rdi), %%r15\n\t"				\
+	"movq %c[rbx](%%rdi), %%rbx\n\t"				\
+	"movq %c[rbp](%%rdi), %%rbp\n\t"				\
+	"movq %c[rsi](%%rdi), %%rsi\n\t"				\
+	"movq %c[rdx](%%rdi), %%rdx\n\t"				\
+	"movq %c[rcx](%%rdi), %%rcx\n\t"				\
+	"movq %c[rax](%%rdi), %%rax\n\t"				\
+	"movq %c[rdi](%%rdi), %%rdi\n\t"				\
+	"iretq\n\t"
+
+#define RESUME_OFFSETS							\
+	[rsp] "i" (REG_RSP * 8), [efl] "i" (REG_EFL * 8),		\
+	[rip] "i" (REG_RIP * 8), [r8] "i" (REG_R8 * 8),			\
+	[r9] "i" (REG_R9 * 8), [r10] "i" (REG_R10 * 8),			\
+	[r11] "i" (REG_R11 * 8), [r12] "i" (REG_R12 * 8),		\
+	[r13] "i" (REG_R13 * 8), [r14] "i" (REG_R14 * 8),		\
+	[r15] "i" (REG_R15 * 8), [rbx] "i" (REG_RBX * 8),		\
+	[rbp] "i" (REG_RBP * 8), [rsi] "i" (REG_RSI * 8),		\
+	[rdx] "i" (REG_RDX * 8), [rcx] "i" (REG_RCX * 8),		\
+	[rax] "i" (REG_RAX * 8), [rdi] "i" (REG_RDI * 8)
+
+/* May the interrupted context at @uc be resumed without rt_sigreturn? */
+static bool can_resume(const ucontext_t *uc, void *ret_addr)
+{
+	const char *fp = (const char *)uc->uc_mcontext.fpregs;
+
+	return direct_ok && ret_addr == sig_restorer && fp &&
+	       ((uintptr_t)fp & 63) == 0 &&
+	       !(uc->uc_stack.ss_flags & SS_AUTODISARM);
+}
+
+__attribute__((noreturn, noinline))
+static void resume(ucontext_t *uc)
+{
+	greg_t *g = uc->uc_mcontext.gregs;
+	char *fp = (char *)uc->uc_mcontext.fpregs;
+	uint32_t magic;
+	uint64_t mask;
+
+	memcpy(&magic, fp + FX_SW_BYTES_OFF, sizeof(magic));
+	memcpy(&mask, fp + FX_SW_BYTES_OFF + 8, sizeof(mask));
+#ifdef LUFFD_ASAN
+	__asan_handle_no_return();	/* as longjmp does */
+#endif
+	if (magic == FP_XSTATE_MAGIC1_)
+		__asm__ volatile("xrstor64 (%%rsi)\n\t"
+				 RESUME_TAIL
+				 : : "D" (g), "S" (fp),
+				   "a" ((uint32_t)mask),
+				   "d" ((uint32_t)(mask >> 32)),
+				   RESUME_OFFSETS
+				 : "memory");
+	else
+		__asm__ volatile("fxrstor64 (%%rsi)\n\t"
+				 RESUME_TAIL
+				 : : "D" (g), "S" (fp), RESUME_OFFSETS
+				 : "memory");
+	__builtin_unreachable();
+}
+#else
+static void direct_setup(void)
+{
+}
+
+static bool can_resume(const ucontext_t *uc, void *ret_addr)
+{
+	(void)uc;
+	(void)ret_addr;
+	return false;
+}
+
+__attribute__((noreturn))
+static void resume(ucontext_t *uc)
+{
+	(void)uc;
+	abort();
+}
+#endif
+
 static bool serve(struct uffd_ctx *ctx, uint64_t addr, bool write,
-		  uint64_t t0)
+		  uint64_t t0, bool *direct, ucontext_t *uc, void *ret_addr)
 {
 	struct uffd_region *r;
 	struct luffd_msg m;
@@ -115,6 +270,9 @@ static bool serve(struct uffd_ctx *ctx, uint64_t addr, bool write,
 	m.msg.arg.pagefault.feat.ptid = tid_cache;
 	m.t_read_ns = t0;
 	luffd_count(&r->ctr, LUFFD_CTR(sigbus_faults), 1);
+	*direct = !ctx->sig_sigreturn && can_resume(uc, ret_addr);
+	if (*direct)
+		luffd_count(&r->ctr, LUFFD_CTR(sigbus_direct), 1);
 	luffd_dispatch_fault(NULL, r, &m);
 	pthread_rwlock_unlock(&ctx->lock);
 	return true;
@@ -124,6 +282,7 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 {
 	uint64_t addr = (uint64_t)(uintptr_t)si->si_addr;
 	uint64_t t0 = luffd_now_ns();
+	void *ret_addr = __builtin_return_address(0);
 	int saved = errno;
 	unsigned int i;
 
@@ -133,7 +292,7 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 	for (i = 0; i < MAX_SIG_CTX; i++) {
 		struct uffd_ctx *ctx = __atomic_load_n(&sig_ctx[i],
 						       __ATOMIC_ACQUIRE);
-		bool done;
+		bool done, direct = false;
 
 		if (!ctx)
 			continue;
@@ -145,11 +304,14 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 			continue;
 		}
 		luffd_in_signal++;
-		done = serve(ctx, addr, fault_was_write(uc), t0);
+		done = serve(ctx, addr, fault_was_write(uc), t0, &direct,
+			     uc, ret_addr);
 		luffd_in_signal--;
 		__atomic_sub_fetch(&ctx->sig_inflight, 1, __ATOMIC_ACQ_REL);
 		if (done) {
 			errno = saved;
+			if (direct)
+				resume(uc);
 			return;
 		}
 	}
@@ -195,6 +357,7 @@ int luffd_sigbus_attach(struct uffd_ctx *ctx)
 			goto out;
 		}
 		installed = true;
+		direct_setup();
 	}
 	if (free_slot >= 0)
 		__atomic_store_n(&sig_ctx[free_slot], ctx, __ATOMIC_RELEASE);

@@ -134,7 +134,7 @@ static const struct {
 	F(events_remove), F(events_unmap), F(stray_faults),
 	F(helper_cpu_ns), F(pager_misses), F(handler_cpu_ns),
 	F(events_remap), F(events_fork), F(remap_dropped),
-	F(spin_ns), F(spin_hits), F(sigbus_faults),
+	F(spin_ns), F(spin_hits), F(sigbus_faults), F(sigbus_direct),
 #undef F
 };
 
