@@ -10,6 +10,8 @@
  * Table 1: the zero pager, one page per fault (batch 1), for each mode.
  * Table 2: prealloc and prezero at several batch sizes in the main modes,
  * to see whether SIGBUS delivery moves the best batch size.
+ * Table 3 (bench-floor.c): the same faults served by raw userfaultfd code,
+ * the floor the library's rows are to be read against.
  *
  * This experiment places threads itself (the application thread on CPU 0)
  * and ignores --pin; every row says where its handler ran.
@@ -32,26 +34,31 @@ struct mode {
 	int		delivery;
 	int		handler_cpu;	/* -1: not pinned */
 	unsigned int	spin_us;
+	unsigned int	flags;		/* LIBUFFD_CTX_* beyond pinning */
 	const char	*desc;
 };
 
 static const struct mode modes[] = {
-	{ "thread-same", LIBUFFD_DELIVER_THREAD, 0, 0,
+	{ "thread-same", LIBUFFD_DELIVER_THREAD, 0, 0, 0,
 	  "handler thread on the app's CPU" },
-	{ "thread-other", LIBUFFD_DELIVER_THREAD, 1, 0,
+	{ "thread-other", LIBUFFD_DELIVER_THREAD, 1, 0, 0,
 	  "handler thread on the other CPU" },
-	{ "thread-other-spin", LIBUFFD_DELIVER_THREAD, 1, 100,
+	{ "thread-other-spin", LIBUFFD_DELIVER_THREAD, 1, 100, 0,
 	  "other CPU, spins 100 us before sleeping" },
-	{ "thread-any", LIBUFFD_DELIVER_THREAD, -1, 0,
+	{ "thread-any", LIBUFFD_DELIVER_THREAD, -1, 0, 0,
 	  "handler not pinned" },
-	{ "sigbus", LIBUFFD_DELIVER_SIGBUS, -1, 0,
-	  "faulting thread serves itself (SIGBUS)" },
+	{ "sigbus", LIBUFFD_DELIVER_SIGBUS, -1, 0, 0,
+	  "faulting thread serves itself (SIGBUS), resumes directly" },
+	{ "sigbus-sigreturn", LIBUFFD_DELIVER_SIGBUS, -1, 0,
+	  LIBUFFD_CTX_SIGRETURN,
+	  "SIGBUS, returning through rt_sigreturn" },
 };
 
 struct lat {
 	bool		valid;
 	double		ns;		/* per fault, app-visible */
 	uint64_t	faults, minflt, p50_us, p99_us, helper_ns;
+	uint64_t	direct;		/* SIGBUS faults resumed directly */
 };
 
 static void pin_app(int cpu)
@@ -108,7 +115,8 @@ static void run_pager(const struct workload *w, const struct mode *md,
 {
 	struct uffd_ctx_opts co = {
 		.size = sizeof(co),
-		.flags = md->handler_cpu >= 0 ? LIBUFFD_CTX_PIN_HANDLER : 0,
+		.flags = (md->handler_cpu >= 0 ? LIBUFFD_CTX_PIN_HANDLER : 0) |
+			 md->flags,
 		.handler_cpu = md->handler_cpu,
 		.delivery = md->delivery,
 		.spin_us = md->spin_us,
@@ -148,6 +156,7 @@ static void run_pager(const struct workload *w, const struct mode *md,
 	while (hist_sum(&s1) < s1.faults_read + s1.faults_write);
 	o->faults = s1.faults_read + s1.faults_write -
 		    s0.faults_read - s0.faults_write;
+	o->direct = s1.sigbus_direct - s0.sigbus_direct;
 	o->p50_us = uffd_stats_quantile_us(&s1, 0.5);
 	o->p99_us = uffd_stats_quantile_us(&s1, 0.99);
 	o->helper_ns = h1 - h0 + s1.helper_cpu_ns - s0.helper_cpu_ns;
@@ -173,6 +182,7 @@ static double get_minflt(const struct lat *l) { return (double)l->minflt; }
 static double get_p50(const struct lat *l) { return (double)l->p50_us; }
 static double get_p99(const struct lat *l) { return (double)l->p99_us; }
 static double get_helper(const struct lat *l) { return (double)l->helper_ns; }
+static double get_direct(const struct lat *l) { return (double)l->direct; }
 
 /* Median over reps of the ratio of (a) to (b), same rep. */
 static double med_ratio(struct lat *a, struct lat *b, size_t n, size_t stride)
@@ -262,6 +272,8 @@ static void table_round_trip(void)
 					cfg.reps, stride, get_p50));
 				row_u64(r, "p99_us", (uint64_t)med_field(c,
 					cfg.reps, stride, get_p99));
+				row_u64(r, "sigbus_direct", (uint64_t)med_field(c,
+					cfg.reps, stride, get_direct));
 				row_str(r, "delivery", modes[si - 1].delivery ==
 					LIBUFFD_DELIVER_SIGBUS ? "sigbus" :
 					"thread");
@@ -384,5 +396,7 @@ void experiment_latency(void)
 	table_round_trip();
 	if (!bench_stopped())
 		table_batches();
+	if (!bench_stopped())
+		latency_floor();
 	sched_setaffinity(0, sizeof(saved), &saved);
 }

@@ -360,6 +360,7 @@ struct experiment {
 };
 
 void experiment_compare(void);		/* bench-compare.c */
+void latency_floor(void);		/* bench-floor.c */
 void experiment_batch_sweep(void);
 void experiment_zero_double_fault(void);	/* bench-zero.c */
 void experiment_populate_table(void);	/* bench-populate.c */

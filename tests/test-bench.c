@@ -656,7 +656,11 @@ START_TEST(latency)
 				     "--json", NULL };
 	static const char *const modes[] = {
 		"thread-same", "thread-other", "thread-other-spin",
-		"thread-any", "sigbus",
+		"thread-any", "sigbus", "sigbus-sigreturn",
+	};
+	static const char *const floor_rows[] = {
+		"native", "fill only", "sigbus write", "sigbus read",
+		"thread poll", "thread read",
 	};
 	const struct jrow *r;
 	struct result res;
@@ -674,6 +678,22 @@ START_TEST(latency)
 		ck_assert_double_ge(jnum(r, "p99_us"), jnum(r, "p50_us"));
 		ck_assert_double_gt(jnum(r, "ratio_vs_native_write"), 0);
 	}
+	/* SIGBUS mode resumes directly unless told to return */
+	r = find_row(&rows, "seq-write", "sigbus");
+	ck_assert_double_eq(jnum(r, "sigbus_direct"), jnum(r, "uffd_faults"));
+	r = find_row(&rows, "seq-write", "sigbus-sigreturn");
+	ck_assert_double_eq(jnum(r, "sigbus_direct"), 0);
+	r = find_row(&rows, "seq-write", "thread-same");
+	ck_assert_double_eq(jnum(r, "sigbus_direct"), 0);
+	/* the floor table: raw userfaultfd, against native of each rep */
+	for (i = 0; i < sizeof(floor_rows) / sizeof(floor_rows[0]); i++) {
+		r = find_row(&rows, "floor", floor_rows[i]);
+		ck_assert_msg(r != NULL, "no floor row %s", floor_rows[i]);
+		ck_assert_double_gt(jnum(r, "ns_per_page"), 0);
+		ck_assert_double_gt(jnum(r, "ratio_vs_native"), 0);
+	}
+	ck_assert_double_eq(jnum(find_row(&rows, "floor", "native"),
+				 "ratio_vs_native"), 1.0);
 	/* the batch table: prealloc:batch=16 takes a fault per 16 pages */
 	r = find_row(&rows, "sigbus", "prealloc:batch=16");
 	ck_assert_ptr_nonnull(r);
