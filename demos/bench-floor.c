@@ -57,6 +57,8 @@ static const struct {
 
 static int raw_fd = -1;
 static const void *raw_zero;	/* a page of zeros to copy from */
+/* a raw handler thread returns once it has served this page */
+static uint64_t raw_last;
 
 static int raw_uffd(uint64_t features, bool nonblock)
 {
@@ -114,11 +116,17 @@ static void *raw_handler(void *arg)
 		if (use_poll && poll(&pfd, 1, -1) < 0)
 			continue;
 		n = read(raw_fd, m, sizeof(m));
-		for (i = 0; i < n / (ssize_t)sizeof(m[0]); i++)
-			if (m[i].event == UFFD_EVENT_PAGEFAULT)
-				raw_copy(m[i].arg.pagefault.address, 0);
+		for (i = 0; i < n / (ssize_t)sizeof(m[0]); i++) {
+			uint64_t a = m[i].arg.pagefault.address &
+				     ~(uint64_t)(page_size - 1);
+
+			if (m[i].event != UFFD_EVENT_PAGEFAULT)
+				continue;
+			raw_copy(a, 0);
+			if (a == raw_last)
+				return NULL;
+		}
 	}
-	return NULL;
 }
 
 static BENCH_NOSAN void walk_write(uint8_t *p, size_t len)
@@ -133,9 +141,15 @@ static BENCH_NOSAN void walk_read(uint8_t *p, size_t len)
 		(void)*(volatile uint8_t *)(p + off);
 }
 
+/*
+ * One run over @size bytes; a page beyond them is registered too, and its
+ * fault tells a raw handler thread to return (cancelling it instead would
+ * leave a sanitizer's stack bookkeeping behind).
+ */
 static double floor_run(enum floor_kind k, size_t size)
 {
-	uint8_t *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+	size_t len = size + page_size;
+	uint8_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
 			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	struct sigaction sa, old;
 	pthread_t t;
@@ -144,13 +158,14 @@ static double floor_run(enum floor_kind k, size_t size)
 
 	if (p == MAP_FAILED)
 		die_sys("mmap");
-	madvise(p, size, MADV_NOHUGEPAGE);
+	madvise(p, len, MADV_NOHUGEPAGE);
+	raw_last = (uint64_t)(uintptr_t)(p + size);
 	if (k != F_NATIVE) {
 		bool sig = k == F_SIGBUS_WRITE || k == F_SIGBUS_READ;
 
 		raw_fd = raw_uffd(sig ? UFFD_FEATURE_SIGBUS : 0,
 				  k == F_THREAD_POLL);
-		raw_register(raw_fd, p, size);
+		raw_register(raw_fd, p, len);
 	}
 	if (k == F_SIGBUS_WRITE || k == F_SIGBUS_READ) {
 		memset(&sa, 0, sizeof(sa));
@@ -182,7 +197,7 @@ static double floor_run(enum floor_kind k, size_t size)
 	ns = (double)(now_ns() - t0) / (double)(size / page_size);
 
 	if (k == F_THREAD_POLL || k == F_THREAD_READ) {
-		pthread_cancel(t);
+		walk_write(p + size, page_size);
 		pthread_join(t, NULL);
 	}
 	if (k == F_SIGBUS_WRITE || k == F_SIGBUS_READ)
@@ -190,7 +205,7 @@ static double floor_run(enum floor_kind k, size_t size)
 	if (raw_fd >= 0)
 		close(raw_fd);
 	raw_fd = -1;
-	munmap(p, size);
+	munmap(p, len);
 	return ns;
 }
 
