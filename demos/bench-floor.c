@@ -129,18 +129,6 @@ static void *raw_handler(void *arg)
 	}
 }
 
-static BENCH_NOSAN void walk_write(uint8_t *p, size_t len)
-{
-	for (size_t off = 0; off < len; off += page_size)
-		*(volatile uint8_t *)(p + off) = 1;
-}
-
-static BENCH_NOSAN void walk_read(uint8_t *p, size_t len)
-{
-	for (size_t off = 0; off < len; off += page_size)
-		(void)*(volatile uint8_t *)(p + off);
-}
-
 /*
  * One run over @size bytes; a page beyond them is registered too, and its
  * fault tells a raw handler thread to return (cancelling it instead would
@@ -148,6 +136,9 @@ static BENCH_NOSAN void walk_read(uint8_t *p, size_t len)
  */
 static double floor_run(enum floor_kind k, size_t size)
 {
+	/* the walks every experiment uses */
+	const struct workload *wr = workload_find("seq-write");
+	const struct workload *rd = workload_find("seq-read");
 	size_t len = size + page_size;
 	uint8_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
 			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -188,16 +179,16 @@ static double floor_run(enum floor_kind k, size_t size)
 				 UFFDIO_COPY_MODE_DONTWAKE);
 		break;
 	case F_SIGBUS_READ:
-		walk_read(p, size);
+		rd->walk(p, size, NULL);
 		break;
 	default:
-		walk_write(p, size);
+		wr->walk(p, size, NULL);
 		break;
 	}
 	ns = (double)(now_ns() - t0) / (double)(size / page_size);
 
 	if (k == F_THREAD_POLL || k == F_THREAD_READ) {
-		walk_write(p + size, page_size);
+		wr->walk(p + size, page_size, NULL);
 		pthread_join(t, NULL);
 	}
 	if (k == F_SIGBUS_WRITE || k == F_SIGBUS_READ)

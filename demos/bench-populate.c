@@ -28,10 +28,6 @@
 
 #include "bench.h"
 
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ	22
-#define MADV_POPULATE_WRITE	23
-#endif
 #ifndef MFD_HUGETLB
 #define MFD_HUGETLB		4U
 #endif

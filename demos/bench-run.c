@@ -20,10 +20,6 @@
 
 #include "bench.h"
 
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ	22
-#define MADV_POPULATE_WRITE	23
-#endif
 
 /* ------------------------------------------------------------------ */
 /* Workloads                                                          */

@@ -19,6 +19,11 @@
 
 #include <libuffd.h>
 
+#ifndef MADV_POPULATE_READ	/* Linux 5.14; older headers lack them */
+#define MADV_POPULATE_READ	22
+#define MADV_POPULATE_WRITE	23
+#endif
+
 #define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 
 #define KIB	1024ULL

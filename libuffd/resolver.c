@@ -195,7 +195,7 @@ static long fill(struct uffd_resolver *res, enum fill_op op, uint64_t off,
 {
 	struct uffd_region *r;
 	uint64_t end, pos, filled = 0;
-	bool multi, nowake, need_wake = false;
+	bool dontwake, nowake, need_wake = false;
 	long ret = 0;
 
 	if (!res)
@@ -213,7 +213,8 @@ static long fill(struct uffd_resolver *res, enum fill_op op, uint64_t off,
 	end = off + len;
 	/* SIGBUS mode has no waiters: fill with wake-ups off, wake nobody */
 	nowake = r->ctx->delivery == LIBUFFD_DELIVER_SIGBUS;
-	multi = len > r->page_size && !nowake;
+	/* several pages: fill quietly, then one wake for the lot */
+	dontwake = nowake || len > r->page_size;
 
 	/*
 	 * Runs of pages not known to be present.  The faulting page is
@@ -229,15 +230,15 @@ static long fill(struct uffd_resolver *res, enum fill_op op, uint64_t off,
 		for (run = pos + r->page_size; run < end; run += r->page_size)
 			if (run != res->fault_off && luffd_present_test(r, run))
 				break;
-		ret = fill_run(res, op, pos, run, src, off, multi || nowake,
-			       &filled, &need_wake);
+		ret = fill_run(res, op, pos, run, src, off, dontwake, &filled,
+			       &need_wake);
 		pos = run;
 	}
 	if (res->fault_off >= off && res->fault_off < end &&
 	    (ret >= 0 || luffd_present_test(r, res->fault_off)))
 		res->covered = true;
 	/* one wake for the whole range, also after an error: never strand */
-	if (!nowake && (multi || need_wake)) {
+	if (!nowake && (dontwake || need_wake)) {
 		int w = wake_range(res, off, len);
 
 		if (ret >= 0 && w < 0 && w != -ENOENT)

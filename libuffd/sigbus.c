@@ -231,8 +231,13 @@ static void resume(ucontext_t *uc)
 }
 #endif
 
+/*
+ * Serve @addr if it is in one of @ctx's regions.  *direct says on entry
+ * whether the frame allows a direct resume, and on return whether this
+ * fault takes one (counted here, where the region is known).
+ */
 static bool serve(struct uffd_ctx *ctx, uint64_t addr, bool write,
-		  uint64_t t0, bool *direct, ucontext_t *uc, void *ret_addr)
+		  uint64_t t0, bool *direct)
 {
 	struct uffd_region *r;
 	struct luffd_msg m;
@@ -252,15 +257,11 @@ static bool serve(struct uffd_ctx *ctx, uint64_t addr, bool write,
 		nanosleep(&ts, NULL);
 		pthread_rwlock_rdlock(&ctx->lock);
 		r = luffd_lookup(ctx, addr);
-		if (!r) {
-			pthread_rwlock_unlock(&ctx->lock);
-			return true;	/* gone meanwhile: just retry */
-		}
+		if (!r)
+			goto retry;	/* gone meanwhile */
 	}
-	if (__atomic_load_n(&ctx->sig_dead, __ATOMIC_ACQUIRE)) {
-		pthread_rwlock_unlock(&ctx->lock);
-		return true;
-	}
+	if (__atomic_load_n(&ctx->sig_dead, __ATOMIC_ACQUIRE))
+		goto retry;
 	memset(&m, 0, sizeof(m));
 	m.msg.event = UFFD_EVENT_PAGEFAULT;
 	m.msg.arg.pagefault.address = addr;
@@ -270,10 +271,15 @@ static bool serve(struct uffd_ctx *ctx, uint64_t addr, bool write,
 	m.msg.arg.pagefault.feat.ptid = tid_cache;
 	m.t_read_ns = t0;
 	luffd_count(&r->ctr, LUFFD_CTR(sigbus_faults), 1);
-	*direct = !ctx->sig_sigreturn && can_resume(uc, ret_addr);
+	*direct = *direct && !ctx->sig_sigreturn;
 	if (*direct)
 		luffd_count(&r->ctr, LUFFD_CTR(sigbus_direct), 1);
 	luffd_dispatch_fault(NULL, r, &m);
+	pthread_rwlock_unlock(&ctx->lock);
+	return true;
+
+retry:	/* nothing served: a plain return, and the access runs again */
+	*direct = false;
 	pthread_rwlock_unlock(&ctx->lock);
 	return true;
 }
@@ -282,7 +288,8 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 {
 	uint64_t addr = (uint64_t)(uintptr_t)si->si_addr;
 	uint64_t t0 = luffd_now_ns();
-	void *ret_addr = __builtin_return_address(0);
+	/* asked once per signal; serve() narrows it per context */
+	bool resumable = can_resume(uc, __builtin_return_address(0));
 	int saved = errno;
 	unsigned int i;
 
@@ -292,7 +299,7 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 	for (i = 0; i < MAX_SIG_CTX; i++) {
 		struct uffd_ctx *ctx = __atomic_load_n(&sig_ctx[i],
 						       __ATOMIC_ACQUIRE);
-		bool done, direct = false;
+		bool done, direct = resumable;
 
 		if (!ctx)
 			continue;
@@ -304,8 +311,7 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 			continue;
 		}
 		luffd_in_signal++;
-		done = serve(ctx, addr, fault_was_write(uc), t0, &direct,
-			     uc, ret_addr);
+		done = serve(ctx, addr, fault_was_write(uc), t0, &direct);
 		luffd_in_signal--;
 		__atomic_sub_fetch(&ctx->sig_inflight, 1, __ATOMIC_ACQ_REL);
 		if (done) {
