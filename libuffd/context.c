@@ -407,6 +407,8 @@ void luffd_ingest_event(struct uffd_ctx *ctx, const struct uffd_msg *m)
 			continue;
 		hit = true;
 		luffd_present_clear(r, s - r->base, e - s);
+		/* as the kernel's poison marker: zapped, it faults anew */
+		luffd_failed_clear(r, s - r->base, e - s);
 		if (m->event != UFFD_EVENT_UNMAP) {
 			/* counted last: a reader of the count sees the rest */
 			luffd_count(&r->ctr, ctr, 1);

@@ -154,6 +154,14 @@ struct uffd_region {
 	uint64_t		*present;
 	/* pages a partial munmap took away (UNMAP events) */
 	uint64_t		*unmapped;
+	/*
+	 * Pages whose pager failed, until a REMOVE or UNMAP (or a fill)
+	 * takes them away: a fault on one is answered without calling the
+	 * pager again.  any_failed (atomic) spares fills the clearing
+	 * while no page ever failed.
+	 */
+	uint64_t		*failed;
+	int			any_failed;
 
 	const struct uffd_pager_ops *ops;
 	char			*args_str;	/* pager args, for fork copies */
@@ -282,14 +290,31 @@ bool luffd_present_test(const struct uffd_region *r, uint64_t off);
 void luffd_unmapped_set(struct uffd_region *r, uint64_t off, uint64_t len);
 bool luffd_all_unmapped(const struct uffd_region *r);
 void luffd_present_copy(struct uffd_region *dst, const struct uffd_region *src);
+void luffd_failed_set(struct uffd_region *r, uint64_t off, uint64_t len);
+void luffd_failed_clear(struct uffd_region *r, uint64_t off, uint64_t len);
+bool luffd_failed_test(const struct uffd_region *r, uint64_t off);
 
 /* resolver.c */
-void luffd_dispatch_fault(struct luffd_handler *h, struct uffd_region *r,
-			  const struct luffd_msg *m);
+/*
+ * Serve one fault through its region's pager.  Returns 0 when it was
+ * served (or its process is gone), -EFAULT when the page could not be
+ * filled: a handler thread has then poisoned it or signalled the
+ * faulting thread; a SIGBUS handler must deliver the SIGBUS itself.
+ */
+int luffd_dispatch_fault(struct luffd_handler *h, struct uffd_region *r,
+			 const struct luffd_msg *m);
 void luffd_dispatch_event(struct uffd_region *r, const struct uffd_event *ev);
 /* 16 MiB: prealloc's largest batch (4096 pages) in one COPY */
 #define LUFFD_ZERO_SRC_LEN	(16ull << 20)
 int luffd_zero_source_init(struct uffd_ctx *ctx);
+/* Read pending events so a fill blocked on one can go on; 0 or -errno. */
+int luffd_absorb_events(struct uffd_resolver *res, unsigned int *tries);
+/* The fault's histogram entry, once. */
+void luffd_record_service(struct uffd_resolver *res);
+int luffd_wake_range(struct uffd_resolver *res, uint64_t off, uint64_t len);
+
+/* failure.c: a fault no pager could serve; @tid is the faulting thread */
+void luffd_fail_fault(struct uffd_resolver *res, uint32_t tid);
 void luffd_zero_source_fini(struct uffd_ctx *ctx);
 
 /* pager.c */

@@ -297,10 +297,30 @@ struct uffd_args;
  *        LIBUFFD_PAGER_CONCURRENT.
  *        Must not allocate, and must not take a lock that a faulting thread
  *        could hold.  Return 0 when the faulting page was filled (or found
- *        present), -errno otherwise: the library then poisons the faulting
- *        page (UFFDIO_POISON) so the toucher gets SIGBUS instead of hanging
- *        or reading wrong data, and counts it.  A hook that returns 0
- *        without covering the faulting page is treated as a failure.
+ *        present), -errno otherwise.  A hook that returns 0 without
+ *        covering the faulting page is treated as a failure.  After a
+ *        failure the thread touching the page gets SIGBUS, never a hang
+ *        or wrong data, and the page stays failed (faults on it do not
+ *        call the hook again) until MADV_DONTNEED or munmap takes it away
+ *        or a fill covers it:
+ *         - thread delivery with POISON (6.6): the page is poisoned with
+ *           UFFDIO_POISON; the kernel raises SIGBUS on every access, and
+ *           kernel-side accesses (read(2) into it) fail with EFAULT;
+ *         - thread delivery without POISON (older kernels, or POISON in
+ *           features_off): the library queues SIGBUS to the faulting
+ *           thread (rt_tgsigqueueinfo: si_code SI_QUEUE, the page address
+ *           in si_addr and si_value) and wakes it; a kernel-side access
+ *           fails with EFAULT and the thread then takes the signal.  An
+ *           ignored SIGBUS is reset to the default action first, as the
+ *           kernel does; a thread that blocks SIGBUS, or whose id is
+ *           unknown (no THREAD_ID), stays blocked in the fault until the
+ *           region is unregistered, rather than fault again for ever;
+ *         - SIGBUS delivery: the library's handler hands the SIGBUS it is
+ *           handling (BUS_ADRERR, the faulting address) to the handler
+ *           installed before it, or to the default action; with POISON
+ *           the page is poisoned as well.
+ *        pager_errors, poisoned, sigbus_queued and failed_refaults count
+ *        these.
  * event  (optional) a REMOVE or UNMAP event that overlaps the region; the
  *        library has already updated its own bookkeeping.
  * start  (optional) the context's handler starts (e.g. start a helper).
@@ -582,6 +602,10 @@ struct uffd_stats {
 	uint64_t	sigbus_faults;	/* faults served in SIGBUS handlers */
 	uint64_t	sigbus_direct;	/* ... that resumed without sigreturn */
 	uint64_t	hist_us[LIBUFFD_HIST_BUCKETS];
+	/* since 0.2: pager failures on kernels without POISON, and repeats */
+	uint64_t	sigbus_queued;	/* SIGBUS queued to faulting threads */
+	uint64_t	failed_refaults; /* faults on failed pages: no hook call */
+	uint64_t	kernel_unstuck;	/* kernel accesses to failed pages ended */
 };
 
 /*

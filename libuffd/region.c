@@ -119,6 +119,24 @@ bool luffd_present_test(const struct uffd_region *r, uint64_t off)
 	return bit_test(r, r->present, off);
 }
 
+void luffd_failed_set(struct uffd_region *r, uint64_t off, uint64_t len)
+{
+	__atomic_store_n(&r->any_failed, 1, __ATOMIC_RELEASE);
+	bitmap_range(r, r->failed, off, len, true);
+}
+
+void luffd_failed_clear(struct uffd_region *r, uint64_t off, uint64_t len)
+{
+	if (__atomic_load_n(&r->any_failed, __ATOMIC_ACQUIRE))
+		bitmap_range(r, r->failed, off, len, false);
+}
+
+bool luffd_failed_test(const struct uffd_region *r, uint64_t off)
+{
+	return __atomic_load_n(&r->any_failed, __ATOMIC_ACQUIRE) &&
+	       bit_test(r, r->failed, off);
+}
+
 /* ------------------------------------------------------- mapping */
 
 static int map_memory(struct uffd_region *r, size_t len)
@@ -388,7 +406,8 @@ LUFFD_API int uffd_region_create(struct uffd_ctx *ctx,
 	words = (o.len / ps + 63) / 64;
 	r->present = calloc(words, sizeof(uint64_t));
 	r->unmapped = calloc(words, sizeof(uint64_t));
-	if (!r->present || !r->unmapped) {
+	r->failed = calloc(words, sizeof(uint64_t));
+	if (!r->present || !r->unmapped || !r->failed) {
 		ret = luffd_fail(-ENOMEM, "out of memory");
 		goto fail_free;
 	}
@@ -511,6 +530,7 @@ fail_free:
 	free(r->args_str);
 	free(r->present);
 	free(r->unmapped);
+	free(r->failed);
 	free(r);
 	return ret;
 }
@@ -591,6 +611,7 @@ LUFFD_API void uffd_region_destroy(struct uffd_region *r)
 	free(r->args_str);
 	free(r->present);
 	free(r->unmapped);
+	free(r->failed);
 	free(r);
 }
 

@@ -103,7 +103,7 @@ static long do_ioctl(struct uffd_resolver *res, enum fill_op op,
  * Read pending messages so the event that blocks the fill can complete.
  * Faults read here are queued for later; events are ingested at once.
  */
-static int absorb_events(struct uffd_resolver *res, unsigned int *tries)
+int luffd_absorb_events(struct uffd_resolver *res, unsigned int *tries)
 {
 	int n;
 
@@ -128,7 +128,7 @@ static int absorb_events(struct uffd_resolver *res, unsigned int *tries)
 	return 0;
 }
 
-static void record_service(struct uffd_resolver *res)
+void luffd_record_service(struct uffd_resolver *res)
 {
 	if (res->timed)
 		return;
@@ -136,7 +136,7 @@ static void record_service(struct uffd_resolver *res)
 	luffd_hist_add(&res->region->ctr, luffd_now_ns() - res->t_read_ns);
 }
 
-static int wake_range(struct uffd_resolver *res, uint64_t off, uint64_t len)
+int luffd_wake_range(struct uffd_resolver *res, uint64_t off, uint64_t len)
 {
 	struct uffd_region *r = res->region;
 	struct uffdio_range range = { .start = r->base + off, .len = len };
@@ -166,6 +166,7 @@ static long fill_run(struct uffd_resolver *res, enum fill_op op,
 			uint64_t pages = (uint64_t)done >> r->page_shift;
 
 			luffd_present_set(r, a, (uint64_t)done);
+			luffd_failed_clear(r, a, (uint64_t)done);
 			luffd_count(&r->ctr, ctr, pages);
 			if (op == OP_COPY)
 				luffd_count(&r->ctr, LUFFD_CTR(bytes_copied),
@@ -173,7 +174,7 @@ static long fill_run(struct uffd_resolver *res, enum fill_op op,
 			*filled += pages;
 			a += (uint64_t)done;
 		} else if (done == 0) {
-			int ret = absorb_events(res, &tries);
+			int ret = luffd_absorb_events(res, &tries);
 
 			if (ret < 0)
 				return ret;
@@ -239,13 +240,13 @@ static long fill(struct uffd_resolver *res, enum fill_op op, uint64_t off,
 		res->covered = true;
 	/* one wake for the whole range, also after an error: never strand */
 	if (!nowake && (dontwake || need_wake)) {
-		int w = wake_range(res, off, len);
+		int w = luffd_wake_range(res, off, len);
 
 		if (ret >= 0 && w < 0 && w != -ENOENT)
 			ret = w;
 	}
 	if (res->covered)
-		record_service(res);
+		luffd_record_service(res);
 	if (ret < 0)
 		return luffd_fail((int)ret, "resolve %#llx+%#llx: %s",
 				  (unsigned long long)off,
@@ -315,7 +316,7 @@ LUFFD_API int uffd_resolve_wake(struct uffd_resolver *res, uint64_t off,
 	    off >= res->region->len)
 		return luffd_fail(-EINVAL, "wake: bad range");
 	len = LUFFD_MIN(len, res->region->len - off);
-	return wake_range(res, off, len);
+	return luffd_wake_range(res, off, len);
 }
 
 LUFFD_API struct uffd_region *uffd_resolver_region(struct uffd_resolver *res)
@@ -347,39 +348,6 @@ LUFFD_API void uffd_resolver_destroy(struct uffd_resolver *res)
 
 /* ------------------------------------------------------- dispatch */
 
-/*
- * A failed pager must neither strand the faulting thread nor let it read
- * wrong data: poison the page, so its access raises SIGBUS.
- */
-static void poison_fault(struct uffd_resolver *res)
-{
-	struct uffd_region *r = res->region;
-	struct uffdio_poison p = {
-		.range = { .start = r->base + res->fault_off,
-			   .len = r->page_size },
-	};
-	unsigned int tries = 0;
-
-	for (;;) {
-		luffd_count(&r->ctr, LUFFD_CTR(ioctls), 1);
-		if (ioctl(r->ctx->fd, UFFDIO_POISON, &p) == 0) {
-			luffd_count(&r->ctr, LUFFD_CTR(poisoned), 1);
-			break;
-		}
-		if (errno == EAGAIN && p.updated <= 0 &&
-		    absorb_events(res, &tries) == 0)
-			continue;
-		/*
-		 * EEXIST: something filled it meanwhile.  Other errors
-		 * (no POISON before 6.6, range gone): wake and let the
-		 * thread retry rather than leave it blocked.
-		 */
-		wake_range(res, res->fault_off, r->page_size);
-		break;
-	}
-	record_service(res);
-}
-
 void luffd_dispatch_event(struct uffd_region *r, const struct uffd_event *ev)
 {
 	bool serial = !(r->pager_flags & LIBUFFD_PAGER_CONCURRENT);
@@ -393,8 +361,8 @@ void luffd_dispatch_event(struct uffd_region *r, const struct uffd_event *ev)
 		pthread_mutex_unlock(&r->fault_lock);
 }
 
-void luffd_dispatch_fault(struct luffd_handler *h, struct uffd_region *r,
-			  const struct luffd_msg *m)
+int luffd_dispatch_fault(struct luffd_handler *h, struct uffd_region *r,
+			 const struct luffd_msg *m)
 {
 	bool serial = !(r->pager_flags & LIBUFFD_PAGER_CONCURRENT);
 	uint64_t flags = m->msg.arg.pagefault.flags;
@@ -425,6 +393,12 @@ void luffd_dispatch_fault(struct luffd_handler *h, struct uffd_region *r,
 		    (flags & UFFD_PAGEFAULT_FLAG_WRITE) ? LUFFD_CTR(faults_write) :
 		    LUFFD_CTR(faults_read), 1);
 
+	if (luffd_failed_test(r, f.offset)) {
+		/* its pager failed already: the answer is the same */
+		luffd_count(&r->ctr, LUFFD_CTR(failed_refaults), 1);
+		luffd_fail_fault(&res, f.tid);
+		return -EFAULT;
+	}
 	/* several handler threads: one hook per region unless CONCURRENT */
 	if (serial)
 		pthread_mutex_lock(&r->fault_lock);
@@ -432,9 +406,10 @@ void luffd_dispatch_fault(struct luffd_handler *h, struct uffd_region *r,
 	if (serial)
 		pthread_mutex_unlock(&r->fault_lock);
 	if (ret == 0 && res.covered)
-		return;
+		return 0;
 	if (ret == -ESRCH)
-		return;		/* the faulting process is gone */
+		return 0;	/* the faulting process is gone */
 	luffd_count(&r->ctr, LUFFD_CTR(pager_errors), 1);
-	poison_fault(&res);
+	luffd_fail_fault(&res, f.tid);
+	return -EFAULT;
 }

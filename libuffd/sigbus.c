@@ -231,14 +231,19 @@ static void resume(ucontext_t *uc)
 }
 #endif
 
+enum served { NOT_OURS, SERVED, FAILED };
+
 /*
  * Serve @addr if it is in one of @ctx's regions.  *direct says on entry
  * whether the frame allows a direct resume, and on return whether this
- * fault takes one (counted here, where the region is known).
+ * fault takes one (counted here, where the region is known).  FAILED:
+ * the pager could not fill the page (now, or before), and the SIGBUS is
+ * the application's.
  */
-static bool serve(struct uffd_ctx *ctx, uint64_t addr, bool write,
-		  uint64_t t0, bool *direct)
+static enum served serve(struct uffd_ctx *ctx, uint64_t addr, bool write,
+			 uint64_t t0, bool *direct)
 {
+	enum served ret = SERVED;
 	struct uffd_region *r;
 	struct luffd_msg m;
 
@@ -246,7 +251,7 @@ static bool serve(struct uffd_ctx *ctx, uint64_t addr, bool write,
 	r = luffd_lookup(ctx, addr);
 	if (!r) {
 		pthread_rwlock_unlock(&ctx->lock);
-		return false;
+		return NOT_OURS;
 	}
 	/* a stopped context: wait for start, as a blocked fault would */
 	while (!__atomic_load_n(&ctx->sig_active, __ATOMIC_ACQUIRE) &&
@@ -274,14 +279,17 @@ static bool serve(struct uffd_ctx *ctx, uint64_t addr, bool write,
 	*direct = *direct && !ctx->sig_sigreturn;
 	if (*direct)
 		luffd_count(&r->ctr, LUFFD_CTR(sigbus_direct), 1);
-	luffd_dispatch_fault(NULL, r, &m);
+	if (luffd_dispatch_fault(NULL, r, &m) < 0) {
+		*direct = false;
+		ret = FAILED;
+	}
 	pthread_rwlock_unlock(&ctx->lock);
-	return true;
+	return ret;
 
 retry:	/* nothing served: a plain return, and the access runs again */
 	*direct = false;
 	pthread_rwlock_unlock(&ctx->lock);
-	return true;
+	return SERVED;
 }
 
 static void on_sigbus(int sig, siginfo_t *si, void *uc)
@@ -299,7 +307,8 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 	for (i = 0; i < MAX_SIG_CTX; i++) {
 		struct uffd_ctx *ctx = __atomic_load_n(&sig_ctx[i],
 						       __ATOMIC_ACQUIRE);
-		bool done, direct = resumable;
+		bool direct = resumable;
+		enum served done;
 
 		if (!ctx)
 			continue;
@@ -314,13 +323,22 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 		done = serve(ctx, addr, fault_was_write(uc), t0, &direct);
 		luffd_in_signal--;
 		__atomic_sub_fetch(&ctx->sig_inflight, 1, __ATOMIC_ACQ_REL);
-		if (done) {
+		if (done == FAILED)
+			break;
+		if (done == SERVED) {
 			errno = saved;
 			if (direct)
 				resume(uc);
 			return;
 		}
 	}
+	/*
+	 * Not ours, or a page no pager could fill: the SIGBUS is the
+	 * application's, with the kernel's own siginfo (BUS_ADRERR and the
+	 * address).  Taking a failed page for another missing one would
+	 * call the pager again for ever: without CONFIG_MEMORY_FAILURE a
+	 * poisoned page raises the same BUS_ADRERR as a missing one.
+	 */
 not_ours:
 	errno = saved;
 	chain(sig, si, uc);

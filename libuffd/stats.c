@@ -135,6 +135,7 @@ static const struct {
 	F(helper_cpu_ns), F(pager_misses), F(handler_cpu_ns),
 	F(events_remap), F(events_fork), F(remap_dropped),
 	F(spin_ns), F(spin_hits), F(sigbus_faults), F(sigbus_direct),
+	F(sigbus_queued), F(failed_refaults), F(kernel_unstuck),
 #undef F
 };
 
