@@ -23,7 +23,26 @@
 			  UFFD_FEATURE_THREAD_ID |			\
 			  UFFD_FEATURE_POISON |				\
 			  UFFD_FEATURE_MOVE)
+/*
+ * Features a context cannot do without, unless the caller turns them off
+ * knowingly: without the events (all in 4.11) regions cannot follow
+ * MADV_DONTNEED, munmap and mremap, and a later fill could land in memory
+ * that is no longer the region's.
+ */
+#define REQUIRED_FEATURES (UFFD_FEATURE_EVENT_REMOVE |			\
+			   UFFD_FEATURE_EVENT_UNMAP |			\
+			   UFFD_FEATURE_EVENT_REMAP)
 
+/* -EOPNOTSUPP naming the first of @missing. */
+static int lacks(uint64_t missing)
+{
+	unsigned int bit = (unsigned int)__builtin_ctzll(missing);
+	const char *name = uffd_feature_name(bit);
+
+	return luffd_fail(-EOPNOTSUPP, "kernel lacks UFFD_FEATURE_%s%s",
+			  name ? name : "?",
+			  missing & (missing - 1) ? " and more" : "");
+}
 
 /* Validate and copy caller options. */
 static int get_opts(struct uffd_ctx_opts *opts,
@@ -149,15 +168,16 @@ LUFFD_API int uffd_ctx_create(struct uffd_ctx **out,
 	ret = uffd_probe(&p);
 	if (ret < 0)
 		return ret;
-	if ((opts.features & p.features) != opts.features)
-		return luffd_fail(-EOPNOTSUPP, "kernel lacks features %#llx",
-				  (unsigned long long)(opts.features &
-						       ~p.features));
+	if ((opts.features | (REQUIRED_FEATURES & ~opts.features_off)) &
+	    ~p.features)
+		return lacks((opts.features |
+			      (REQUIRED_FEATURES & ~opts.features_off)) &
+			     ~p.features);
 	want = opts.features |
 	       (DEFAULT_FEATURES & p.features & ~opts.features_off);
 	if (opts.delivery == LIBUFFD_DELIVER_SIGBUS) {
 		if (!(p.features & UFFD_FEATURE_SIGBUS))
-			return luffd_fail(-EOPNOTSUPP, "kernel lacks SIGBUS");
+			return lacks(UFFD_FEATURE_SIGBUS);
 		want |= UFFD_FEATURE_SIGBUS;
 	}
 

@@ -117,7 +117,16 @@ struct uffd_ctx_opts {
 	 * Features to require on top of the defaults; a missing one fails
 	 * uffd_ctx_create() with -EOPNOTSUPP.  The defaults are the ones of
 	 * EVENT_REMOVE, EVENT_UNMAP, EVENT_REMAP, MISSING_SHMEM,
-	 * MISSING_HUGETLBFS, THREAD_ID, POISON and MOVE that the kernel has.
+	 * MISSING_HUGETLBFS, THREAD_ID, POISON and MOVE that the kernel has;
+	 * the three events (4.11) are required unless in .features_off (a
+	 * region could not follow MADV_DONTNEED, munmap or mremap without
+	 * them).  What each missing one changes: MISSING_SHMEM/HUGETLBFS,
+	 * those memory types are refused (-EOPNOTSUPP); THREAD_ID (4.14),
+	 * faults name no thread, and after a pager failure without POISON
+	 * the thread waits instead of taking SIGBUS; POISON (6.6), a pager
+	 * failure is signalled to the thread by the library instead (see
+	 * the fault hook); MOVE (6.8), uffd_resolve_move() fails with
+	 * -EOPNOTSUPP and prezero copies zeros instead.
 	 * LIBUFFD_FEATURE_EVENT_FORK is opt-in: with it, each fork() of the
 	 * process waits until the handler has read the event, and the child's
 	 * regions are served by a child context the library creates (see
