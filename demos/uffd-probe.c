@@ -55,7 +55,7 @@ struct facts {
 	int			seccomp;	/* /proc/self/status, -1 */
 	bool			dev_exists;
 	struct stat		dev_st;
-	int			uring_errno;	/* 0: io_uring_queue_init works */
+	int			uring_errno;	/* 0: a ring can be set up */
 	long			uring_disabled;	/* the sysctl, -1: absent */
 	bool			measured;
 	double			write_ns, read_ns;	/* per page */
@@ -259,7 +259,8 @@ static void pager_verdict(const struct facts *f,
 	const uint64_t cz = LIBUFFD_IOCTL_COPY | LIBUFFD_IOCTL_ZEROPAGE;
 
 	v->name = ops->name;
-	v->sigbus = ops->version >= 2 && (ops->flags & LIBUFFD_PAGER_CONCURRENT);
+	v->sigbus = ops->version >= 2 &&
+		    (ops->flags & LIBUFFD_PAGER_CONCURRENT);
 	v->status = "ok";
 	if (!f->usable) {
 		v->status = "no";
@@ -399,7 +400,8 @@ static void delivery_verdict(const struct facts *f, int what,
 		} else if (p->huge_pages_free <= 0) {
 			v->status = "no";
 			WHY(v, "no free huge pages (vm.nr_hugepages=%lld): "
-			    "regions get ENOMEM", (long long)p->huge_pages_total);
+			    "regions get ENOMEM",
+			    (long long)p->huge_pages_total);
 		} else {
 			WHY(v, "%lld free huge pages; zeros are copied (no "
 			    "ZEROPAGE)", (long long)p->huge_pages_free);
@@ -522,12 +524,11 @@ static void item(const char *name, const char *fmt, ...)
 
 static void print_size(char *buf, size_t len, uint64_t bytes)
 {
-	if (bytes >= (1ULL << 30))
-		snprintf(buf, len, "%llu GiB", (unsigned long long)(bytes >> 30));
-	else if (bytes >= (1ULL << 20))
-		snprintf(buf, len, "%llu MiB", (unsigned long long)(bytes >> 20));
-	else
-		snprintf(buf, len, "%llu KiB", (unsigned long long)(bytes >> 10));
+	unsigned int shift = bytes >= (1ULL << 30) ? 30 :
+			     bytes >= (1ULL << 20) ? 20 : 10;
+
+	snprintf(buf, len, "%llu %ciB", (unsigned long long)(bytes >> shift),
+		 shift == 30 ? 'G' : shift == 20 ? 'M' : 'K');
 }
 
 static void print_text(const struct facts *f)
