@@ -131,8 +131,8 @@ struct uffd_probe {
 	 * 1 when a native read fault on private anonymous memory maps the
 	 * shared zero page (learnt by reading fresh MADV_NOHUGEPAGE pages and
 	 * finding no Rss for them in /proc/self/smaps), 0 when it allocates a
-	 * page (pvm_no_zero_page=1, s390 guests...), -1 when it could not be
-	 * told.  UFFDIO_ZEROPAGE maps the zero page either way.
+	 * page (a kernel booted with pvm_no_zero_page=1, for one), -1 when it
+	 * could not be told.  UFFDIO_ZEROPAGE maps the zero page either way.
 	 */
 	int		native_zero_page;
 	int		thp_enabled;	/* LIBUFFD_THP_*, -1: no THP */
@@ -172,8 +172,12 @@ int uffd_probe(struct uffd_probe *out);
  *   on); 0 huge pages; uffd: all features (dev)
  * ("uffd: missing POISON(6.6) MOVE(6.8) (syscall)", "uffd: unusable
  * (Operation not permitted)").  LIBUFFD_FMT_JSON: one object, one line,
- * no newline, with every field (unknowns as null).  Fields beyond
- * p->size are formatted as unknown.
+ * no newline: a key per field (reg_ioctls as reg_ioctls_anon, _memfd,
+ * _hugetlb; ioctl masks as space-separated names, e.g. "COPY ZEROPAGE";
+ * thp_enabled as "madvise"...; 1/0 facts as true/false), plus
+ * "uffd_usable" and "features_missing" (names), with null for whatever
+ * is unknown.  Fields beyond p->size are left out of the text and null
+ * in JSON.
  * Returns -EINVAL for a NULL @p, p->size 0, a bad @fmt, or a NULL @buf
  * with @len > 0.  Any thread.
  */
