@@ -425,6 +425,13 @@ static void report(const struct sample *s)
 	int ord;
 
 	if (!o.json) {
+		struct uffd_probe facts = { .size = sizeof(facts) };
+		char line[512];
+
+		/* the first line of every uffd-bench report (uffd-bench.c) */
+		uffd_probe(&facts);
+		uffd_probe_format(&facts, LIBUFFD_FMT_TEXT, line, sizeof(line));
+		printf("# machine: %s\n", line);
 		printf("# restore: %llu MiB image (%llu pages, 1/4 zero, "
 		       "sparse), median of %u reps, interleaved\n",
 		       (unsigned long long)(o.size >> 20),

@@ -1323,6 +1323,21 @@ static void pin_self(int cpu)
 		die_sys("sched_setaffinity");
 }
 
+/*
+ * The machine facts that change what the numbers mean (the native zero
+ * page, THP, huge pages, missing userfaultfd features): the first line of
+ * every report.  A probe that fails still says why in its facts.
+ */
+static void print_facts(void)
+{
+	struct uffd_probe p = { .size = sizeof(p) };
+	char line[512];
+
+	uffd_probe(&p);
+	uffd_probe_format(&p, LIBUFFD_FMT_TEXT, line, sizeof(line));
+	printf("# machine: %s\n", line);
+}
+
 int main(int argc, char **argv)
 {
 	const struct experiment *e;
@@ -1333,6 +1348,8 @@ int main(int argc, char **argv)
 	if (argc > 1 && !strcmp(argv[1], "restore"))
 		return bench_restore(argc - 1, argv + 1);
 	e = parse_args(argc, argv);
+	if (!cfg.json)
+		print_facts();
 	signals_setup();
 	atexit(tune_restore_all);
 	pin_self(cfg.pin->app_cpu);

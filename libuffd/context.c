@@ -154,7 +154,10 @@ static int ctx_alloc(struct uffd_ctx **out, const struct uffd_ctx_opts *opts)
 LUFFD_API int uffd_ctx_create(struct uffd_ctx **out,
 			      const struct uffd_ctx_opts *uopts)
 {
-	struct uffd_probe p = { .size = sizeof(p) };
+	/* the 0.1 size: the handshake only, not the machine facts */
+	struct uffd_probe p = {
+		.size = offsetof(struct uffd_probe, reg_ioctls),
+	};
 	struct uffd_ctx_opts opts;
 	struct uffd_ctx *ctx = NULL;
 	uint64_t want;

@@ -62,27 +62,139 @@ extern "C" {
 #define LIBUFFD_OPEN_DEV	1	/* /dev/userfaultfd, USERFAULTFD_IOC_NEW */
 #define LIBUFFD_OPEN_SYSCALL	2	/* userfaultfd(2) */
 
+/*
+ * ioctl bits of uffd_probe.ioctls and .reg_ioctls (1 << _UFFDIO_*, with
+ * the kernel's values, including those newer than the installed headers).
+ */
+#define LIBUFFD_IOCTL_REGISTER		(1ULL << 0)
+#define LIBUFFD_IOCTL_UNREGISTER	(1ULL << 1)
+#define LIBUFFD_IOCTL_WAKE		(1ULL << 2)
+#define LIBUFFD_IOCTL_COPY		(1ULL << 3)
+#define LIBUFFD_IOCTL_ZEROPAGE		(1ULL << 4)
+#define LIBUFFD_IOCTL_MOVE		(1ULL << 5)	/* 6.8 */
+#define LIBUFFD_IOCTL_WRITEPROTECT	(1ULL << 6)	/* 5.7 */
+#define LIBUFFD_IOCTL_CONTINUE		(1ULL << 7)	/* 5.13 */
+#define LIBUFFD_IOCTL_POISON		(1ULL << 8)	/* 6.6 */
+#define LIBUFFD_IOCTL_API		(1ULL << 63)
+
+/* uffd_probe.thp_enabled: /sys/kernel/mm/transparent_hugepage/enabled */
+#define LIBUFFD_THP_NEVER	0
+#define LIBUFFD_THP_MADVISE	1
+#define LIBUFFD_THP_ALWAYS	2
+
+/* uffd_probe.reg_ioctls[]: indexed by LIBUFFD_MEM_ANON, _MEMFD, _HUGETLB */
+#define LIBUFFD_PROBE_MEM_TYPES	3
+
+/*
+ * What the kernel and the machine offer: the facts that change what libuffd
+ * does and what its measurements mean.  Fields other than .size are
+ * written by uffd_probe(); it gathers only the fields that lie wholly
+ * within the caller's .size, so a caller built against an older header
+ * gets its prefix, at the older cost.  Unless said otherwise, -1 means
+ * "could not be told".
+ */
 struct uffd_probe {
 	size_t		size;		/* sizeof(struct uffd_probe), set by caller */
 	uint64_t	features;	/* LIBUFFD_FEATURE_* the kernel offers */
-	uint64_t	ioctls;		/* 1 << _UFFDIO_* bits from UFFDIO_API */
-	int		open_method;	/* LIBUFFD_OPEN_* */
+	uint64_t	ioctls;		/* LIBUFFD_IOCTL_* from UFFDIO_API */
+	int		open_method;	/* LIBUFFD_OPEN_*; 0 when none works */
+
+	/* ---- since LIBUFFD_0.2 ---- */
+	/*
+	 * LIBUFFD_IOCTL_* that UFFDIO_REGISTER offers on a throwaway range of
+	 * each memory type (private anonymous; a memfd mapped shared; a
+	 * hugetlb memfd of the default huge page size, mapped MAP_NORESERVE
+	 * so that no huge page need be free), registered in MISSING mode plus
+	 * WP and MINOR where the kernel offers them for that type.  So
+	 * WRITEPROTECT and CONTINUE mean "with that mode".  hugetlb has no
+	 * ZEROPAGE (libuffd copies zeros there); MOVE is offered on shared
+	 * memory too but works on private anonymous memory only.
+	 * 0 when the type could not be registered: reg_errno[] then holds the
+	 * errno of the step that failed (memfd_create, mmap or the ioctl), or
+	 * 0 when no userfaultfd could be had at all.
+	 */
+	uint64_t	reg_ioctls[LIBUFFD_PROBE_MEM_TYPES];
+	int		reg_errno[LIBUFFD_PROBE_MEM_TYPES];
+	/*
+	 * 0 when a userfaultfd can be opened and handshaken, else the errno
+	 * that uffd_probe() returns negated.
+	 */
+	int		open_errno;
+	/*
+	 * Each way of opening, tried on its own: 0 when it works, else its
+	 * errno (/dev/userfaultfd: of open() or of USERFAULTFD_IOC_NEW).  The
+	 * library uses /dev/userfaultfd when both work.
+	 */
+	int		dev_errno;
+	int		syscall_errno;
+	/*
+	 * 1 when a native read fault on private anonymous memory maps the
+	 * shared zero page (learnt by reading fresh MADV_NOHUGEPAGE pages and
+	 * finding no Rss for them in /proc/self/smaps), 0 when it allocates a
+	 * page (a kernel booted with pvm_no_zero_page=1, for one), -1 when it
+	 * could not be told.  UFFDIO_ZEROPAGE maps the zero page either way.
+	 */
+	int		native_zero_page;
+	int		thp_enabled;	/* LIBUFFD_THP_*, -1: no THP */
+	int		thp_zero_page;	/* THP use_zero_page: 1/0, -1 */
+	int		unprivileged_userfaultfd; /* the sysctl, -1: absent */
+	/* From /proc/meminfo, for the default huge page size: */
+	uint64_t	huge_page_size;	/* bytes, 0: no hugetlb */
+	int64_t		huge_pages_total;	/* HugePages_Total, -1 */
+	int64_t		huge_pages_free;	/* HugePages_Free, -1 */
+	int64_t		huge_pages_rsvd;	/* HugePages_Rsvd, -1 */
+	char		kernel_release[65];	/* uname -r, "" if unknown */
 };
 
 /*
- * Ask the running kernel what it offers.  Uses a throwaway userfaultfd,
- * because UFFDIO_API succeeds only once per descriptor.
- * Returns 0, -EINVAL (bad size), or the errno of open/ioctl (-EPERM when
- * neither /dev/userfaultfd nor the syscall is allowed, -ENOSYS...).
+ * Ask the running kernel what it offers.  Uses throwaway userfaultfds,
+ * because UFFDIO_API succeeds only once per descriptor; maps and reads a
+ * few pages, registers one range of each memory type, and reads /proc and
+ * /sys (smaps among them): call it once, not per context.
+ * Returns 0, or:
+ *  -EINVAL  @out NULL or out->size 0 (nothing written)
+ *  the negated errno of opening a userfaultfd (-EPERM when neither
+ *  /dev/userfaultfd nor the syscall is allowed, -ENOSYS...) or of
+ *  UFFDIO_API.  Even then *out is filled: features, ioctls, open_method
+ *  and reg_ioctls are 0, open_errno holds the errno, dev_errno and
+ *  syscall_errno say why each way failed, and every system fact
+ *  (native_zero_page to kernel_release) is gathered as usual.
  * Any thread.
  */
 int uffd_probe(struct uffd_probe *out);
+
+/*
+ * Format @p snprintf-style (returns the length the whole output needs,
+ * writes at most @len bytes including the NUL; @buf may be NULL when @len
+ * is 0).  LIBUFFD_FMT_TEXT: one line, no newline, of the facts that change
+ * what measurements mean, e.g.
+ *   kernel 6.18.44; native read: zero page; THP madvise (huge zero page
+ *   on); 0 huge pages; uffd: all features (dev)
+ * ("uffd: missing POISON(6.6) MOVE(6.8) (syscall)", "uffd: unusable
+ * (Operation not permitted)").  LIBUFFD_FMT_JSON: one object, one line,
+ * no newline: a key per field (reg_ioctls as reg_ioctls_anon, _memfd,
+ * _hugetlb; ioctl masks as space-separated names, e.g. "COPY ZEROPAGE";
+ * thp_enabled as "madvise"...; 1/0 facts as true/false), plus
+ * "uffd_usable" and "features_missing" (names), with null for whatever
+ * is unknown.  Fields beyond p->size are left out of the text and null
+ * in JSON.
+ * Returns -EINVAL for a NULL @p, p->size 0, a bad @fmt, or a NULL @buf
+ * with @len > 0.  Any thread.
+ */
+int uffd_probe_format(const struct uffd_probe *p, int fmt, char *buf,
+		      size_t len);
 
 /*
  * Name of feature bit @bit (0..63), e.g. "MOVE", or NULL when the bit is
  * unknown to this library.  Never fails otherwise.
  */
 const char *uffd_feature_name(unsigned int bit);
+
+/*
+ * The first kernel release that offered feature bit @bit, e.g. "6.8" for
+ * MOVE, or NULL when the bit is unknown to this library.
+ */
+const char *uffd_feature_since(unsigned int bit);
 
 /* Reason for the most recent failure of a libuffd call in this thread. */
 const char *uffd_last_error(void);
