@@ -206,6 +206,12 @@ void require_kernel(uint64_t features, int need_scan)
 	}
 }
 
+void require_zero_count(void)
+{
+	if (!kernel_has_scan())
+		require_pfns();
+}
+
 void require_pfns(void)
 {
 	if (zero_page_pfn())
@@ -630,11 +636,14 @@ long pfnzero_pages(const void *addr, size_t len)
 {
 	long pm = pagemap_zero_pages(addr, len), sc;
 
-	if (pm < 0 || !kernel_has_scan())
+	if (!kernel_has_scan())
 		return pm;
 	sc = scan_pages(addr, len, H_PAGE_IS_PFNZERO);
-	if (sc < 0)
+	/* PFNs hidden (not root): PAGEMAP_SCAN alone, as it needs none. */
+	if (sc < 0 || pm == -ENODATA)
 		return sc;
+	if (pm < 0)
+		return pm;
 	if (sc != pm) {
 		fprintf(stderr, "pfnzero_pages(%p, %zu): PAGEMAP_SCAN counts "
 			"%ld, pagemap and kpageflags %ld\n", addr, len, sc, pm);

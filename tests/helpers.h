@@ -74,6 +74,12 @@ void require_kernel(uint64_t features, int need_scan);
  */
 void require_pfns(void);
 
+/*
+ * For main(): make sure pfnzero_pages() can count, by PAGEMAP_SCAN
+ * (any user) or else by PFNs (require_pfns()).
+ */
+void require_zero_count(void);
+
 /* ---- test cases a kernel may not run ------------------------------ */
 
 /* Needs of a test case besides userfaultfd features, for add_test_if(). */
@@ -223,7 +229,8 @@ int is_zero_page(const void *addr);
  * one, or the huge zero page), as PAGEMAP_SCAN's PAGE_IS_PFNZERO counts
  * them.  Counted from pagemap PFNs and /proc/kpageflags on every kernel,
  * and checked against PAGEMAP_SCAN where the kernel has it: -EPROTO,
- * with both counts on stderr, when they disagree.  Or -errno.
+ * with both counts on stderr, when they disagree.  Or -errno: -ENODATA
+ * when PFNs are hidden (not root) and the kernel lacks PAGEMAP_SCAN.
  */
 long pfnzero_pages(const void *addr, size_t len);
 
