@@ -591,9 +591,16 @@ static Suite *file_suite(void)
 	tcase_add_loop_test(tc, exactly_once_racing, 0, ARRAY_SIZE(race_specs));
 	tcase_add_test(tc, prefetch_fills_all);
 
+	/*
+	 * A failed read ends in UFFDIO_POISON (6.6); without it the
+	 * library's path is being rewritten (tests/test-failure.c), so
+	 * these cases wait for POISON until then.
+	 */
 	tc = add_tcase(s, "errors", setup, teardown);
-	tcase_add_loop_test(tc, truncated_sigbus, 0, ARRAY_SIZE(err_engines));
-	tcase_add_loop_test(tc, injected_eio, 0, ARRAY_SIZE(inject_engines));
+	add_loop_test_if(tc, truncated_sigbus, 0, ARRAY_SIZE(err_engines),
+			 LIBUFFD_FEATURE_POISON, 0);
+	add_loop_test_if(tc, injected_eio, 0, ARRAY_SIZE(inject_engines),
+			 LIBUFFD_FEATURE_POISON, 0);
 
 	tc = add_tcase(s, "specs", setup, teardown);
 	tcase_add_loop_test(tc, bad_spec_refused, 0, ARRAY_SIZE(bad_specs));
@@ -603,7 +610,7 @@ static Suite *file_suite(void)
 
 int main(void)
 {
-	require_kernel(LIBUFFD_FEATURE_POISON, 0);
+	require_kernel(0, 0);
 	require_pfns();
 	return run_suite(file_suite());
 }
