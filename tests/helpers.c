@@ -5,12 +5,13 @@
  */
 #include <dirent.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -894,6 +895,15 @@ long thread_minflt(void)
 	return ru.ru_minflt;
 }
 
+long thread_faults(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_THREAD, &ru))
+		return -errno;
+	return ru.ru_minflt + ru.ru_majflt;
+}
+
 long meminfo_value(const char *field)
 {
 	size_t n = strlen(field);
@@ -1078,6 +1088,80 @@ void print_native_facts(FILE *f)
 		nf->thp_unadvised ? "may be huge" : "4 KiB",
 		nf->hugetlb_total, nf->hugetlb_free);
 }
+
+#if defined(__x86_64__)
+struct rmw_arg {
+	uint8_t	*page;
+};
+
+static void *rmw_touch(void *arg)
+{
+	struct rmw_arg *a = arg;
+
+	__asm__ volatile("addb $1, %0" : "+m"(*a->page));
+	return NULL;
+}
+
+int rmw_faults_as_write(void)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MISSING };
+	struct uffdio_copy copy = { .mode = 0 };
+	struct uffd_msg msg;
+	struct rmw_arg a;
+	struct pollfd pfd;
+	size_t ps = page_size();
+	pthread_t t;
+	int fd, ret;
+	char *src;
+
+	fd = raw_uffd();
+	if (fd < 0)
+		return fd;
+	a.page = mmap(NULL, 2 * ps, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (a.page == MAP_FAILED) {
+		ret = -errno;
+		goto out_fd;
+	}
+	src = (char *)a.page + ps;
+	memset(src, 0, ps);
+	reg.range.start = copy.dst = (uintptr_t)a.page;
+	reg.range.len = copy.len = ps;
+	copy.src = (uintptr_t)src;
+	if (ioctl(fd, UFFDIO_API, &api) || ioctl(fd, UFFDIO_REGISTER, &reg)) {
+		ret = -errno;
+		goto out_map;
+	}
+	ret = -pthread_create(&t, NULL, rmw_touch, &a);
+	if (ret)
+		goto out_map;
+	pfd = (struct pollfd){ .fd = fd, .events = POLLIN };
+	if (poll(&pfd, 1, TEST_WAIT_MS) != 1 ||
+	    read(fd, &msg, sizeof(msg)) != (ssize_t)sizeof(msg) ||
+	    msg.event != UFFD_EVENT_PAGEFAULT)
+		ret = -EIO;
+	else
+		ret = !!(msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
+	/* let the toucher finish whatever we learnt */
+	if (ioctl(fd, UFFDIO_COPY, &copy) && errno != EEXIST)
+		ret = -errno;
+	if (ret >= 0)
+		ret = join_timeout(t, NULL, TEST_WAIT_MS) ? -ETIMEDOUT : ret;
+	else
+		pthread_detach(t);
+out_map:
+	munmap(a.page, 2 * ps);
+out_fd:
+	close(fd);
+	return ret;
+}
+#else
+int rmw_faults_as_write(void)
+{
+	return -ENOTSUP;
+}
+#endif
 
 #define HUGE_2M	(2UL << 20)
 

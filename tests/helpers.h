@@ -161,6 +161,14 @@ struct thp_read {
 
 int native_thp_read(struct thp_read *out);
 
+/*
+ * x86-64: 1 when the CPU reports the first fault of a read-modify-write
+ * instruction (addb $1, mem) as a write, as hardware does, 0 when as a
+ * read (qemu's TCG loads first), asked of a raw userfaultfd; -errno
+ * (-ENOTSUP elsewhere).
+ */
+int rmw_faults_as_write(void);
+
 /* ---- Check plumbing ---------------------------------------------- */
 
 /*
@@ -294,6 +302,14 @@ int vma_has_flag(const void *addr, const char *flag);
 
 /* Minor faults taken by the calling thread so far (RUSAGE_THREAD). */
 long thread_minflt(void);
+
+/*
+ * Faults taken by the calling thread so far, minor and major: a fault
+ * that userfaultfd served is retried, and the retry counts as major on
+ * some kernels (6.1) and as minor on others (6.18).  With no swap and no
+ * file I/O, nothing else here is major.
+ */
+long thread_faults(void);
 
 /* Value of a /proc/meminfo field such as "HugePages_Free", or -errno. */
 long meminfo_value(const char *field);
