@@ -7,9 +7,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +21,8 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <linux/userfaultfd.h>
 
 #include "helpers.h"
 
@@ -51,6 +55,11 @@ struct h_pm_scan_arg {
 	uint64_t	return_mask;
 };
 
+/* /dev/userfaultfd (6.1) hands out userfaultfds with this ioctl. */
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC_NEW	_IO(0xAA, 0x00)
+#endif
+
 size_t page_size(void)
 {
 	static size_t ps;
@@ -60,10 +69,115 @@ size_t page_size(void)
 	return ps;
 }
 
+/* ---- the running kernel ------------------------------------------- */
+
+/* Where each feature bit arrived (include/uapi/linux/userfaultfd.h). */
+static const char *const since[] = {
+	[0] = "5.7",	[1] = "4.11",	[2] = "4.11",	[3] = "4.11",
+	[4] = "4.11",	[5] = "4.11",	[6] = "4.11",	[7] = "4.14",
+	[8] = "4.14",	[9] = "5.13",	[10] = "5.14",	[11] = "5.18",
+	[12] = "5.19",	[13] = "6.4",	[14] = "6.6",	[15] = "6.7",
+	[16] = "6.8",
+};
+
+#define SCAN_SINCE	"6.7"
+
+const char *feature_since(unsigned int bit)
+{
+	return bit < ARRAY_SIZE(since) && since[bit] ? since[bit] : "?";
+}
+
+/* "6.8" -> 608, for comparing versions. */
+static int version_code(const char *v)
+{
+	int major = 0, minor = 0;
+
+	if (sscanf(v, "%d.%d", &major, &minor) < 1)
+		return -1;
+	return major * 100 + minor;
+}
+
+static uint64_t hidden_features;
+static int hidden_scan;
+
+/* Parse $UFFD_TEST_HIDE once; an unknown word is a broken environment. */
+static void parse_hide(void)
+{
+	static int done;
+	const char *env = getenv("UFFD_TEST_HIDE");
+	char buf[256], *tok, *save = NULL;
+	unsigned int bit;
+	int v;
+
+	if (done)
+		return;
+	done = 1;
+	if (!env || !*env)
+		return;
+	snprintf(buf, sizeof(buf), "%s", env);
+	for (tok = strtok_r(buf, ", ", &save); tok;
+	     tok = strtok_r(NULL, ", ", &save)) {
+		if (!strcmp(tok, "PAGEMAP_SCAN")) {
+			hidden_scan = 1;
+			continue;
+		}
+		if (tok[0] >= '0' && tok[0] <= '9') {
+			v = version_code(tok);
+			for (bit = 0; bit < ARRAY_SIZE(since); bit++)
+				if (since[bit] && version_code(since[bit]) > v)
+					hidden_features |= 1ULL << bit;
+			if (version_code(SCAN_SINCE) > v)
+				hidden_scan = 1;
+			continue;
+		}
+		for (bit = 0; bit < LIBUFFD_FEATURE_NBITS; bit++)
+			if (uffd_feature_name(bit) &&
+			    !strcmp(uffd_feature_name(bit), tok))
+				break;
+		if (bit == LIBUFFD_FEATURE_NBITS) {
+			fprintf(stderr, "ERROR: UFFD_TEST_HIDE: unknown '%s'\n",
+				tok);
+			exit(TEST_EXIT_HARD_ERROR);
+		}
+		hidden_features |= 1ULL << bit;
+	}
+}
+
+uint64_t kernel_features(void)
+{
+	static uint64_t features;
+	static int probed;
+	struct uffd_probe p = { .size = sizeof(p) };
+
+	if (!probed) {
+		parse_hide();
+		if (!uffd_probe(&p))
+			features = p.features & ~hidden_features;
+		probed = 1;
+	}
+	return features;
+}
+
+/* Count pages of [addr, addr + len) in a PAGEMAP_SCAN category. */
+static long scan_pages(const void *addr, size_t len, uint64_t category);
+
+int kernel_has_scan(void)
+{
+	static int has = -1;
+	uintptr_t stack_page = (uintptr_t)&has & ~(uintptr_t)(page_size() - 1);
+
+	if (has < 0) {
+		parse_hide();
+		has = !hidden_scan &&
+		      scan_pages((void *)stack_page, page_size(),
+				 H_PAGE_IS_PRESENT) != -ENOTTY;
+	}
+	return has;
+}
+
 void require_kernel(uint64_t features, int need_scan)
 {
 	struct uffd_probe p = { .size = sizeof(p) };
-	uintptr_t stack_page = (uintptr_t)&p & ~(uintptr_t)(page_size() - 1);
 	uint64_t missing;
 	unsigned int bit;
 	int ret;
@@ -78,26 +192,91 @@ void require_kernel(uint64_t features, int need_scan)
 			strerror(-ret));
 		exit(TEST_EXIT_HARD_ERROR);
 	}
-	missing = features & ~p.features;
+	missing = features & ~kernel_features();
 	if (missing) {
 		bit = (unsigned int)__builtin_ctzll(missing);
-		fprintf(stderr, "SKIP: kernel lacks UFFD_FEATURE_%s\n",
-			uffd_feature_name(bit) ? uffd_feature_name(bit) : "?");
+		fprintf(stderr, "SKIP: kernel lacks UFFD_FEATURE_%s (%s)\n",
+			uffd_feature_name(bit) ? uffd_feature_name(bit) : "?",
+			feature_since(bit));
 		exit(TEST_EXIT_SKIP);
 	}
-	if (need_scan &&
-	    pfnzero_pages((void *)stack_page, page_size()) == -ENOTTY) {
-		fprintf(stderr, "SKIP: kernel lacks PAGEMAP_SCAN (6.7)\n");
+	if (need_scan && !kernel_has_scan()) {
+		fprintf(stderr, "SKIP: kernel lacks PAGEMAP_SCAN (%s)\n",
+			SCAN_SINCE);
 		exit(TEST_EXIT_SKIP);
 	}
 }
 
+void require_zero_count(void)
+{
+	if (!kernel_has_scan())
+		require_pfns();
+}
+
 void require_pfns(void)
 {
-	if (!zero_page_pfn()) {
-		fprintf(stderr, "ERROR: PFNs hidden in pagemap (need root)\n");
-		exit(TEST_EXIT_HARD_ERROR);
+	if (zero_page_pfn())
+		return;
+	if (!strncmp(zero_page_error(), "no zero page", 12)) {
+		fprintf(stderr, "SKIP: %s\n", zero_page_error());
+		exit(TEST_EXIT_SKIP);
 	}
+	fprintf(stderr, "ERROR: %s\n", zero_page_error());
+	exit(TEST_EXIT_HARD_ERROR);
+}
+
+/* ---- test cases a kernel may not run ------------------------------ */
+
+/* This program's name, as the build names it (not libtool's lt-). */
+static const char *prog_name(void)
+{
+	const char *n = program_invocation_short_name;
+
+	return strncmp(n, "lt-", 3) ? n : n + 3;
+}
+
+void skip_case(const char *name, const char *fmt, ...)
+{
+	char why[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "SKIP-CASE: %s: %s: %s\n", prog_name(), name, why);
+}
+
+int case_runs(const char *name, uint64_t features, unsigned int needs)
+{
+	uint64_t missing = features & ~kernel_features();
+	unsigned int bit;
+
+	if (missing) {
+		bit = (unsigned int)__builtin_ctzll(missing);
+		skip_case(name, "kernel lacks UFFD_FEATURE_%s (%s)",
+			  uffd_feature_name(bit) ? uffd_feature_name(bit) :
+			  "?", feature_since(bit));
+		return 0;
+	}
+	if ((needs & NEED_PAGEMAP_SCAN) && !kernel_has_scan()) {
+		skip_case(name, "kernel lacks PAGEMAP_SCAN (%s)", SCAN_SINCE);
+		return 0;
+	}
+	return 1;
+}
+
+void add_test_if(TCase *tc, const TTest *t, uint64_t features,
+		 unsigned int needs)
+{
+	if (case_runs(t->name, features, needs))
+		tcase_add_test(tc, t);
+}
+
+void add_loop_test_if(TCase *tc, const TTest *t, int start, int end,
+		      uint64_t features, unsigned int needs)
+{
+	if (case_runs(t->name, features, needs))
+		tcase_add_loop_test(tc, t, start, end);
 }
 
 /* ---- Check plumbing ---------------------------------------------- */
@@ -106,7 +285,11 @@ struct uffd_ctx *ctx;
 
 void ctx_setup_stopped(void)
 {
-	ck_assert_int_eq(uffd_ctx_create(&ctx, NULL), 0);
+	struct uffd_ctx_opts o = { .size = sizeof(o) };
+
+	parse_hide();
+	o.features_off = hidden_features;
+	ck_assert_int_eq(uffd_ctx_create(&ctx, &o), 0);
 }
 
 void ctx_setup(void)
@@ -187,26 +370,173 @@ int page_lookup(const void *addr, int *present, uint64_t *pfn)
 	return 0;
 }
 
+int kpageflags(uint64_t pfn, uint64_t *flags)
+{
+	ssize_t r;
+	int fd;
+
+	fd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	r = pread(fd, flags, sizeof(*flags), (off_t)(pfn * sizeof(*flags)));
+	close(fd);
+	if (r != (ssize_t)sizeof(*flags))
+		return r < 0 ? -errno : -EIO;
+	return 0;
+}
+
+#define KPF_ZERO	(1ULL << KPF_BIT_ZERO_PAGE)
+#define KPF_HUGE_ZERO	(KPF_ZERO | (1ULL << KPF_BIT_THP))
+
+/* A userfaultfd of our own, as the kernel's selftests open one. */
+static int raw_uffd(void)
+{
+	int fd, dev;
+
+	fd = (int)syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (fd >= 0)
+		return fd;
+	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (dev < 0)
+		return -errno;
+	fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		fd = -errno;
+	close(dev);
+	return fd;
+}
+
+static char zp_error[160] = "zero page not probed yet";
+
+/*
+ * Map one page with a raw UFFDIO_ZEROPAGE and read its PFN; then ask the
+ * kernel what that page is.  0, or the PFN with zp_error set.
+ */
+static uint64_t find_zero_page(void)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MISSING };
+	struct uffdio_zeropage zp = { .mode = 0 };
+	size_t ps = page_size();
+	uint64_t pfn = 0, flags = 0;
+	int fd, present = 0, ret;
+	long n;
+	void *p;
+
+	fd = raw_uffd();
+	if (fd < 0) {
+		snprintf(zp_error, sizeof(zp_error), "userfaultfd: %s",
+			 strerror(-fd));
+		return 0;
+	}
+	p = mmap(NULL, ps, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) {
+		snprintf(zp_error, sizeof(zp_error), "mmap: %s",
+			 strerror(errno));
+		close(fd);
+		return 0;
+	}
+	reg.range.start = zp.range.start = (uintptr_t)p;
+	reg.range.len = zp.range.len = ps;
+	if (ioctl(fd, UFFDIO_API, &api) ||
+	    ioctl(fd, UFFDIO_REGISTER, &reg) ||
+	    ioctl(fd, UFFDIO_ZEROPAGE, &zp)) {
+		snprintf(zp_error, sizeof(zp_error),
+			 "raw UFFDIO_API/REGISTER/ZEROPAGE: %s",
+			 strerror(errno));
+		goto out;
+	}
+	ret = page_lookup(p, &present, &pfn);
+	if (ret || !present) {
+		snprintf(zp_error, sizeof(zp_error), "pagemap: %s",
+			 ret ? strerror(-ret) : "UFFDIO_ZEROPAGE left no page");
+		pfn = 0;
+		goto out;
+	}
+	if (!pfn) {
+		snprintf(zp_error, sizeof(zp_error),
+			 "PFNs hidden in pagemap (need root)");
+		goto out;
+	}
+	ret = kpageflags(pfn, &flags);
+	if (ret) {
+		snprintf(zp_error, sizeof(zp_error), "/proc/kpageflags: %s",
+			 strerror(-ret));
+		pfn = 0;
+		goto out;
+	}
+	if ((flags & KPF_HUGE_ZERO) != KPF_ZERO) {
+		snprintf(zp_error, sizeof(zp_error),
+			 "no zero page: UFFDIO_ZEROPAGE mapped PFN %#llx, "
+			 "kpageflags %#llx", (unsigned long long)pfn,
+			 (unsigned long long)flags);
+		pfn = 0;
+		goto out;
+	}
+	if (kernel_has_scan()) {
+		n = scan_pages(p, ps, H_PAGE_IS_PFNZERO);
+		if (n != 1) {
+			snprintf(zp_error, sizeof(zp_error),
+				 "PAGEMAP_SCAN PAGE_IS_PFNZERO says %ld of "
+				 "the UFFDIO_ZEROPAGE page", n);
+			pfn = 0;
+			goto out;
+		}
+	}
+	zp_error[0] = '\0';
+out:
+	munmap(p, ps);
+	close(fd);
+	return pfn;
+}
+
 uint64_t zero_page_pfn(void)
 {
 	static uint64_t zpfn;
-	uint64_t pfn = 0;
-	int present = 0;
-	void *p;
 
-	if (zpfn)
-		return zpfn;
-	/* One page cannot be a THP, so a read maps the 4 KiB zero page. */
-	p = mmap(NULL, page_size(), PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
+	if (!zpfn)
+		zpfn = find_zero_page();
+	return zpfn;
+}
+
+const char *zero_page_error(void)
+{
+	zero_page_pfn();
+	return zp_error;
+}
+
+int is_zero_page(const void *addr)
+{
+	uintptr_t pg = (uintptr_t)addr & ~(uintptr_t)(page_size() - 1);
+	uint64_t pfn, flags, zpfn = zero_page_pfn();
+	int present, ret, by_pfn, by_flags;
+	long n;
+
+	if (!zpfn)
+		return -ENODATA;
+	ret = page_lookup((void *)pg, &present, &pfn);
+	if (ret)
+		return ret;
+	if (!present)
 		return 0;
-	(void)peek(p);
-	if (page_lookup(p, &present, &pfn) || !present)
-		pfn = 0;
-	munmap(p, page_size());
-	zpfn = pfn;
-	return pfn;
+	ret = kpageflags(pfn, &flags);
+	if (ret)
+		return ret;
+	by_pfn = pfn == zpfn;
+	by_flags = (flags & KPF_HUGE_ZERO) == KPF_ZERO;
+	n = kernel_has_scan() ? scan_pages((void *)pg, page_size(),
+					   H_PAGE_IS_PFNZERO) : by_pfn;
+	if (n < 0)
+		return (int)n;
+	if (by_flags != by_pfn || n != by_pfn) {
+		fprintf(stderr, "is_zero_page(%p): PFN %#llx %s the zero page "
+			"%#llx, kpageflags %#llx, PAGEMAP_SCAN %ld\n", addr,
+			(unsigned long long)pfn, by_pfn ? "is" : "is not",
+			(unsigned long long)zpfn, (unsigned long long)flags, n);
+		return -EPROTO;
+	}
+	return by_pfn;
 }
 
 /* Count pages of [addr, addr + len) in a PAGEMAP_SCAN category. */
@@ -247,14 +577,97 @@ static long scan_pages(const void *addr, size_t len, uint64_t category)
 	return total;
 }
 
+/*
+ * Pages of [addr, addr + len) whose pagemap PFN /proc/kpageflags calls a
+ * zero page.  The 4 KiB zero page is known by its PFN (which
+ * zero_page_pfn() checked once); any other PFN is looked up, a run of
+ * consecutive PFNs in one read.
+ */
+static long pagemap_zero_pages(const void *addr, size_t len)
+{
+	size_t n = len / page_size(), i, j, k;
+	uint64_t *pm, flags[64], zpfn = zero_page_pfn(), pfn;
+	long count = 0;
+	ssize_t r;
+	int fd, ret;
+
+	if (!zpfn)
+		return -ENODATA;
+	pm = calloc(n ? n : 1, sizeof(*pm));
+	if (!pm)
+		return -ENOMEM;
+	ret = pagemap_entries(addr, n, pm);
+	if (ret) {
+		free(pm);
+		return ret;
+	}
+	fd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		free(pm);
+		return -errno;
+	}
+	for (i = 0; i < n; i = j) {
+		j = i + 1;
+		if (!(pm[i] & PM_PRESENT))
+			continue;
+		pfn = pm[i] & PM_PFN_MASK;
+		if (pfn == zpfn) {
+			count++;
+			continue;
+		}
+		while (j < n && j - i < ARRAY_SIZE(flags) &&
+		       (pm[j] & PM_PRESENT) &&
+		       (pm[j] & PM_PFN_MASK) == pfn + (j - i))
+			j++;
+		r = pread(fd, flags, (j - i) * sizeof(flags[0]),
+			  (off_t)(pfn * sizeof(flags[0])));
+		if (r != (ssize_t)((j - i) * sizeof(flags[0]))) {
+			count = r < 0 ? -errno : -EIO;
+			break;
+		}
+		for (k = 0; k < j - i; k++)
+			count += (flags[k] & KPF_ZERO) != 0;
+	}
+	close(fd);
+	free(pm);
+	return count;
+}
+
 long pfnzero_pages(const void *addr, size_t len)
 {
-	return scan_pages(addr, len, H_PAGE_IS_PFNZERO);
+	long pm = pagemap_zero_pages(addr, len), sc;
+
+	if (!kernel_has_scan())
+		return pm;
+	sc = scan_pages(addr, len, H_PAGE_IS_PFNZERO);
+	/* PFNs hidden (not root): PAGEMAP_SCAN alone, as it needs none. */
+	if (sc < 0 || pm == -ENODATA)
+		return sc;
+	if (pm < 0)
+		return pm;
+	if (sc != pm) {
+		fprintf(stderr, "pfnzero_pages(%p, %zu): PAGEMAP_SCAN counts "
+			"%ld, pagemap and kpageflags %ld\n", addr, len, sc, pm);
+		return -EPROTO;
+	}
+	return pm;
 }
 
 long scan_present_pages(const void *addr, size_t len)
 {
-	return scan_pages(addr, len, H_PAGE_IS_PRESENT);
+	long pm = present_pages(addr, len), sc;
+
+	if (pm < 0 || !kernel_has_scan())
+		return pm;
+	sc = scan_pages(addr, len, H_PAGE_IS_PRESENT);
+	if (sc < 0)
+		return sc;
+	if (sc != pm) {
+		fprintf(stderr, "scan_present_pages(%p, %zu): PAGEMAP_SCAN "
+			"counts %ld, pagemap %ld\n", addr, len, sc, pm);
+		return -EPROTO;
+	}
+	return pm;
 }
 
 long kpagecount(uint64_t pfn)
@@ -275,18 +688,18 @@ long kpagecount(uint64_t pfn)
 
 long present_pages(const void *addr, size_t len)
 {
-	size_t off;
-	long n = 0;
-	uint64_t pfn;
-	int present, ret;
+	size_t n = len / page_size(), i;
+	uint64_t *pm = calloc(n ? n : 1, sizeof(*pm));
+	long count = 0;
+	int ret;
 
-	for (off = 0; off < len; off += page_size()) {
-		ret = page_lookup((const char *)addr + off, &present, &pfn);
-		if (ret)
-			return ret;
-		n += present;
-	}
-	return n;
+	if (!pm)
+		return -ENOMEM;
+	ret = pagemap_entries(addr, n, pm);
+	for (i = 0; !ret && i < n; i++)
+		count += (pm[i] & PM_PRESENT) != 0;
+	free(pm);
+	return ret ? ret : count;
 }
 
 /* ---- userfaultfd fdinfo ------------------------------------------- */
@@ -413,6 +826,32 @@ long rss_kib(const void *addr)
 	return kib < 0 ? -EIO : kib;
 }
 
+struct field_arg {
+	const char	*field;
+	long		kib;
+};
+
+static int field_line(const char *line, void *arg)
+{
+	struct field_arg *fa = arg;
+	size_t n = strlen(fa->field);
+
+	if (strncmp(line, fa->field, n) || line[n] != ':')
+		return 0;
+	return sscanf(line + n + 1, "%ld kB", &fa->kib) == 1 ? 1 : -EIO;
+}
+
+long smaps_kib(const void *addr, const char *field)
+{
+	struct field_arg fa = { .field = field, .kib = -1 };
+	int ret;
+
+	ret = smaps_block(addr, field_line, &fa);
+	if (ret < 0)
+		return ret;
+	return fa.kib < 0 ? -ENOENT : fa.kib;
+}
+
 struct flag_arg {
 	const char	*flag;
 	int		found;
@@ -454,6 +893,15 @@ long thread_minflt(void)
 	if (getrusage(RUSAGE_THREAD, &ru))
 		return -errno;
 	return ru.ru_minflt;
+}
+
+long thread_faults(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_THREAD, &ru))
+		return -errno;
+	return ru.ru_minflt + ru.ru_majflt;
 }
 
 long meminfo_value(const char *field)
@@ -504,6 +952,250 @@ int write_long_file(const char *path, long val)
 	if (n != len)
 		ret = n < 0 ? -errno : -EIO;
 	close(fd);
+	return ret;
+}
+
+/* ---- the kernel's own behaviour ----------------------------------- */
+
+#define THP_DIR	"/sys/kernel/mm/transparent_hugepage"
+#define PROBE_PAGES	16
+
+/* The bracketed word of a sysfs choice ("always [madvise] never"). */
+static int sysfs_choice(const char *path, char *out, size_t len)
+{
+	char line[256], *a, *b;
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return -errno;
+	if (!fgets(line, sizeof(line), f)) {
+		fclose(f);
+		return -EIO;
+	}
+	fclose(f);
+	a = strchr(line, '[');
+	b = a ? strchr(a, ']') : NULL;
+	if (!b)
+		return -EIO;
+	snprintf(out, len, "%.*s", (int)(b - a - 1), a + 1);
+	return 0;
+}
+
+/*
+ * Read every page of a fresh 4 KiB-page mapping, as a program would, and
+ * ask two oracles what the reads mapped: Rss (0 for the zero page, which
+ * is nobody's memory) and, with PFNs, pagemap against the zero page.
+ */
+static int probe_read_maps_zero(void)
+{
+	size_t ps = page_size(), i, zero = 0;
+	uint64_t pm[PROBE_PAGES], zpfn = zero_page_pfn();
+	int by_rss, by_pfn = -1;
+	long rss;
+	char *p;
+
+	p = mmap(NULL, PROBE_PAGES * ps, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return -1;
+	madvise(p, PROBE_PAGES * ps, MADV_NOHUGEPAGE);
+	for (i = 0; i < PROBE_PAGES; i++)
+		(void)peek(p + i * ps);
+	rss = rss_kib(p);
+	by_rss = rss == 0 ? 1 :
+		 rss == (long)(PROBE_PAGES * ps / 1024) ? 0 : -1;
+	if (zpfn && !pagemap_entries(p, PROBE_PAGES, pm)) {
+		for (i = 0; i < PROBE_PAGES; i++)
+			zero += (pm[i] & PM_PRESENT) &&
+				(pm[i] & PM_PFN_MASK) == zpfn;
+		by_pfn = zero == PROBE_PAGES ? 1 : zero == 0 ? 0 : -1;
+	}
+	munmap(p, PROBE_PAGES * ps);
+	if (by_pfn >= 0 && by_pfn != by_rss) {
+		fprintf(stderr, "native read probe: Rss %ld KiB, but %zu of %d "
+			"pages map the zero page\n", rss, zero, PROBE_PAGES);
+		return -1;
+	}
+	return by_rss;
+}
+
+/* Whether some anonymous THP size applies to memory nobody advised. */
+static int probe_thp_unadvised(enum thp_mode top)
+{
+	char path[512], word[32];
+	struct dirent *de;
+	DIR *d;
+	int any = 0;
+
+	d = opendir(THP_DIR);
+	if (!d)
+		return 0;
+	/* mTHP (6.8): a setting per size; the PMD size may "inherit". */
+	while ((de = readdir(d))) {
+		if (strncmp(de->d_name, "hugepages-", 10))
+			continue;
+		snprintf(path, sizeof(path), THP_DIR "/%s/enabled",
+			 de->d_name);
+		if (sysfs_choice(path, word, sizeof(word)))
+			continue;
+		if (!strcmp(word, "always") ||
+		    (!strcmp(word, "inherit") && top == THP_ALWAYS))
+			any = 1;
+	}
+	closedir(d);
+	/* Before mTHP the top-level setting was the only one. */
+	return any || top == THP_ALWAYS;
+}
+
+const struct native_facts *native_facts(void)
+{
+	static struct native_facts nf;
+	static int probed;
+	char word[32];
+	long v;
+
+	if (probed)
+		return &nf;
+	probed = 1;
+	nf.read_maps_zero = probe_read_maps_zero();
+	nf.thp_enabled = THP_ABSENT;
+	if (!sysfs_choice(THP_DIR "/enabled", word, sizeof(word)))
+		nf.thp_enabled = !strcmp(word, "always") ? THP_ALWAYS :
+				 !strcmp(word, "madvise") ? THP_MADVISE :
+				 THP_NEVER;
+	nf.thp_use_zero_page = -1;
+	if (!read_long_file(THP_DIR "/use_zero_page", &v))
+		nf.thp_use_zero_page = (int)v;
+	nf.thp_unadvised = nf.thp_enabled != THP_ABSENT &&
+			   probe_thp_unadvised(nf.thp_enabled);
+	nf.hugetlb_total = meminfo_value("HugePages_Total");
+	nf.hugetlb_free = meminfo_value("HugePages_Free");
+	return &nf;
+}
+
+void print_native_facts(FILE *f)
+{
+	static const char *const thp[] = { "never", "madvise", "always" };
+	const struct native_facts *nf = native_facts();
+
+	fprintf(f, "NATIVE: reads map the zero page: %s; THP %s, "
+		"use_zero_page %d, unadvised memory %s; huge pages %ld "
+		"(%ld free)\n",
+		nf->read_maps_zero < 0 ? "unknown" :
+		nf->read_maps_zero ? "yes" : "no",
+		nf->thp_enabled == THP_ABSENT ? "absent" :
+		thp[nf->thp_enabled], nf->thp_use_zero_page,
+		nf->thp_unadvised ? "may be huge" : "4 KiB",
+		nf->hugetlb_total, nf->hugetlb_free);
+}
+
+#if defined(__x86_64__)
+struct rmw_arg {
+	uint8_t	*page;
+};
+
+static void *rmw_touch(void *arg)
+{
+	struct rmw_arg *a = arg;
+
+	__asm__ volatile("addb $1, %0" : "+m"(*a->page));
+	return NULL;
+}
+
+int rmw_faults_as_write(void)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MISSING };
+	struct uffdio_copy copy = { .mode = 0 };
+	struct uffd_msg msg;
+	struct rmw_arg a;
+	struct pollfd pfd;
+	size_t ps = page_size();
+	pthread_t t;
+	int fd, ret;
+	char *src;
+
+	fd = raw_uffd();
+	if (fd < 0)
+		return fd;
+	a.page = mmap(NULL, 2 * ps, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (a.page == MAP_FAILED) {
+		ret = -errno;
+		goto out_fd;
+	}
+	src = (char *)a.page + ps;
+	memset(src, 0, ps);
+	reg.range.start = copy.dst = (uintptr_t)a.page;
+	reg.range.len = copy.len = ps;
+	copy.src = (uintptr_t)src;
+	if (ioctl(fd, UFFDIO_API, &api) || ioctl(fd, UFFDIO_REGISTER, &reg)) {
+		ret = -errno;
+		goto out_map;
+	}
+	ret = -pthread_create(&t, NULL, rmw_touch, &a);
+	if (ret)
+		goto out_map;
+	pfd = (struct pollfd){ .fd = fd, .events = POLLIN };
+	if (poll(&pfd, 1, TEST_WAIT_MS) != 1 ||
+	    read(fd, &msg, sizeof(msg)) != (ssize_t)sizeof(msg) ||
+	    msg.event != UFFD_EVENT_PAGEFAULT)
+		ret = -EIO;
+	else
+		ret = !!(msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
+	/* let the toucher finish whatever we learnt */
+	if (ioctl(fd, UFFDIO_COPY, &copy) && errno != EEXIST)
+		ret = -errno;
+	if (ret >= 0)
+		ret = join_timeout(t, NULL, TEST_WAIT_MS) ? -ETIMEDOUT : ret;
+	else
+		pthread_detach(t);
+out_map:
+	munmap(a.page, 2 * ps);
+out_fd:
+	close(fd);
+	return ret;
+}
+#else
+int rmw_faults_as_write(void)
+{
+	return -ENOTSUP;
+}
+#endif
+
+#define HUGE_2M	(2UL << 20)
+
+int native_thp_read(struct thp_read *out)
+{
+	size_t ps = page_size(), off;
+	uint64_t pfn, flags;
+	int present, ret = 0;
+	char *map, *p;
+
+	map = mmap(NULL, 2 * HUGE_2M, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (map == MAP_FAILED)
+		return -errno;
+	p = (char *)(((uintptr_t)map + HUGE_2M - 1) & ~(HUGE_2M - 1));
+	if (madvise(p, HUGE_2M, MADV_HUGEPAGE)) {
+		ret = -errno;
+		goto out;
+	}
+	for (off = 0; off < HUGE_2M; off += ps)
+		(void)peek(p + off);
+	out->rss_kib = rss_kib(p);
+	out->anon_huge_kib = smaps_kib(p, "AnonHugePages");
+	if (out->rss_kib < 0 || out->anon_huge_kib < 0) {
+		ret = out->rss_kib < 0 ? (int)out->rss_kib :
+		      (int)out->anon_huge_kib;
+		goto out;
+	}
+	out->huge_zero = -1;
+	if (!page_lookup(p, &present, &pfn) && present && pfn &&
+	    !kpageflags(pfn, &flags))
+		out->huge_zero = (flags & KPF_HUGE_ZERO) == KPF_HUGE_ZERO;
+out:
+	munmap(map, 2 * HUGE_2M);
 	return ret;
 }
 

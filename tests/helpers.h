@@ -16,6 +16,7 @@
 
 #include <pthread.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/types.h>
@@ -36,18 +37,137 @@
 
 size_t page_size(void);
 
+/* ---- the running kernel ------------------------------------------- */
+
+/*
+ * What the running kernel offers, as the tests see it: the userfaultfd
+ * features (LIBUFFD_FEATURE_*) and whether it has the PAGEMAP_SCAN ioctl
+ * (6.7).  Probed once.
+ *
+ * $UFFD_TEST_HIDE hides some of them, to try on a new kernel the paths
+ * an old one takes: a comma-separated list of feature names ("MOVE"),
+ * "PAGEMAP_SCAN", or a kernel version ("6.1": everything newer).  The
+ * standard fixtures then turn the hidden features off in their context
+ * (features_off); contexts a test makes itself keep them.
+ */
+uint64_t kernel_features(void);
+int kernel_has_scan(void);
+
+/* The kernel version that brought feature bit @bit, e.g. "6.8", or "?". */
+const char *feature_since(unsigned int bit);
+
 /*
  * For main(): exit 77 with the reason on stderr when the running kernel
- * lacks one of @features (LIBUFFD_FEATURE_*) or, when @need_scan, the
- * PAGEMAP_SCAN ioctl; exit 99 when userfaultfd cannot be used at all.
+ * lacks one of @features (LIBUFFD_FEATURE_*), the program's core, or,
+ * when @need_scan, the PAGEMAP_SCAN ioctl (only for a program that has
+ * no use without it: pagemap and kpageflags answer the counts the
+ * helpers take from it); exit 99 when userfaultfd cannot be used at all.
  */
 void require_kernel(uint64_t features, int need_scan);
 
 /*
- * For main(): exit 99 when pagemap hides PFNs (not root), which the zero
- * page's PFN needs.  Finding it here also spares the tests the cost.
+ * For main(): exit 99 when pagemap hides PFNs or /proc/kpageflags cannot
+ * be read (not root), and 77 when the kernel has no shared zero page to
+ * give (UFFDIO_ZEROPAGE maps another page, as where the architecture
+ * forbids it).  Finding the zero page here also spares the tests the
+ * cost.
  */
 void require_pfns(void);
+
+/*
+ * For main(): make sure pfnzero_pages() can count, by PAGEMAP_SCAN
+ * (any user) or else by PFNs (require_pfns()).
+ */
+void require_zero_count(void);
+
+/* ---- test cases a kernel may not run ------------------------------ */
+
+/* Needs of a test case besides userfaultfd features, for add_test_if(). */
+#define NEED_PAGEMAP_SCAN	(1u << 0)
+
+/*
+ * Leave test case @name out, saying so in one line on stderr that a CI
+ * harness counts:
+ *	SKIP-CASE: <program>: <name>: <reason>
+ */
+void skip_case(const char *name, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/*
+ * Whether the running kernel can run test case @name, which needs
+ * @features (LIBUFFD_FEATURE_*) and @needs (NEED_*).  When it cannot,
+ * the case is skipped with skip_case() ("kernel lacks
+ * UFFD_FEATURE_MOVE (6.8)") and the answer is 0.
+ */
+int case_runs(const char *name, uint64_t features, unsigned int needs);
+
+/* tcase_add_test() and tcase_add_loop_test(), when case_runs() says so. */
+void add_test_if(TCase *tc, const TTest *t, uint64_t features,
+		 unsigned int needs);
+void add_loop_test_if(TCase *tc, const TTest *t, int start, int end,
+		      uint64_t features, unsigned int needs);
+
+/* ---- the kernel's own behaviour ----------------------------------- */
+
+enum thp_mode {
+	THP_ABSENT = -1,	/* no transparent_hugepage in sysfs */
+	THP_NEVER,
+	THP_MADVISE,
+	THP_ALWAYS,
+};
+
+/*
+ * How the kernel itself treats anonymous memory, probed once, so that
+ * every assertion about the kernel's behaviour (not the library's) can
+ * follow it.  Assertions about what libuffd does never look here.
+ */
+struct native_facts {
+	/*
+	 * 1 when a read fault on untouched private anonymous memory of
+	 * 4 KiB pages (MADV_NOHUGEPAGE) maps the shared zero page, 0 when
+	 * it allocates a page instead (pvm_no_zero_page=1, s390 guests),
+	 * -1 when the oracles (pagemap PFNs, Rss) disagreed.
+	 */
+	int		read_maps_zero;
+	enum thp_mode	thp_enabled;	/* .../transparent_hugepage/enabled */
+	int		thp_use_zero_page;	/* 0, 1; -1 when absent */
+	/*
+	 * 1 when memory nobody advised may get folios larger than 4 KiB on
+	 * a fault: THP "always", or an mTHP size set to "always" (or to
+	 * "inherit" under "always").
+	 */
+	int		thp_unadvised;
+	long		hugetlb_total;	/* default-size huge pages reserved */
+	long		hugetlb_free;
+};
+
+const struct native_facts *native_facts(void);
+
+/* One line describing native_facts(), for a log. */
+void print_native_facts(FILE *f);
+
+/*
+ * What a native read walk over one 2 MiB-aligned MADV_HUGEPAGE extent
+ * does under the THP settings of the moment: its Rss and AnonHugePages
+ * after the walk, and whether its first page is then the huge zero page
+ * (/proc/kpageflags KPF_ZERO_PAGE with KPF_THP; -1 when PFNs are hidden).
+ * Returns 0 or -errno.
+ */
+struct thp_read {
+	long	rss_kib;
+	long	anon_huge_kib;
+	int	huge_zero;
+};
+
+int native_thp_read(struct thp_read *out);
+
+/*
+ * x86-64: 1 when the CPU reports the first fault of a read-modify-write
+ * instruction (addb $1, mem) as a write, as hardware does, 0 when as a
+ * read (qemu's TCG loads first), asked of a raw userfaultfd; -errno
+ * (-ENOTSUP elsewhere).
+ */
+int rmw_faults_as_write(void);
 
 /* ---- Check plumbing ---------------------------------------------- */
 
@@ -93,15 +213,32 @@ int pagemap_entries(const void *addr, size_t n, uint64_t *out);
 int page_lookup(const void *addr, int *present, uint64_t *pfn);
 
 /*
- * PFN of the shared zero page, found by reading a fresh private anonymous
- * page.  Returns 0 when it cannot be found (PFNs hidden: not root).
+ * PFN of the shared zero page.  Never learnt from a native read fault,
+ * which some kernels serve with a fresh page: it is the page a raw
+ * UFFDIO_ZEROPAGE maps on a throwaway userfaultfd of the helpers' own
+ * (not libuffd's, so that the tests do not take the library's word),
+ * confirmed by /proc/kpageflags (KPF_ZERO_PAGE, not KPF_THP) and, where
+ * the kernel has it, PAGEMAP_SCAN's PAGE_IS_PFNZERO.  Found once.
+ * Returns 0 when it cannot be found; zero_page_error() then says why.
  */
 uint64_t zero_page_pfn(void);
+const char *zero_page_error(void);
 
 /*
- * Number of pages in [addr, addr + len) that map the shared zero page,
- * counted by PAGEMAP_SCAN with PAGE_IS_PFNZERO, or -errno (-ENOTTY when
- * the kernel lacks PAGEMAP_SCAN).
+ * 1 when the page holding @addr maps the shared (4 KiB) zero page, 0 when
+ * it does not or is not present, -errno when an oracle fails, -EPROTO
+ * (with the details on stderr) when the oracles disagree: its PFN against
+ * zero_page_pfn(), its /proc/kpageflags, and PAGEMAP_SCAN where present.
+ */
+int is_zero_page(const void *addr);
+
+/*
+ * Number of pages in [addr, addr + len) that map a zero page (the 4 KiB
+ * one, or the huge zero page), as PAGEMAP_SCAN's PAGE_IS_PFNZERO counts
+ * them.  Counted from pagemap PFNs and /proc/kpageflags on every kernel,
+ * and checked against PAGEMAP_SCAN where the kernel has it: -EPROTO,
+ * with both counts on stderr, when they disagree.  Or -errno: -ENODATA
+ * when PFNs are hidden (not root) and the kernel lacks PAGEMAP_SCAN.
  */
 long pfnzero_pages(const void *addr, size_t len);
 
@@ -109,10 +246,18 @@ long pfnzero_pages(const void *addr, size_t len);
 long present_pages(const void *addr, size_t len);
 
 /*
- * The same count by PAGEMAP_SCAN with PAGE_IS_PRESENT: one walk of the
- * page tables rather than an entry per page.  -errno as pfnzero_pages().
+ * The same count by PAGEMAP_SCAN with PAGE_IS_PRESENT, one walk of the
+ * page tables, checked against pagemap (-EPROTO when they disagree); by
+ * pagemap alone on kernels without PAGEMAP_SCAN.  Or -errno.
  */
 long scan_present_pages(const void *addr, size_t len);
+
+/* Bits of /proc/kpageflags (Documentation/admin-guide/mm/pagemap.rst). */
+#define KPF_BIT_THP		22
+#define KPF_BIT_ZERO_PAGE	24
+
+/* The /proc/kpageflags word of physical page @pfn (root only): 0 or -errno. */
+int kpageflags(uint64_t pfn, uint64_t *flags);
 
 /*
  * How many times physical page @pfn is mapped (/proc/kpagecount, root
@@ -143,6 +288,12 @@ long wait_pending(int fd, long n, int timeout_ms);
 long rss_kib(const void *addr);
 
 /*
+ * Any "<field>: N kB" line of the smaps block of the mapping that
+ * contains @addr ("AnonHugePages"), or -errno (-ENOENT: no such field).
+ */
+long smaps_kib(const void *addr, const char *field);
+
+/*
  * 1 when the VmFlags of the mapping holding @addr include @flag (e.g.
  * "um": registered for userfaultfd missing faults), 0 when not, -ENOENT
  * when @addr is not mapped, or -errno.
@@ -151,6 +302,14 @@ int vma_has_flag(const void *addr, const char *flag);
 
 /* Minor faults taken by the calling thread so far (RUSAGE_THREAD). */
 long thread_minflt(void);
+
+/*
+ * Faults taken by the calling thread so far, minor and major: a fault
+ * that userfaultfd served is retried, and the retry counts as major on
+ * some kernels (6.1) and as minor on others (6.18).  With no swap and no
+ * file I/O, nothing else here is major.
+ */
+long thread_faults(void);
 
 /* Value of a /proc/meminfo field such as "HugePages_Free", or -errno. */
 long meminfo_value(const char *field);

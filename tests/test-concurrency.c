@@ -355,6 +355,7 @@ static Suite *concurrency_suite(void)
 
 int main(void)
 {
-	require_kernel(0, 1);
+	require_kernel(0, 0);
+	require_zero_count();
 	return run_suite(concurrency_suite());
 }

@@ -517,6 +517,7 @@ static Suite *stop_suite(void)
 
 int main(void)
 {
-	require_kernel(0, 1);
+	require_kernel(0, 0);
+	require_zero_count();
 	return run_suite(stop_suite());
 }
