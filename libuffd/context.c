@@ -501,11 +501,21 @@ int luffd_read_msgs(struct luffd_handler *h)
 	if (!room)
 		return -ENOSPC;
 	want = LUFFD_MIN(room, LUFFD_READ_BATCH);
+	/*
+	 * An event's sender (the madvise caller) goes on as soon as read()
+	 * takes the event, before we ingest it: ctx->reading tells a fault
+	 * that finds a page failed to wait for the REMOVE that may be
+	 * clearing it (see luffd_dispatch_fault()).
+	 */
+	__atomic_add_fetch(&h->ctx->reading, 1, __ATOMIC_SEQ_CST);
 	got = read(h->ctx->fd, buf, want * sizeof(buf[0]));
 	if (got < 0) {
-		if (errno == EAGAIN || errno == EINTR)
+		int err = errno;
+
+		__atomic_sub_fetch(&h->ctx->reading, 1, __ATOMIC_RELEASE);
+		if (err == EAGAIN || err == EINTR)
 			return 0;
-		return -errno;
+		return -err;
 	}
 	now = luffd_now_ns();
 	n = (unsigned int)((size_t)got / sizeof(buf[0]));
@@ -516,6 +526,7 @@ int luffd_read_msgs(struct luffd_handler *h)
 		lm->t_read_ns = now;
 		luffd_ingest_event(h->ctx, &buf[i]);
 	}
+	__atomic_sub_fetch(&h->ctx->reading, 1, __ATOMIC_RELEASE);
 	return (int)n;
 }
 

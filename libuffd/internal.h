@@ -232,6 +232,7 @@ struct uffd_ctx {
 	bool			running;
 	bool			pagers_on;	/* under lock: start hooks run */
 	int			stopping;	/* atomic: workers leave */
+	int			reading;	/* atomic: reads not yet ingested */
 	cpu_set_t		start_cpus;	/* for LIBUFFD_CPU_SAME */
 	cpu_set_t		create_cpus;	/* helpers' default: all CPUs */
 	int			helper_cpu;

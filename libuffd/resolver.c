@@ -361,6 +361,24 @@ void luffd_dispatch_event(struct uffd_region *r, const struct uffd_event *ev)
 		pthread_mutex_unlock(&r->fault_lock);
 }
 
+/*
+ * Is the page at @off still failed?  A MADV_DONTNEED that takes the
+ * failure away lets its caller go on once a handler has read the REMOVE,
+ * a moment before the handler clears the bit; a fault after it must not
+ * take that moment's word.  So wait (briefly: a read is ingested at once)
+ * for reads in flight before answering yes.
+ */
+static bool still_failed(struct uffd_region *r, uint64_t off)
+{
+	unsigned int spins = 0;
+
+	while (luffd_failed_test(r, off) &&
+	       __atomic_load_n(&r->ctx->reading, __ATOMIC_ACQUIRE) &&
+	       ++spins < 100000)
+		sched_yield();
+	return luffd_failed_test(r, off);
+}
+
 int luffd_dispatch_fault(struct luffd_handler *h, struct uffd_region *r,
 			 const struct luffd_msg *m)
 {
@@ -393,7 +411,7 @@ int luffd_dispatch_fault(struct luffd_handler *h, struct uffd_region *r,
 		    (flags & UFFD_PAGEFAULT_FLAG_WRITE) ? LUFFD_CTR(faults_write) :
 		    LUFFD_CTR(faults_read), 1);
 
-	if (luffd_failed_test(r, f.offset)) {
+	if (still_failed(r, f.offset)) {
 		/* its pager failed already: the answer is the same */
 		luffd_count(&r->ctr, LUFFD_CTR(failed_refaults), 1);
 		luffd_fail_fault(&res, f.tid);

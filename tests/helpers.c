@@ -72,19 +72,14 @@ size_t page_size(void)
 /* ---- the running kernel ------------------------------------------- */
 
 /* Where each feature bit arrived (include/uapi/linux/userfaultfd.h). */
-static const char *const since[] = {
-	[0] = "5.7",	[1] = "4.11",	[2] = "4.11",	[3] = "4.11",
-	[4] = "4.11",	[5] = "4.11",	[6] = "4.11",	[7] = "4.14",
-	[8] = "4.14",	[9] = "5.13",	[10] = "5.14",	[11] = "5.18",
-	[12] = "5.19",	[13] = "6.4",	[14] = "6.6",	[15] = "6.7",
-	[16] = "6.8",
-};
-
 #define SCAN_SINCE	"6.7"
 
-const char *feature_since(unsigned int bit)
+/* The release that added feature @bit, "?" when unknown. */
+static const char *feature_since(unsigned int bit)
 {
-	return bit < ARRAY_SIZE(since) && since[bit] ? since[bit] : "?";
+	const char *v = uffd_feature_since(bit);
+
+	return v ? v : "?";
 }
 
 /* "6.8" -> 608, for comparing versions. */
@@ -123,8 +118,9 @@ static void parse_hide(void)
 		}
 		if (tok[0] >= '0' && tok[0] <= '9') {
 			v = version_code(tok);
-			for (bit = 0; bit < ARRAY_SIZE(since); bit++)
-				if (since[bit] && version_code(since[bit]) > v)
+			for (bit = 0; bit < LIBUFFD_FEATURE_NBITS; bit++)
+				if (uffd_feature_since(bit) &&
+				    version_code(uffd_feature_since(bit)) > v)
 					hidden_features |= 1ULL << bit;
 			if (version_code(SCAN_SINCE) > v)
 				hidden_scan = 1;

@@ -53,9 +53,6 @@ size_t page_size(void);
 uint64_t kernel_features(void);
 int kernel_has_scan(void);
 
-/* The kernel version that brought feature bit @bit, e.g. "6.8", or "?". */
-const char *feature_since(unsigned int bit);
-
 /*
  * For main(): exit 77 with the reason on stderr when the running kernel
  * lacks one of @features (LIBUFFD_FEATURE_*), the program's core, or,
