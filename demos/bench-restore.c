@@ -424,14 +424,20 @@ static void report(const struct sample *s)
 	size_t k, best, pr, mm;
 	int ord;
 
-	if (!o.json) {
+	{
 		struct uffd_probe facts = { .size = sizeof(facts) };
-		char line[512];
+		char line[4096];
 
 		/* the first line of every uffd-bench report (uffd-bench.c) */
 		uffd_probe(&facts);
-		uffd_probe_format(&facts, LIBUFFD_FMT_TEXT, line, sizeof(line));
-		printf("# machine: %s\n", line);
+		uffd_probe_format(&facts, o.json ? LIBUFFD_FMT_JSON :
+				  LIBUFFD_FMT_TEXT, line, sizeof(line));
+		if (o.json)
+			printf("{\"experiment\":\"probe\",%s\n", line + 1);
+		else
+			printf("# machine: %s\n", line);
+	}
+	if (!o.json) {
 		printf("# restore: %llu MiB image (%llu pages, 1/4 zero, "
 		       "sparse), median of %u reps, interleaved\n",
 		       (unsigned long long)(o.size >> 20),

@@ -1326,16 +1326,21 @@ static void pin_self(int cpu)
 /*
  * The machine facts that change what the numbers mean (the native zero
  * page, THP, huge pages, missing userfaultfd features): the first line of
- * every report.  A probe that fails still says why in its facts.
+ * every report, with --json an object whose "experiment" is "probe".  A
+ * probe that fails still says why in its facts.
  */
-static void print_facts(void)
+static void print_facts(bool json)
 {
 	struct uffd_probe p = { .size = sizeof(p) };
-	char line[512];
+	char line[4096];
 
 	uffd_probe(&p);
-	uffd_probe_format(&p, LIBUFFD_FMT_TEXT, line, sizeof(line));
-	printf("# machine: %s\n", line);
+	uffd_probe_format(&p, json ? LIBUFFD_FMT_JSON : LIBUFFD_FMT_TEXT,
+			  line, sizeof(line));
+	if (json)	/* one object: the facts' own keys after ours */
+		printf("{\"experiment\":\"probe\",%s\n", line + 1);
+	else
+		printf("# machine: %s\n", line);
 }
 
 int main(int argc, char **argv)
@@ -1348,8 +1353,7 @@ int main(int argc, char **argv)
 	if (argc > 1 && !strcmp(argv[1], "restore"))
 		return bench_restore(argc - 1, argv + 1);
 	e = parse_args(argc, argv);
-	if (!cfg.json)
-		print_facts();
+	print_facts(cfg.json);
 	signals_setup();
 	atexit(tune_restore_all);
 	pin_self(cfg.pin->app_cpu);
