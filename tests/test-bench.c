@@ -292,7 +292,13 @@ static void parse_rows(const char *out, const char *experiment,
 	rows->v = calloc(MAX_ROWS, sizeof(*rows->v));
 	rows->n = 0;
 	ck_assert_ptr_nonnull(rows->v);
-	for (line = strtok_r(copy, "\n", &save); line;
+	/* first, the machine facts: one object, not a measured row */
+	line = strtok_r(copy, "\n", &save);
+	ck_assert_msg(line && !strncmp(line, "{\"experiment\":\"probe\",", 22),
+		      "the first line is not the probe: %s", line ? line : "");
+	ck_assert_msg(parse_row(line, &rows->v[0]), "not JSON: %s", line);
+	ck_assert_ptr_nonnull(jget(&rows->v[0], "native_zero_page"));
+	for (line = strtok_r(NULL, "\n", &save); line;
 	     line = strtok_r(NULL, "\n", &save)) {
 		struct jrow *r = &rows->v[rows->n];
 
