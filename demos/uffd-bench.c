@@ -1341,6 +1341,8 @@ static void print_facts(bool json)
 		printf("{\"experiment\":\"probe\",%s\n", line + 1);
 	else
 		printf("# machine: %s\n", line);
+	/* before any row a child process or a signal handler writes */
+	fflush(stdout);
 }
 
 int main(int argc, char **argv)

@@ -472,33 +472,55 @@ START_TEST(compare_json_rows)
 		"-w", "seq-write", "-w", "seq-read", NULL
 	};
 	const struct uffd_pager_ops *const *list = uffd_pager_list();
-	const struct uffd_pager_ops *list_ok[32];
+	const char *specs[32];
 	static const char *const natives[] = {
 		"native", "populate-read", "populate-write", "thp",
 	};
+	/* shown at the kernel's batch of 1 and at the sweep's good batch */
+	static const char *const batching[] = { "prealloc", "prezero" };
 	struct thp_read thp;
 	const struct jrow *r;
 	struct result res;
 	struct jrows rows;
-	size_t npagers = 0, i;
+	size_t nspecs = 0, i, j;
+	char *spec;
 
 	/* every built-in pager that runs without arguments */
-	for (i = 0; list[i]; i++)
-		if (!uffd_pager_spec_check(list[i]->name, 0))
-			list_ok[npagers++] = list[i];
+	for (i = 0; list[i]; i++) {
+		if (uffd_pager_spec_check(list[i]->name, 0))
+			continue;
+		for (j = 0; j < ARRAY_SIZE(batching); j++)
+			if (!strcmp(list[i]->name, batching[j]))
+				break;
+		if (j == ARRAY_SIZE(batching)) {
+			specs[nspecs++] = list[i]->name;
+			continue;
+		}
+		ck_assert_int_ne(asprintf(&spec, "%s:batch=1",
+					  list[i]->name), -1);
+		specs[nspecs++] = spec;
+		ck_assert_int_ne(asprintf(&spec, "%s:batch=64",
+					  list[i]->name), -1);
+		specs[nspecs++] = spec;
+	}
 	run_bench(&res, args);
 	ck_assert_msg(res.status == 0, "exit %d: %s", res.status, res.err);
 	parse_rows(res.out, "compare", &rows);
-	ck_assert_int_eq(rows.n, 2 * (4 + (int)npagers));
+	ck_assert_int_eq(rows.n, 2 * (4 + (int)nspecs));
 	for (i = 0; i < 4; i++)
 		ck_assert_ptr_nonnull(find_row(&rows, "seq-write",
 					       natives[i]));
-	for (i = 0; i < npagers; i++) {
-		r = find_row(&rows, "seq-read", list_ok[i]->name);
-		ck_assert_msg(r, "no row for pager %s", list_ok[i]->name);
+	for (i = 0; i < nspecs; i++) {
+		r = find_row(&rows, "seq-read", specs[i]);
+		ck_assert_msg(r, "no row for pager %s", specs[i]);
 		ck_assert_double_eq(jnum(r, "reps"), 2);
 		ck_assert_double_gt(jnum(r, "uffd_faults"), 0);
 	}
+	/* batch 1 takes a fault per page written; 64 one per 64 pages */
+	r = find_row(&rows, "seq-write", "prealloc:batch=1");
+	ck_assert_double_eq(per_page(r, "uffd_faults"), 1.0);
+	r = find_row(&rows, "seq-write", "prealloc:batch=64");
+	ck_assert_double_eq(per_page(r, "uffd_faults"), 1.0 / 64);
 	for (i = 0; i < (size_t)rows.n; i++) {
 		ck_assert_str_eq(jstr(&rows.v[i], "pin"), "same");
 		ck_assert_double_eq(jnum(&rows.v[i], "size_bytes"), 4 << 20);
