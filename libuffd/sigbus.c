@@ -104,6 +104,8 @@ static bool fault_was_write(void *ucv)
  * return), we return normally.
  */
 #if defined(__x86_64__) && defined(REG_RIP)
+#include <cpuid.h>
+
 #define FP_XSTATE_MAGIC1_	0x46505853u
 #define FX_SW_BYTES_OFF		464	/* struct _fpx_sw_bytes in fxsave */
 #define ARCH_SHSTK_STATUS_	0x5005
@@ -114,6 +116,26 @@ static bool fault_was_write(void *ucv)
 
 static void *sig_restorer;	/* where a kernel-entered handler returns */
 static bool direct_ok;		/* no shadow stack, restorer known */
+
+/*
+ * QEMU's TCG emulation before 2024 did IRETQ's stack reads as kernel
+ * accesses: with SMAP in the guest, an IRETQ from user to user mode
+ * faults and the guest kernel kills the process.  The hypervisor CPUID
+ * leaf names TCG; it is slow anyway, so there we return normally.
+ */
+static bool under_tcg(void)
+{
+	unsigned int a, b, c, d;
+	char sig[12];
+
+	if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 31)))
+		return false;
+	__cpuid(0x40000000, a, b, c, d);
+	memcpy(sig, &b, 4);
+	memcpy(sig + 4, &c, 4);
+	memcpy(sig + 8, &d, 4);
+	return !memcmp(sig, "TCGTCGTCGTCG", sizeof(sig));
+}
 
 static void direct_setup(void)
 {
@@ -126,6 +148,8 @@ static void direct_setup(void)
 	uint64_t shstk = 0;
 
 	direct_ok = false;
+	if (under_tcg())
+		return;
 	if (syscall(SYS_arch_prctl, ARCH_SHSTK_STATUS_, &shstk) == 0 &&
 	    (shstk & ARCH_SHSTK_SHSTK_))
 		return;
