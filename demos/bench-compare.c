@@ -137,7 +137,7 @@ void experiment_compare(void)
 		{ "ns/page", "ns_per_page", 1, 0, 0 },
 		{ "x native", "ratio_vs_native", 2, 0, 0 },
 		{ "uffd/page", "uffd_faults", 3, 0, COL_PER_PAGE },
-		{ "minflt/page", "minflt", 3, 0, COL_PER_PAGE },
+		{ "faults/page", "faults", 3, 0, COL_PER_PAGE },
 		{ "rss KiB", "rss_kib", 0, 0, 0 },
 		{ "helper ms", "helper_cpu_ns", 1, 1e-6, 0 },
 	};
@@ -164,6 +164,8 @@ void experiment_compare(void)
 	if (!cfg.json && rows.n) {
 		note("x native: median of per-rep ratios against native on the "
 		     "same workload; helper: handler thread + pager helpers");
+		note("faults: the kernel's count, minor + major (6.1 counts a "
+		     "fault userfaultfd served as major)");
 		note("populate-*: MADV_POPULATE_* then the walk, both timed; "
 		     "thp: MADV_HUGEPAGE (%s)", thp_settings());
 	}

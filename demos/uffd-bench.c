@@ -607,6 +607,17 @@ struct val row_get(const struct row *r, const char *key)
 	const void *p;
 	size_t i;
 
+	/*
+	 * "faults", for tables: every fault the kernel counted.  Linux 6.1
+	 * files a fault userfaultfd resolved as major (it was retried), 6.18
+	 * as minor; the rows keep the two apart.
+	 */
+	if (!strcmp(key, "faults")) {
+		v.t = V_U64;
+		v.u = r->minflt + r->majflt;
+		return v;
+	}
+
 	for (i = 0; i < ARRAY_SIZE(row_fields); i++) {
 		if (strcmp(row_fields[i].key, key))
 			continue;

@@ -191,9 +191,10 @@ static void unstick(struct uffd_resolver *res, uint32_t tid,
 }
 
 /*
- * Queue SIGBUS for thread @tid, which faulted at @addr.  Only the kernel
- * may send a positive si_code to another thread, so the signal carries
- * SI_QUEUE, with the page address in si_addr and in si_value.  Returns
+ * Queue SIGBUS for thread @tid, which faulted at @addr (the byte where
+ * EXACT_ADDRESS, 5.18, is on, else the page).  Only the kernel may send
+ * a positive si_code to another thread, so the signal carries SI_QUEUE,
+ * with the address in si_addr and in si_value.  Returns
  * true when the thread should be woken to take it.  It is left to wait
  * in the fault (until the region is unregistered) rather than woken to
  * fault again for ever when the signal cannot reach it: no thread id (no
@@ -201,10 +202,10 @@ static void unstick(struct uffd_resolver *res, uint32_t tid,
  * In our own process an ignored SIGBUS is reset to the default action
  * first, as the kernel does for a fault's SIGBUS.
  */
-static bool signal_toucher(struct uffd_resolver *res, uint32_t tid)
+static bool signal_toucher(struct uffd_resolver *res, uint32_t tid,
+			   uint64_t addr)
 {
 	struct uffd_region *r = res->region;
-	uint64_t addr = r->base + res->fault_off;
 	struct task_sig ts;
 	siginfo_t si;
 
@@ -231,7 +232,7 @@ static bool signal_toucher(struct uffd_resolver *res, uint32_t tid)
 	return true;
 }
 
-void luffd_fail_fault(struct uffd_resolver *res, uint32_t tid)
+void luffd_fail_fault(struct uffd_resolver *res, uint32_t tid, uint64_t addr)
 {
 	struct uffd_region *r = res->region;
 	int ret;
@@ -244,7 +245,7 @@ void luffd_fail_fault(struct uffd_resolver *res, uint32_t tid)
 	 * handler (no res->h) delivers the signal itself.
 	 */
 	if (res->h && (ret == 0 || ret == -EEXIST ||
-		       signal_toucher(res, tid)))
+		       signal_toucher(res, tid, addr)))
 		luffd_wake_range(res, res->fault_off, r->page_size);
 	luffd_record_service(res);
 }

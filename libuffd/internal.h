@@ -314,8 +314,11 @@ int luffd_absorb_events(struct uffd_resolver *res, unsigned int *tries);
 void luffd_record_service(struct uffd_resolver *res);
 int luffd_wake_range(struct uffd_resolver *res, uint64_t off, uint64_t len);
 
-/* failure.c: a fault no pager could serve; @tid is the faulting thread */
-void luffd_fail_fault(struct uffd_resolver *res, uint32_t tid);
+/*
+ * failure.c: a fault no pager could serve; @tid is the faulting thread,
+ * @addr the address it touched (exact where EXACT_ADDRESS is on).
+ */
+void luffd_fail_fault(struct uffd_resolver *res, uint32_t tid, uint64_t addr);
 void luffd_zero_source_fini(struct uffd_ctx *ctx);
 
 /* pager.c */

@@ -229,7 +229,8 @@ struct uffd_ctx_opts {
 	 * Features to require on top of the defaults; a missing one fails
 	 * uffd_ctx_create() with -EOPNOTSUPP.  The defaults are the ones of
 	 * EVENT_REMOVE, EVENT_UNMAP, EVENT_REMAP, MISSING_SHMEM,
-	 * MISSING_HUGETLBFS, THREAD_ID, POISON and MOVE that the kernel has;
+	 * MISSING_HUGETLBFS, THREAD_ID, EXACT_ADDRESS, POISON and MOVE that
+	 * the kernel has;
 	 * the three events (4.11) are required unless in .features_off (a
 	 * region could not follow MADV_DONTNEED, munmap or mremap without
 	 * them).  What each missing one changes: MISSING_SHMEM/HUGETLBFS,
@@ -429,8 +430,9 @@ struct uffd_args;
  *           kernel-side accesses (read(2) into it) fail with EFAULT;
  *         - thread delivery without POISON (older kernels, or POISON in
  *           features_off): the library queues SIGBUS to the faulting
- *           thread (rt_tgsigqueueinfo: si_code SI_QUEUE, the page address
- *           in si_addr and si_value) and wakes it; a kernel-side access
+ *           thread (rt_tgsigqueueinfo: si_code SI_QUEUE, the address
+ *           touched in si_addr and si_value, the page's before 5.18)
+ *           and wakes it; a kernel-side access
  *           fails with EFAULT and the thread then takes the signal.  An
  *           ignored SIGBUS is reset to the default action first, as the
  *           kernel does; a thread that blocks SIGBUS, or whose id is

@@ -414,7 +414,7 @@ int luffd_dispatch_fault(struct luffd_handler *h, struct uffd_region *r,
 	if (still_failed(r, f.offset)) {
 		/* its pager failed already: the answer is the same */
 		luffd_count(&r->ctr, LUFFD_CTR(failed_refaults), 1);
-		luffd_fail_fault(&res, f.tid);
+		luffd_fail_fault(&res, f.tid, m->msg.arg.pagefault.address);
 		return -EFAULT;
 	}
 	/* several handler threads: one hook per region unless CONCURRENT */
@@ -428,6 +428,6 @@ int luffd_dispatch_fault(struct luffd_handler *h, struct uffd_region *r,
 	if (ret == -ESRCH)
 		return 0;	/* the faulting process is gone */
 	luffd_count(&r->ctr, LUFFD_CTR(pager_errors), 1);
-	luffd_fail_fault(&res, f.tid);
+	luffd_fail_fault(&res, f.tid, m->msg.arg.pagefault.address);
 	return -EFAULT;
 }

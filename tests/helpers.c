@@ -24,6 +24,10 @@
 #include <sys/syscall.h>
 #include <linux/userfaultfd.h>
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
 #include "helpers.h"
 
 /*
@@ -1479,6 +1483,24 @@ static void sigbus_install(void)
 	sa.sa_flags = SA_SIGINFO;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGBUS, &sa, NULL);
+}
+
+int direct_resume_possible(void)
+{
+#if defined(__x86_64__)
+	unsigned int a, b, c, d;
+	char sig[12];
+
+	if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 31)))
+		return 1;
+	__cpuid(0x40000000, a, b, c, d);
+	memcpy(sig, &b, 4);
+	memcpy(sig + 4, &c, 4);
+	memcpy(sig + 8, &d, 4);
+	return memcmp(sig, "TCGTCGTCGTCG", sizeof(sig)) != 0;
+#else
+	return 0;
+#endif
 }
 
 int touch_catch_sigbus(void *addr, int do_write, uint8_t *val,

@@ -397,6 +397,13 @@ int thread_cpus(pid_t tid, char *out, size_t len);
 /* ---- SIGBUS ------------------------------------------------------- */
 
 /*
+ * Whether the library can resume a SIGBUS-mode fault directly (x86-64,
+ * and not under QEMU's TCG, whose IRETQ faults with SMAP: see
+ * libuffd/sigbus.c), asked of CPUID rather than of the library.
+ */
+int direct_resume_possible(void);
+
+/*
  * Touch @addr: read one byte (stored in *val when @val is not NULL), or
  * write *val when @do_write.  Returns 1 when the access raised SIGBUS (the
  * fault address goes to *fault_addr when not NULL), 0 when it completed.

@@ -186,7 +186,12 @@ static void assert_failure_signal(const struct mode *m, const struct caught *c,
 	uintptr_t page = (uintptr_t)touched & ~(uintptr_t)(ps() - 1);
 
 	ck_assert_int_eq(c->fired, 1);
-	ck_assert_uint_eq((uintptr_t)c->addr & ~(uintptr_t)(ps() - 1), page);
+	/* the byte touched, or its page where EXACT_ADDRESS (5.18) is not */
+	if (uffd_ctx_features(ctx) & LIBUFFD_FEATURE_EXACT_ADDRESS)
+		ck_assert_ptr_eq(c->addr, touched);
+	else
+		ck_assert_uint_eq((uintptr_t)c->addr &
+				  ~(uintptr_t)(ps() - 1), page);
 	if (m->delivery == LIBUFFD_DELIVER_THREAD && !m->poison)
 		ck_assert_int_eq(c->code, SI_QUEUE);	/* the library's */
 	else

@@ -21,8 +21,6 @@
 #include "helpers.h"
 
 #if defined(__x86_64__)
-#include <cpuid.h>
-
 
 struct probe_state {
 	uint64_t	gpr[16];	/* rax..r15 as in the .S, rflags */
@@ -168,28 +166,10 @@ START_TEST(probe_control)
 }
 END_TEST
 
-/*
- * The library resumes directly unless it runs under QEMU's TCG (see
- * under_tcg() in libuffd/sigbus.c); asked here of CPUID, not of it.
- */
-static bool direct_possible(void)
-{
-	unsigned int a, b, c, d;
-	char sig[12];
-
-	if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 31)))
-		return true;
-	__cpuid(0x40000000, a, b, c, d);
-	memcpy(sig, &b, 4);
-	memcpy(sig + 4, &c, 4);
-	memcpy(sig + 8, &d, 4);
-	return memcmp(sig, "TCGTCGTCGTCG", sizeof(sig)) != 0;
-}
-
 /* sigbus_direct after @n faults that could resume directly */
 static uint64_t direct_count(uint64_t n)
 {
-	return direct_possible() ? n : 0;
+	return direct_resume_possible() ? n : 0;
 }
 
 static void registers_case(unsigned int flags, bool direct)
@@ -374,7 +354,7 @@ static Suite *resume_suite(void)
 int main(void)
 {
 	require_kernel(LIBUFFD_FEATURE_SIGBUS, 0);
-	if (!direct_possible())
+	if (!direct_resume_possible())
 		fprintf(stderr, "test-resume: under QEMU TCG the library "
 			"returns with rt_sigreturn: every case runs, none "
 			"resumes directly\n");
