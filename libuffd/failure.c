@@ -23,14 +23,16 @@
  * kernel (read(2) into the page, O_DIRECT, MADV_POPULATE) is retried
  * until the page is there or a *fatal* signal is pending, so a SIGBUS the
  * application handles keeps the thread faulting for ever.  We see it as
- * a fault again while our SIGBUS is still pending and not blocked (from
- * user mode the signal would have been taken first), and end it: in our
+ * faults again and again while our SIGBUS stays pending and not blocked
+ * (from user mode the signal is taken at once; see refaults()), and end
+ * it: in our
  * own process the page is made PROT_NONE until the access has failed with
  * EFAULT and the thread has taken the signal, then its protection comes
  * back; in another process, whose mappings we cannot change, the only
  * way left is SIGKILL.
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -191,6 +193,50 @@ static void unstick(struct uffd_resolver *res, uint32_t tid,
 }
 
 /*
+ * A fault again from a thread with our SIGBUS pending and not blocked is
+ * either a thread about to take it (a stale message: it faulted again
+ * before the signal was queued) or a kernel access that will never take
+ * it.  The first stops after a message or two; the second comes back at
+ * every wake.  So count them per thread, waking it each time, and call
+ * it stuck after STUCK_REFAULTS in a row.
+ */
+#define STUCK_SLOTS	8
+#define STUCK_REFAULTS	8
+
+static pthread_mutex_t stuck_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	uint32_t	tid;
+	unsigned int	n;
+} stuck[STUCK_SLOTS];
+
+/* Count a refault of @tid with SIGBUS pending (@pending) or reset it. */
+static unsigned int refaults(uint32_t tid, bool pending)
+{
+	unsigned int i, slot = 0, n = 0;
+
+	pthread_mutex_lock(&stuck_lock);
+	for (i = 0; i < STUCK_SLOTS; i++) {
+		if (stuck[i].tid == tid)
+			break;
+		if (stuck[i].n < stuck[slot].n)
+			slot = i;
+	}
+	if (i < STUCK_SLOTS)
+		slot = i;
+	else if (pending)
+		stuck[slot].n = 0;
+	if (pending) {
+		stuck[slot].tid = tid;
+		n = ++stuck[slot].n;
+	} else if (i < STUCK_SLOTS) {
+		stuck[slot].tid = 0;
+		stuck[slot].n = 0;
+	}
+	pthread_mutex_unlock(&stuck_lock);
+	return n;
+}
+
+/*
  * Queue SIGBUS for thread @tid, which faulted at @addr (the byte where
  * EXACT_ADDRESS, 5.18, is on, else the page).  Only the kernel may send
  * a positive si_code to another thread, so the signal carries SI_QUEUE,
@@ -212,10 +258,15 @@ static bool signal_toucher(struct uffd_resolver *res, uint32_t tid,
 	if (!tid || task_signals(tid, &ts) < 0)
 		return false;
 	if (ts.pending & SIGBUS_BIT) {
-		if (!(ts.blocked & SIGBUS_BIT))
-			unstick(res, tid, &ts);
+		if (ts.blocked & SIGBUS_BIT)
+			return false;
+		if (refaults(tid, true) < STUCK_REFAULTS)
+			return true;
+		refaults(tid, false);
+		unstick(res, tid, &ts);
 		return false;
 	}
+	refaults(tid, false);
 	if (ts.ignored & SIGBUS_BIT) {
 		if (ts.tgid != getpid())
 			return false;

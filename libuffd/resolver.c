@@ -238,10 +238,24 @@ static long fill(struct uffd_resolver *res, enum fill_op op, uint64_t off,
 	if (res->fault_off >= off && res->fault_off < end &&
 	    (ret >= 0 || luffd_present_test(r, res->fault_off)))
 		res->covered = true;
-	/* one wake for the whole range, also after an error: never strand */
+	/*
+	 * One wake for the whole range, also after an error: never strand.
+	 * But a faulting page left unfilled is the dispatcher's to answer
+	 * (luffd_fail_fault()): woken now, its thread would only fault on
+	 * it again.
+	 */
 	if (!nowake && (dontwake || need_wake)) {
-		int w = luffd_wake_range(res, off, len);
+		uint64_t f = res->fault_off;
+		int w;
 
+		if (!res->covered && f >= off && f < end) {
+			w = f > off ? luffd_wake_range(res, off, f - off) : 0;
+			if (w >= 0 && f + r->page_size < end)
+				w = luffd_wake_range(res, f + r->page_size,
+						     end - f - r->page_size);
+		} else {
+			w = luffd_wake_range(res, off, len);
+		}
 		if (ret >= 0 && w < 0 && w != -ENOENT)
 			ret = w;
 	}
