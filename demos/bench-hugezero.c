@@ -76,7 +76,10 @@ void experiment_huge_zero(void)
 
 	fmt_size(mib, sizeof(mib), cfg.size);
 	n = native_strategies(s, false, false);
-	expect[0] = "seed: ~400 KB (4 KiB zero page)";
+	/* what a native read walk leaves depends on the kernel */
+	expect[0] = native_zero_page() == 0 ?
+		    bench_fmt("%s: reads map no zero page here", mib) :
+		    "seed: ~400 KB (4 KiB zero page)";
 	s[n] = (struct strategy){ .name = "thp", .kind = S_THP,
 				  .thp_zero_page = 1 };
 	expect[n++] = "small: the huge zero page (3.8+)";

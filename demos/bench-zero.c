@@ -517,6 +517,12 @@ done:
 		note("seed 000 (Rust --release, 256 MiB, playground): zeros "
 		     "278 ms vs ones 17 ms (16x); perf: 2x the faults on "
 		     "zeros, 65K (1/page) on ones");
+		if (native_zero_page() == 0)
+			note("this kernel maps no zero page on a native read "
+			     "(pvm_no_zero_page=1, say): natively seed 000 "
+			     "takes 1 fault per page; the zero pager's rows "
+			     "show its double fault (a uffd read fault, then "
+			     "the kernel's copy-on-write)");
 	}
 	if (cfg.plot_path && rows.n)
 		plot_clusters(&rows, "ns per page, fill + walk (median)",

@@ -175,6 +175,12 @@ struct row {
 	} x[ROW_MAX_EXTRA];
 };
 
+/*
+ * uffd_probe()'s answer, asked once: 1 when a native read fault maps the
+ * shared zero page, 0 when it allocates a page, -1 when unknown.
+ */
+int native_zero_page(void);
+
 /* A row with the common keys of this run filled in. */
 void row_init(struct row *r, const char *workload, const char *strategy,
 	      uint64_t size, uint64_t pages, uint64_t reps);

@@ -1334,6 +1334,19 @@ static void pin_self(int cpu)
 		die_sys("sched_setaffinity");
 }
 
+int native_zero_page(void)
+{
+	static int known = -2;
+
+	if (known == -2) {
+		struct uffd_probe p = { .size = sizeof(p) };
+
+		uffd_probe(&p);
+		known = p.native_zero_page;
+	}
+	return known;
+}
+
 /*
  * The machine facts that change what the numbers mean (the native zero
  * page, THP, huge pages, missing userfaultfd features): the first line of
