@@ -81,6 +81,7 @@ struct zsample {
 	double		fill_ns, walk_ns;
 	uint64_t	fill_minflt, walk_minflt;
 	uint64_t	majflt;		/* fill and walk */
+	uint64_t	walk_majflt;
 	uint64_t	uffd_fill, uffd_walk;
 	uint64_t	rss_kib, helper_ns;
 };
@@ -127,6 +128,7 @@ static void run_zdf(const struct strategy *s, bool ones, struct zsample *o)
 	o->walk_minflt = (uint64_t)(r2.ru_minflt - r1.ru_minflt);
 	/* a fault userfaultfd served counts as major on some kernels (6.1) */
 	o->majflt = (uint64_t)(r2.ru_majflt - r0.ru_majflt);
+	o->walk_majflt = (uint64_t)(r2.ru_majflt - r1.ru_majflt);
 	o->uffd_fill = u1 - u0;
 	o->uffd_walk = u2 - u1;
 	o->helper_ns = h2 - h0;
@@ -311,7 +313,7 @@ void experiment_zero_double_fault(void)
 		{ "fill ms", "fill_ms", 1, 0, 0 },
 		{ "walk ms", "walk_ms", 1, 0, 0 },
 		{ "faults/page", "faults_per_page", 3, 0, 0 },
-		{ "walk flt/page", "walk_minflt", 3, 0, COL_PER_PAGE },
+		{ "walk flt/page", "walk_faults", 3, 0, COL_PER_PAGE },
 		{ "uffd/page", "uffd_faults", 3, 0, COL_PER_PAGE },
 		{ "rss KiB", "rss_kib", 0, 0, 0 },
 	};
@@ -423,6 +425,9 @@ done:
 				z->valid, (double)z->fill_minflt));
 			row_u64(r, "walk_minflt", (uint64_t)ZMEDIAN(z,
 				z->valid, (double)z->walk_minflt));
+			row_u64(r, "walk_faults", (uint64_t)ZMEDIAN(z,
+				z->valid,
+				(double)(z->walk_minflt + z->walk_majflt)));
 			row_u64(r, "walk_uffd_faults", (uint64_t)ZMEDIAN(z,
 				z->valid, (double)z->uffd_walk));
 			row_str(r, "timed", "fill + walk");
@@ -477,6 +482,7 @@ done:
 			/* its walk faults are unknown: only the total is */
 			row_str(r, "fill_minflt", NULL);
 			row_str(r, "walk_minflt", NULL);
+			row_str(r, "walk_faults", NULL);
 			row_str(r, "walk_uffd_faults", NULL);
 			row_str(r, "timed", "whole child process");
 		}
