@@ -4,14 +4,26 @@
  * holds the test programs, the demos they run and their shared libraries.
  *
  * It mounts what the tests read (proc, sysfs, devtmpfs for
- * /dev/userfaultfd, tmpfs on /tmp and /dev/shm), runs every program named
- * in /tests/list one after the other with a time limit, and powers off.
- * It is built statically so that it needs nothing from the image.
+ * /dev/userfaultfd, tmpfs on /dev/shm), puts /tmp on a disk, runs every
+ * program named in /tests/list one after the other with a time limit, and
+ * powers off.  It is built statically so that it needs nothing from the
+ * image.
+ *
+ * /tmp is the ext4 filesystem the host made on the VM's one virtio disk
+ * (/dev/vda), as on a machine with /tmp on disk: tmpfs refuses O_DIRECT
+ * before Linux 6.6, and the tests would skip what reads with it.  A stock
+ * kernel has the drivers as modules: the host packs them, dependencies
+ * first, into /lib/modules/<release>/ with their order in vm-modules, and
+ * init loads them with finit_module().  When a step fails (no module list,
+ * as for a kernel built without modules; a module refused; no disk; the
+ * mount refused) init says so in a VM-NOTE line and mounts tmpfs instead.
  *
  * On the console (ttyS0) it prints lines for the host to parse:
  *
  *   VM-KERNEL <uname -r>
  *   VM-HYPERVISOR <CPUID signature>, VM-CMDLINE <the kernel's>
+ *   VM-TMP <what /tmp is, and whether it takes O_DIRECT>
+ *   VM-NOTE <something the host should show>
  *   VM-START <prog>
  *   VM-SKIPLINE <prog>: <a line of its output that starts with "SKIP">
  *   VM-RESULT <prog> PASS|SKIP|FAIL|ERROR|TIMEOUT <seconds> <how it ended>
@@ -43,6 +55,7 @@
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 
@@ -50,6 +63,11 @@
 #define LOGDIR		"/tmp/vm-logs"
 #define TAIL_LINES	80
 #define MAX_PROGS	128
+#define TMP_DISK	"/dev/vda"	/* the host gives the VM one disk */
+#define TMP_FS		"ext4"
+#define MOD_DIR		"/lib/modules"
+#define MOD_LIST	"vm-modules"	/* module names, in load order */
+#define DISK_WAIT_S	10
 
 static FILE *con;		/* ttyS0, the console the host parses */
 static FILE *full;		/* ttyS1 if present: every program's output */
@@ -69,6 +87,125 @@ static void mnt(const char *src, const char *dst, const char *type,
 	if (mount(src, dst, type, 0, opts) && errno != EBUSY)
 		fprintf(con, "VM-WARN mount %s on %s: %s\n", type, dst,
 			strerror(errno));
+}
+
+/* Wait up to @secs for @path to appear (devtmpfs adds disks' nodes). */
+static bool wait_for(const char *path, double secs)
+{
+	struct timespec tick = { 0, 20 * 1000 * 1000 };
+	double t0 = now_s();
+
+	while (access(path, F_OK)) {
+		if (now_s() - t0 >= secs)
+			return false;
+		nanosleep(&tick, NULL);
+	}
+	return true;
+}
+
+/*
+ * Load the modules that MOD_DIR/<release>/MOD_LIST names, in its order.
+ * Returns how many were loaded; 0 with @why set when there is no list (a
+ * kernel without modules has none: its drivers may be built in); -1 with
+ * @why set when one fails, after which the disk is not tried.
+ */
+static int load_modules(const char *release, char *why, size_t len)
+{
+	char dir[128], path[512], name[128];
+	int fd, err, n = 0;
+	FILE *f;
+
+	snprintf(dir, sizeof(dir), MOD_DIR "/%s", release);
+	snprintf(path, sizeof(path), "%s/" MOD_LIST, dir);
+	f = fopen(path, "r");
+	if (!f) {
+		snprintf(why, len, "no %s (%s): no modules loaded", path,
+			 strerror(errno));
+		return 0;
+	}
+	while (fscanf(f, "%127s", name) == 1) {
+		snprintf(path, sizeof(path), "%s/%s.ko", dir, name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			snprintf(why, len, "open %s: %s", path,
+				 strerror(errno));
+			n = -1;
+			break;
+		}
+		/* the host decompressed them: no MODULE_INIT_* flags */
+		err = syscall(SYS_finit_module, fd, "", 0) ? errno : 0;
+		close(fd);
+		if (err && err != EEXIST) {
+			snprintf(why, len, "finit_module %s: %s", path,
+				 strerror(err));
+			n = -1;
+			break;
+		}
+		n++;
+	}
+	fclose(f);
+	return n;
+}
+
+/* Whether a file in /tmp opens with O_DIRECT, as the tests will ask. */
+static const char *direct_io(void)
+{
+	char f[] = "/tmp/.vm-direct-XXXXXX";
+	int fd = mkstemp(f), err;
+
+	if (fd < 0)
+		return "O_DIRECT not tried (mkstemp failed)";
+	close(fd);
+	fd = open(f, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	err = errno;
+	unlink(f);
+	if (fd < 0)
+		return err == EINVAL ? "O_DIRECT refused (EINVAL)" :
+				       "O_DIRECT refused";
+	close(fd);
+	return "O_DIRECT opens";
+}
+
+/*
+ * /tmp on TMP_DISK, or on tmpfs when a step fails; each failure is said
+ * in a VM-NOTE line, what /tmp became in the VM-TMP line.
+ */
+static void setup_tmp(const char *release)
+{
+	char why[640] = "";
+	int n = load_modules(release, why, sizeof(why));
+
+	if (n < 0)
+		goto fallback;
+	if (why[0])
+		fprintf(con, "VM-NOTE %s\n", why);
+	/* built-in drivers probed the disk before init ran: no wait */
+	if (!wait_for(TMP_DISK, n > 0 ? DISK_WAIT_S : 0)) {
+		if (n > 0)
+			snprintf(why, sizeof(why), "no %s %d s after loading "
+				 "%d modules", TMP_DISK, DISK_WAIT_S, n);
+		else
+			snprintf(why, sizeof(why), "no %s (no virtio disk "
+				 "driver built in)", TMP_DISK);
+		goto fallback;
+	}
+	mkdir("/tmp", 01777);
+	/* a fresh image: its inode tables read as zeros already */
+	if (mount(TMP_DISK, "/tmp", TMP_FS, 0, "noinit_itable")) {
+		snprintf(why, sizeof(why), "mount %s %s on /tmp: %s", TMP_FS,
+			 TMP_DISK, strerror(errno));
+		goto fallback;
+	}
+	/* as tmpfs's mode=1777; the filesystem's root is 0755 */
+	chmod("/tmp", 01777);
+	fprintf(con, "VM-TMP %s on %s, %s\n", TMP_FS, TMP_DISK, direct_io());
+	return;
+
+fallback:
+	fprintf(con, "VM-NOTE /tmp is tmpfs, not %s on %s: %s\n", TMP_FS,
+		TMP_DISK, why);
+	mnt("tmpfs", "/tmp", "tmpfs", "mode=1777");
+	fprintf(con, "VM-TMP tmpfs (fallback), %s\n", direct_io());
 }
 
 /* Reopen 0, 1 and 2 on the console once devtmpfs provides it. */
@@ -315,9 +452,7 @@ int main(void)
 	open_console();
 	mnt("proc", "/proc", "proc", NULL);
 	mnt("sysfs", "/sys", "sysfs", NULL);
-	mnt("tmpfs", "/tmp", "tmpfs", "mode=1777");
 	mnt("tmpfs", "/dev/shm", "tmpfs", "mode=1777");
-	mkdir(LOGDIR, 0755);
 	if (timeout_s <= 0)
 		timeout_s = 600;
 
@@ -346,6 +481,8 @@ int main(void)
 				(int)strcspn(line, "\n"), line);
 		fclose(f);
 	}
+	setup_tmp(u.release);
+	mkdir(LOGDIR, 0755);
 	f = fopen(LIST, "r");
 	if (!f) {
 		fprintf(con, "VM-ERROR no %s\n", LIST);
