@@ -142,8 +142,8 @@ static int vma_prot(uint64_t addr)
 			unsigned long long lo, hi;
 			char perm[5];
 
-			if (sscanf(line, "%llx-%llx %4s", &lo, &hi, perm) != 3 ||
-			    addr < lo || addr >= hi)
+			if (sscanf(line, "%llx-%llx %4s", &lo, &hi,
+				   perm) != 3 || addr < lo || addr >= hi)
 				continue;
 			prot = (perm[0] == 'r' ? PROT_READ : 0) |
 			       (perm[1] == 'w' ? PROT_WRITE : 0) |
@@ -180,7 +180,8 @@ static void unstick(struct uffd_resolver *res, uint32_t tid,
 	}
 	prot = vma_prot(addr);
 	if (prot < 0 || mprotect(page, r->page_size, PROT_NONE) < 0) {
-		kill(ts->tgid, SIGKILL);	/* cannot happen, but never spin */
+		/* cannot happen, but never let it spin */
+		kill(ts->tgid, SIGKILL);
 		return;
 	}
 	/* a get_user_pages() fault sleeps killable: wake it to see this */
