@@ -473,6 +473,8 @@ START_TEST(compare_json_rows)
 	};
 	const struct uffd_pager_ops *const *list = uffd_pager_list();
 	const char *specs[32];
+	char *owned[8];
+	size_t nowned = 0;
 	static const char *const natives[] = {
 		"native", "populate-read", "populate-write", "thp",
 	};
@@ -498,10 +500,10 @@ START_TEST(compare_json_rows)
 		}
 		ck_assert_int_ne(asprintf(&spec, "%s:batch=1",
 					  list[i]->name), -1);
-		specs[nspecs++] = spec;
+		specs[nspecs++] = owned[nowned++] = spec;
 		ck_assert_int_ne(asprintf(&spec, "%s:batch=64",
 					  list[i]->name), -1);
-		specs[nspecs++] = spec;
+		specs[nspecs++] = owned[nowned++] = spec;
 	}
 	run_bench(&res, args);
 	ck_assert_msg(res.status == 0, "exit %d: %s", res.status, res.err);
@@ -544,6 +546,8 @@ START_TEST(compare_json_rows)
 	ck_assert_double_gt(jnum(r, "helper_cpu_ns"), 0);
 	free(rows.v);
 	result_free(&res);
+	while (nowned)
+		free(owned[--nowned]);
 }
 END_TEST
 
