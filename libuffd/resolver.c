@@ -26,9 +26,14 @@ enum fill_op { OP_COPY, OP_ZEROPAGE, OP_MOVE };
 /*
  * Read-only anonymous memory reads as the shared zero page: a source of
  * zeros for UFFDIO_COPY that costs no memory and stays in cache.  One per
- * context, populated at creation so the first copies take no fault, and
- * as long as the biggest fill a pager may ask for in one ioctl.
+ * context, as long as the biggest fill a pager may ask for in one ioctl.
+ * Its first 2 MiB (a hugezero extent, a batch of 512) are populated at
+ * creation so that the usual copies take no fault; the rest comes in if
+ * a bigger fill reads it.  Not all of it: on a kernel that maps no zero
+ * page on a read (pvm_no_zero_page=1), populating allocates real pages,
+ * and 16 MiB per context is too much to pay up front.
  */
+#define ZERO_SRC_POPULATE	(2ull << 20)
 int luffd_zero_source_init(struct uffd_ctx *ctx)
 {
 	void *p = mmap(NULL, LUFFD_ZERO_SRC_LEN, PROT_READ,
@@ -37,7 +42,7 @@ int luffd_zero_source_init(struct uffd_ctx *ctx)
 	if (p == MAP_FAILED)
 		return luffd_fail(-errno, "mmap zero source: %s",
 				  strerror(errno));
-	madvise(p, LUFFD_ZERO_SRC_LEN, MADV_POPULATE_READ);
+	madvise(p, ZERO_SRC_POPULATE, MADV_POPULATE_READ);
 	ctx->zero_src = p;
 	return 0;
 }
