@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <linux/userfaultfd.h>
 
 #if defined(__x86_64__)
@@ -1652,6 +1654,91 @@ struct uffd_stats settled_stats(const struct uffd_region *r)
 		      "%llu served", ret, (unsigned long long)faults_total(&st),
 		      (unsigned long long)hist_total(&st));
 	return st;
+}
+
+/* ---- running the demos -------------------------------------------- */
+
+static char *slurp_fd(int fd)
+{
+	off_t len = lseek(fd, 0, SEEK_END);
+	char *buf;
+
+	ck_assert_int_ge(len, 0);
+	buf = calloc(1, (size_t)len + 1);
+	ck_assert_ptr_nonnull(buf);
+	ck_assert_int_eq(pread(fd, buf, (size_t)len, 0), len);
+	return buf;
+}
+
+void run_program(struct result *res, const char *path,
+		 const char *const *args, int timeout_s, int sigint_after_ms,
+		 int (*child_setup)(void *), void *arg)
+{
+	const char *argv[64];
+	struct timespec tick = { 0, 10000000 };
+	int ofd, efd, status, i, waited_ms = 0;
+	bool sent = false;
+	pid_t pid;
+
+	argv[0] = path;
+	for (i = 0; args[i] && i < 62; i++)
+		argv[i + 1] = args[i];
+	argv[i + 1] = NULL;
+	ofd = memfd_create("out", MFD_CLOEXEC);
+	efd = memfd_create("err", MFD_CLOEXEC);
+	ck_assert_int_ge(ofd, 0);
+	ck_assert_int_ge(efd, 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (!pid) {
+		dup2(ofd, STDOUT_FILENO);
+		dup2(efd, STDERR_FILENO);
+		if (child_setup && child_setup(arg))
+			_exit(126);
+		execv(path, (char *const *)argv);
+		_exit(127);
+	}
+	for (;;) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+
+		if (r == pid)
+			break;
+		ck_assert_int_eq(r, 0);
+		if (sigint_after_ms > 0 && !sent &&
+		    waited_ms >= sigint_after_ms) {
+			kill(pid, SIGINT);
+			sent = true;
+		}
+		if (waited_ms >= timeout_s * 1000) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			ck_abort_msg("%s %s did not finish in %d s", path,
+				     args[0] ? args[0] : "", timeout_s);
+		}
+		nanosleep(&tick, NULL);
+		waited_ms += 10;
+	}
+	res->status = WIFEXITED(status) ? WEXITSTATUS(status) :
+		      128 + WTERMSIG(status);
+	res->out = slurp_fd(ofd);
+	res->err = slurp_fd(efd);
+	close(ofd);
+	close(efd);
+}
+
+void result_free(struct result *res)
+{
+	free(res->out);
+	free(res->err);
+}
+
+int count_lines(const char *s)
+{
+	int n = 0;
+
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
 }
 
 /* ---- threads ------------------------------------------------------ */

@@ -451,6 +451,29 @@ int settled_ctx_stats(const struct uffd_ctx *c, struct uffd_stats *st,
 /* In a test: the settled statistics of @r, within TEST_WAIT_MS. */
 struct uffd_stats settled_stats(const struct uffd_region *r);
 
+/* ---- running the demos -------------------------------------------- */
+
+/* What a program printed, and how it ended. */
+struct result {
+	int	status;		/* exit status, or 128 + signal */
+	char	*out, *err;
+};
+
+/*
+ * In a test: run @path with @args (NULL-terminated after argv[0]), its
+ * stdout and stderr captured, and wait for it; kill it and fail the test
+ * after @timeout_s.  @sigint_after_ms > 0: send SIGINT after that long.
+ * @child_setup, when not NULL, runs in the child before exec; when it
+ * returns nonzero the child exits with 126.
+ */
+void run_program(struct result *res, const char *path,
+		 const char *const *args, int timeout_s, int sigint_after_ms,
+		 int (*child_setup)(void *), void *arg);
+void result_free(struct result *res);
+
+/* Number of '\n' in @s. */
+int count_lines(const char *s);
+
 /* ---- threads ------------------------------------------------------ */
 
 /* pthread_timedjoin_np with a relative timeout; 0, -ETIMEDOUT or -errno. */

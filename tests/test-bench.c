@@ -47,23 +47,6 @@ static char bench_path[PATH_MAX];
 /* Running the bench                                                  */
 /* ------------------------------------------------------------------ */
 
-struct result {
-	int	status;		/* exit status, or 128 + signal */
-	char	*out, *err;
-};
-
-static char *slurp_fd(int fd)
-{
-	off_t len = lseek(fd, 0, SEEK_END);
-	char *buf;
-
-	ck_assert_int_ge(len, 0);
-	buf = calloc(1, (size_t)len + 1);
-	ck_assert_ptr_nonnull(buf);
-	ck_assert_int_eq(pread(fd, buf, (size_t)len, 0), len);
-	return buf;
-}
-
 /*
  * Run the bench with @args (NULL-terminated) and wait for it, or kill it
  * after @timeout_s.  @sigint_after_ms > 0: send SIGINT after that long.
@@ -71,74 +54,13 @@ static char *slurp_fd(int fd)
 static void run_bench_ex(struct result *res, const char *const *args,
 			 int timeout_s, int sigint_after_ms)
 {
-	const char *argv[64];
-	struct timespec tick = { 0, 10000000 };
-	int ofd, efd, status, i, waited_ms = 0;
-	bool sent = false;
-	pid_t pid;
-
-	argv[0] = bench_path;
-	for (i = 0; args[i]; i++)
-		argv[i + 1] = args[i];
-	argv[i + 1] = NULL;
-	ofd = memfd_create("out", MFD_CLOEXEC);
-	efd = memfd_create("err", MFD_CLOEXEC);
-	ck_assert_int_ge(ofd, 0);
-	ck_assert_int_ge(efd, 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (!pid) {
-		dup2(ofd, STDOUT_FILENO);
-		dup2(efd, STDERR_FILENO);
-		execv(bench_path, (char *const *)argv);
-		_exit(127);
-	}
-	for (;;) {
-		pid_t r = waitpid(pid, &status, WNOHANG);
-
-		if (r == pid)
-			break;
-		ck_assert_int_eq(r, 0);
-		if (sigint_after_ms > 0 && !sent &&
-		    waited_ms >= sigint_after_ms) {
-			kill(pid, SIGINT);
-			sent = true;
-		}
-		if (waited_ms >= timeout_s * 1000) {
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
-			ck_abort_msg("uffd-bench %s did not finish in %d s",
-				     args[0] ? args[0] : "", timeout_s);
-		}
-		nanosleep(&tick, NULL);
-		waited_ms += 10;
-	}
-	res->status = WIFEXITED(status) ? WEXITSTATUS(status) :
-		      128 + WTERMSIG(status);
-	res->out = slurp_fd(ofd);
-	res->err = slurp_fd(efd);
-	close(ofd);
-	close(efd);
+	run_program(res, bench_path, args, timeout_s, sigint_after_ms, NULL,
+		    NULL);
 }
 
 static void run_bench(struct result *res, const char *const *args)
 {
 	run_bench_ex(res, args, RUN_TIMEOUT_S, 0);
-}
-
-static void result_free(struct result *res)
-{
-	free(res->out);
-	free(res->err);
-}
-
-static int count_lines(const char *s)
-{
-	int n = 0;
-
-	for (; *s; s++)
-		n += *s == '\n';
-	return n;
 }
 
 /* ------------------------------------------------------------------ */

@@ -1253,82 +1253,32 @@ static bool find_demos(void)
 	return false;
 }
 
-struct result {
-	int	status;		/* exit status, or 128 + signal */
-	char	*out, *err;
-};
-
-static char *slurp(int fd)
-{
-	off_t len = lseek(fd, 0, SEEK_END);
-	char *buf;
-
-	ck_assert_int_ge(len, 0);
-	buf = calloc(1, (size_t)len + 1);
-	ck_assert_ptr_nonnull(buf);
-	ck_assert_int_eq(pread(fd, buf, (size_t)len, 0), len);
-	close(fd);
-	return buf;
-}
-
 /*
  * Run demos/@cmd with @args (NULL-terminated), under a seccomp filter
  * refusing @block (BLOCK_*; 0: none), and wait for it.
  */
+#ifdef FILTER_ARCH
+static int filter_in_child(void *arg)
+{
+	return install_filter(*(int *)arg);
+}
+#endif
+
 static void run_cmd(struct result *res, const char *cmd, int block,
 		    const char *const *args)
 {
 	char path[PATH_MAX + 16];
-	const char *argv[16];
-	int ofd, efd, status, i;
-	pid_t pid;
 
 	snprintf(path, sizeof(path), "%s/%s", demo_dir, cmd);
-	argv[0] = path;
-	for (i = 0; args[i]; i++)
-		argv[i + 1] = args[i];
-	argv[i + 1] = NULL;
-	ofd = memfd_create("out", MFD_CLOEXEC);
-	efd = memfd_create("err", MFD_CLOEXEC);
-	ck_assert_int_ge(ofd, 0);
-	ck_assert_int_ge(efd, 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (!pid) {
-		dup2(ofd, STDOUT_FILENO);
-		dup2(efd, STDERR_FILENO);
 #ifdef FILTER_ARCH
-		if (block && install_filter(block))
-			_exit(126);
+	run_program(res, path, args, 120, 0, block ? filter_in_child : NULL,
+		    &block);
 #else
-		if (block)
-			_exit(126);
+	ck_assert_msg(!block, "no seccomp filter on this architecture");
+	run_program(res, path, args, 120, 0, NULL, NULL);
 #endif
-		execv(path, (char *const *)argv);
-		_exit(127);
-	}
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	res->status = WIFEXITED(status) ? WEXITSTATUS(status) :
-		      128 + WTERMSIG(status);
-	res->out = slurp(ofd);
-	res->err = slurp(efd);
 	ck_assert_msg(res->status != 126, "cannot install seccomp");
 	ck_assert_msg(res->status != 127, "cannot run %s", path);
-}
-
-static void result_free(struct result *res)
-{
-	free(res->out);
-	free(res->err);
-}
-
-static int count_lines(const char *s)
-{
-	int n = 0;
-
-	for (; *s; s++)
-		n += *s == '\n';
-	return n;
 }
 
 /* Text: the facts, then a line per pager and per delivery fact. */
