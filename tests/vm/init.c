@@ -22,6 +22,7 @@
  *
  *   VM-KERNEL <uname -r>
  *   VM-HYPERVISOR <CPUID signature>, VM-CMDLINE <the kernel's>
+ *   VM-FACTS <the first line of uffd-probe>
  *   VM-TMP <what /tmp is, and whether it takes O_DIRECT>
  *   VM-NOTE <something the host should show>
  *   VM-START <prog>
@@ -356,6 +357,39 @@ static int kill_leftovers(void)
 	return n;
 }
 
+/*
+ * The first line of uffd-probe: the facts that say what kind of kernel
+ * this is (does a native read map the zero page?), so that the summary
+ * shows what the suite ran on, and a stage can insist on it.
+ */
+static void facts(void)
+{
+	char line[1024] = "";
+	int pfd[2], status;
+	ssize_t got = 0, n;
+	pid_t pid;
+
+	if (pipe(pfd))
+		return;
+	pid = fork();
+	if (pid == 0) {
+		dup2(pfd[1], STDOUT_FILENO);
+		close(pfd[0]);
+		execl("/demos/uffd-probe", "uffd-probe", "--no-measure",
+		      (char *)NULL);
+		_exit(127);
+	}
+	close(pfd[1]);
+	while (pid > 0 && got < (ssize_t)sizeof(line) - 1 &&
+	       (n = read(pfd[0], line + got, sizeof(line) - 1 - got)) > 0)
+		got += n;
+	close(pfd[0]);
+	if (pid > 0)
+		waitpid(pid, &status, 0);
+	line[got] = '\0';
+	fprintf(con, "VM-FACTS %.*s\n", (int)strcspn(line, "\n"), line);
+}
+
 static void run_one(const char *prog, int timeout_s)
 {
 	char path[256], log[256], reason[512], how[64];
@@ -482,6 +516,7 @@ int main(void)
 		fclose(f);
 	}
 	setup_tmp(u.release);
+	facts();
 	mkdir(LOGDIR, 0755);
 	f = fopen(LIST, "r");
 	if (!f) {
