@@ -1334,17 +1334,21 @@ static void pin_self(int cpu)
 		die_sys("sched_setaffinity");
 }
 
+/* The machine's facts, probed once for the whole run. */
+static const struct uffd_probe *facts(void)
+{
+	static struct uffd_probe p;
+
+	if (!p.size) {
+		p.size = sizeof(p);
+		uffd_probe(&p);	/* a failure is in the facts too */
+	}
+	return &p;
+}
+
 int native_zero_page(void)
 {
-	static int known = -2;
-
-	if (known == -2) {
-		struct uffd_probe p = { .size = sizeof(p) };
-
-		uffd_probe(&p);
-		known = p.native_zero_page;
-	}
-	return known;
+	return facts()->native_zero_page;
 }
 
 /*
@@ -1355,12 +1359,10 @@ int native_zero_page(void)
  */
 static void print_facts(bool json)
 {
-	struct uffd_probe p = { .size = sizeof(p) };
 	char line[4096];
 
-	uffd_probe(&p);
-	uffd_probe_format(&p, json ? LIBUFFD_FMT_JSON : LIBUFFD_FMT_TEXT,
-			  line, sizeof(line));
+	uffd_probe_format(facts(), json ? LIBUFFD_FMT_JSON :
+			  LIBUFFD_FMT_TEXT, line, sizeof(line));
 	if (json)	/* one object: the facts' own keys after ours */
 		printf("{\"experiment\":\"probe\",%s\n", line + 1);
 	else
