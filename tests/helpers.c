@@ -1459,6 +1459,7 @@ int thread_cpus(pid_t tid, char *out, size_t len)
  */
 static __thread sigjmp_buf *volatile sigbus_jmp;
 static __thread void *volatile sigbus_addr;
+static __thread volatile int sigbus_code;
 static pthread_once_t sigbus_once = PTHREAD_ONCE_INIT;
 
 static void sigbus_handler(int sig, siginfo_t *si, void *uc)
@@ -1473,10 +1474,11 @@ static void sigbus_handler(int sig, siginfo_t *si, void *uc)
 		return;
 	}
 	sigbus_addr = si->si_addr;
+	sigbus_code = si->si_code;
 	siglongjmp(*jb, 1);
 }
 
-static void sigbus_install(void)
+static void install_catcher(void)
 {
 	struct sigaction sa;
 
@@ -1485,6 +1487,17 @@ static void sigbus_install(void)
 	sa.sa_flags = SA_SIGINFO;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGBUS, &sa, NULL);
+}
+
+static void installed_already(void)
+{
+}
+
+void sigbus_catcher_install(void)
+{
+	/* the first touch must not install it again over the library's */
+	pthread_once(&sigbus_once, installed_already);
+	install_catcher();
 }
 
 int direct_resume_possible(void)
@@ -1505,14 +1518,20 @@ int direct_resume_possible(void)
 #endif
 }
 
+int last_sigbus_code(void)
+{
+	return sigbus_code;
+}
+
 int touch_catch_sigbus(void *addr, int do_write, uint8_t *val,
 		       void **fault_addr)
 {
 	sigjmp_buf jb;
 	volatile int fired = 0;
 
-	pthread_once(&sigbus_once, sigbus_install);
+	pthread_once(&sigbus_once, install_catcher);
 	sigbus_addr = NULL;
+	sigbus_code = 0;
 	/* savemask: the handler runs with SIGBUS blocked; undo that. */
 	if (sigsetjmp(jb, 1)) {
 		fired = 1;

@@ -412,6 +412,16 @@ int direct_resume_possible(void);
 int touch_catch_sigbus(void *addr, int do_write, uint8_t *val,
 		       void **fault_addr);
 
+/* si_code of the SIGBUS touch_catch_sigbus() last caught in this thread. */
+int last_sigbus_code(void);
+
+/*
+ * Install touch_catch_sigbus()'s handler now (again, if another took
+ * SIGBUS meanwhile).  A test of SIGBUS delivery does it before the
+ * context starts, so that the library's handler chains to it.
+ */
+void sigbus_catcher_install(void);
+
 /* Empty uffd_last_error(), so that a check of it sees only the next call. */
 void clear_last_error(void);
 

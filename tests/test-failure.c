@@ -10,7 +10,6 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <setjmp.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -116,67 +115,14 @@ struct caught {
 	void	*addr;
 };
 
-static __thread sigjmp_buf *volatile catch_jmp;
-static __thread struct caught *volatile catch_out;
-static pthread_once_t catch_once = PTHREAD_ONCE_INIT;
-
-static void catch_handler(int sig, siginfo_t *si, void *uc)
-{
-	sigjmp_buf *jb = catch_jmp;
-	struct caught *out = catch_out;
-
-	(void)sig;
-	(void)uc;
-	if (out) {
-		out->fired++;
-		out->code = si->si_code;
-		out->addr = si->si_addr;
-	}
-	if (jb)
-		siglongjmp(*jb, 1);
-	if (!out)
-		signal(SIGBUS, SIG_DFL);	/* not expected: die of it */
-}
-
-static void catch_install(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = catch_handler;
-	sa.sa_flags = SA_SIGINFO;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGBUS, &sa, NULL);
-}
-
-/*
- * Install the catcher before the context starts, so that in SIGBUS mode
- * the library's handler chains to it, as to any application's.
- */
-static void catch_setup(void)
-{
-	pthread_once(&catch_once, catch_install);
-}
-
 /* Read @p; 1 and *c filled when it raised SIGBUS, else 0. */
 static int touch(const uint8_t *p, struct caught *c)
 {
-	sigjmp_buf jb;
-	volatile int fired = 0;
-
 	memset(c, 0, sizeof(*c));
-	if (sigsetjmp(jb, 1)) {
-		fired = 1;
-	} else {
-		catch_out = c;
-		catch_jmp = &jb;
-		atomic_signal_fence(memory_order_seq_cst);
-		(void)peek(p);
-	}
-	atomic_signal_fence(memory_order_seq_cst);
-	catch_jmp = NULL;
-	catch_out = NULL;
-	return fired;
+	c->fired = touch_catch_sigbus((void *)p, 0, NULL, &c->addr);
+	if (c->fired)
+		c->code = last_sigbus_code();
+	return c->fired;
 }
 
 /* In a test: @c is the SIGBUS the failure of page @page gives in @m. */
@@ -419,7 +365,7 @@ START_TEST(kernel_access)
 		ck_assert_int_eq(settled_region_stats(region, &st,
 						      TEST_WAIT_MS), 0);
 		ck_assert_uint_eq(st.kernel_unstuck, m->poison ? 0 : 1);
-		catch_install();
+		sigbus_catcher_install();
 		ck_assert_int_eq(touch(base + BAD * ps(), &c), 1);
 		assert_failure_signal(m, &c, base + BAD * ps());
 	}
@@ -509,7 +455,7 @@ static void mode_teardown(void)
 #define MODE_SETUP(i)							\
 	static void setup_##i(void)					\
 	{								\
-		catch_setup();						\
+		sigbus_catcher_install();				\
 		setup_mode(&modes[i]);					\
 	}
 MODE_SETUP(0)
