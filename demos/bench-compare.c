@@ -236,23 +236,10 @@ static void sweep_plot(const struct matrix *m, const char **bases,
 	snprintf(title, sizeof(title), "batch-sweep: first touch of %s, "
 		 "median of %u rep%s, pin=%s", sz, m->reps,
 		 m->reps == 1 ? "" : "s", cfg.pin->name);
-	f = open_memstream(&script, &len);
-	if (!f)
-		die_sys("open_memstream");
-	fprintf(f,
-		"set terminal pngcairo size 1100,650 noenhanced\n"
-		"set output out\n"
-		"set datafile separator \"\\t\"\n"
-		"set datafile missing \"?\"\n"
-		"set logscale x 2\n"
-		"set xrange [1:512]\n"
-		"set logscale y\n"
-		"set grid\n"
-		"set key outside right top\n"
-		"set title '%s'\n"
-		"set xlabel 'batch: pages filled per fault (log2)'\n"
-		"set ylabel 'ns per page, median (log scale)'\n"
-		"plot ", title);
+	f = xmemstream(&script, &len);
+	gp_line_plot(f, title, "batch: pages filled per fault (log2)",
+		     "ns per page, median (log scale)");
+	fputs("set xrange [1:512]\nset logscale y\nplot ", f);
 	for (b = 0; b < nb; b++)
 		for (w = 0; w < m->nw; w++)
 			fprintf(f, "%sdata using 1:%d with linespoints lw 2 "

@@ -69,6 +69,11 @@ struct config {
 	const char		*csv_path;
 	FILE			*csv;
 	const char		*plot_path;
+	/* app: the command after "--" and how to run it */
+	char			**cmd;		/* NULL-terminated */
+	const char		*sweep;		/* --sweep batch=LIST */
+	const char		*delivery;	/* --delivery, NULL: default */
+	const char		*cmd_stdout;	/* --stdout FILE */
 };
 
 extern struct config cfg;
@@ -356,6 +361,15 @@ bool gnuplot_found(void);
  * @data (its text) is "data".  Returns 0 or -1 (already reported).
  */
 int gnuplot_run(const char *script, const char *data);
+/*
+ * The start of a line plot's script for gnuplot_run(): a PNG from the
+ * tab-separated data ('?': missing), x on a log2 scale, a grid, the key
+ * outside.  The caller adds its own settings and the plot command.
+ */
+void gp_line_plot(FILE *f, const char *title, const char *xlabel,
+		  const char *ylabel);
+/* open_memstream(), or exit. */
+FILE *xmemstream(char **buf, size_t *len);
 
 /* ------------------------------------------------------------------ */
 /* Experiments                                                        */
@@ -379,6 +393,10 @@ void experiment_prezero(void);		/* bench-prezero.c */
 void experiment_huge_zero(void);	/* bench-hugezero.c */
 void experiment_fault_trace(void);	/* bench-trace.c */
 void experiment_latency(void);		/* bench-latency.c */
+void experiment_app(void);		/* bench-app.c */
+/* app's own options, checked before anything runs; exits 2 when bad. */
+void app_check_args(void);
+void app_usage(FILE *f);
 
 /* The generic plot: ns/page per workload (clusters) and strategy (bars). */
 void plot_clusters(const struct rows *rows, const char *ylabel,

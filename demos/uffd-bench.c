@@ -78,6 +78,9 @@ static const struct experiment experiments[] = {
 	  false, "each fault of a small run, as a map" },
 	{ "latency", experiment_latency, 64 * MIB, 8 * MIB, 5, 2, false,
 	  "one fault's cost: delivery modes, placement" },
+	/* its line in --help is shared with restore's, see usage() */
+	{ "app", experiment_app, 0, 0, 5, 2, true,
+	  "a COMMAND natively and under pagers" },
 };
 
 /* ------------------------------------------------------------------ */
@@ -997,6 +1000,34 @@ static void gp_quote(char *buf, size_t len, const char *s)
 	buf[n] = '\0';
 }
 
+void gp_line_plot(FILE *f, const char *title, const char *xlabel,
+		  const char *ylabel)
+{
+	char q[256];
+
+	gp_quote(q, sizeof(q), title);
+	fprintf(f,
+		"set terminal pngcairo size 1100,650 noenhanced\n"
+		"set output out\n"
+		"set datafile separator \"\\t\"\n"
+		"set datafile missing \"?\"\n"
+		"set logscale x 2\n"
+		"set grid\n"
+		"set key outside right top\n"
+		"set title '%s'\n"
+		"set xlabel '%s'\n"
+		"set ylabel '%s'\n", q, xlabel, ylabel);
+}
+
+FILE *xmemstream(char **buf, size_t *len)
+{
+	FILE *f = open_memstream(buf, len);
+
+	if (!f)
+		die_sys("open_memstream");
+	return f;
+}
+
 /* Clusters are the workloads, bars the strategies, bars' height @key. */
 void plot_clusters(const struct rows *rows, const char *ylabel,
 		   const char *key)
@@ -1104,6 +1135,8 @@ static void usage(FILE *f)
 	for (i = 0; i < ARRAY_SIZE(experiments); i++) {
 		const struct experiment *e = &experiments[i];
 
+		if (e->run == experiment_app)
+			continue;
 		short_size(a, sizeof(a), e->size);
 		short_size(b, sizeof(b), e->quick_size);
 		if (e->size)
@@ -1114,8 +1147,9 @@ static void usage(FILE *f)
 				 e->reps, e->quick_reps);
 		fprintf(f, "  %-17s %-42s %s\n", e->name, e->desc, def);
 	}
-	fprintf(f, "  %-17s %-42s %s\n", "restore",
-		"file pager engines on a 1 GiB snapshot", "restore --help");
+	/* one line for both: the help fits a 24-line screen */
+	fprintf(f, "  %-17s %-42s %s\n", "app, restore",
+		"app: a COMMAND; restore: snapshot engines", "EXP --help");
 	fprintf(f,
 "Options:\n"
 "  -s, --size SIZE      bytes per run, K/M/G suffix\n"
@@ -1176,9 +1210,43 @@ static void check_cpu(int cpu, const cpu_set_t *allowed)
 			    "use", cpu);
 }
 
+/*
+ * --pagers LIST: specs separated by ';' or blanks, or by commas, where a
+ * comma followed by key=value continues the spec before it (no pager's
+ * name has a '='): "zero,prealloc:batch=16,read=fill,prezero" is three.
+ */
+static void pagers_add_list(const char *list)
+{
+	char *copy = (char *)bench_strdup(list), *p = copy, *start = copy;
+
+	for (;; p++) {
+		bool end = !*p || strchr("; ", *p);
+
+		if (*p == ',') {
+			size_t n = strcspn(p + 1, ",; ");
+			const char *eq = memchr(p + 1, '=', n);
+
+			end = !eq || memchr(p + 1, ':', n);
+		}
+		if (end) {
+			char c = *p;
+
+			*p = '\0';
+			if (*start)
+				cfg.pagers[cfg.npagers++] = start;
+			if (!c)
+				break;
+			start = p + 1;
+		}
+	}
+	if (!cfg.npagers)
+		usage_error("empty --pagers list");
+}
+
 static const struct experiment *parse_args(int argc, char **argv)
 {
-	enum { OPT_PIN = 256, OPT_PLOT, OPT_NO_TUNE };
+	enum { OPT_PIN = 256, OPT_PLOT, OPT_NO_TUNE, OPT_PAGERS, OPT_SWEEP,
+	       OPT_DELIVERY, OPT_STDOUT };
 	static const struct option longopts[] = {
 		{ "size",     required_argument, NULL, 's' },
 		{ "reps",     required_argument, NULL, 'r' },
@@ -1190,6 +1258,10 @@ static const struct experiment *parse_args(int argc, char **argv)
 		{ "csv",      required_argument, NULL, 'c' },
 		{ "plot",     required_argument, NULL, OPT_PLOT },
 		{ "no-tune",  no_argument,       NULL, OPT_NO_TUNE },
+		{ "pagers",   required_argument, NULL, OPT_PAGERS },
+		{ "sweep",    required_argument, NULL, OPT_SWEEP },
+		{ "delivery", required_argument, NULL, OPT_DELIVERY },
+		{ "stdout",   required_argument, NULL, OPT_STDOUT },
 		{ "help",     no_argument,       NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -1197,12 +1269,28 @@ static const struct experiment *parse_args(int argc, char **argv)
 	uint64_t size = 0, max_size;
 	const char *size_arg = NULL;
 	cpu_set_t allowed;
-	char *end;
+	bool help = false, have_pin = false;
+	size_t i, npagers_max = (size_t)argc;
 	unsigned long reps;
-	size_t i;
+	char *end;
 	int c, ret;
 
-	cfg.pagers = xcalloc((size_t)argc, sizeof(*cfg.pagers));
+	/*
+	 * app's COMMAND: everything after the first "--", which getopt
+	 * must not see (its own options would be taken for ours).
+	 */
+	for (c = 1; c < argc; c++)
+		if (!strcmp(argv[c], "--")) {
+			cfg.cmd = argv + c + 1;
+			argv[c] = NULL;
+			argc = c;
+			break;
+		}
+	/* a --pagers LIST has at most one spec per separator, plus one */
+	for (c = 1; c < argc; c++)
+		for (end = argv[c]; *end; end++)
+			npagers_max += !!strchr(",; ", *end);
+	cfg.pagers = xcalloc(npagers_max, sizeof(*cfg.pagers));
 	cfg.workloads = xcalloc((size_t)argc, sizeof(*cfg.workloads));
 	cfg.pin = &placements[0];
 	opterr = 0;
@@ -1241,6 +1329,7 @@ static const struct experiment *parse_args(int argc, char **argv)
 				usage_error("bad --pin '%s' (same, other or "
 					    "none)", optarg);
 			cfg.pin = &placements[i];
+			have_pin = true;
 			break;
 		case 'q':
 			cfg.quick = true;
@@ -1257,9 +1346,21 @@ static const struct experiment *parse_args(int argc, char **argv)
 		case OPT_NO_TUNE:
 			cfg.no_tune = true;
 			break;
+		case OPT_PAGERS:
+			pagers_add_list(optarg);
+			break;
+		case OPT_SWEEP:
+			cfg.sweep = optarg;
+			break;
+		case OPT_DELIVERY:
+			cfg.delivery = optarg;
+			break;
+		case OPT_STDOUT:
+			cfg.cmd_stdout = optarg;
+			break;
 		case 'h':
-			usage(stdout);
-			exit(0);
+			help = true;
+			break;
 		case ':':
 			usage_error("option '%s' needs an argument",
 				    argv[optind - 1]);
@@ -1273,13 +1374,33 @@ static const struct experiment *parse_args(int argc, char **argv)
 	cfg.experiment = experiments[0].name;
 	if (optind < argc)
 		cfg.experiment = argv[optind++];
-	if (optind < argc)
-		usage_error("unexpected argument '%s'", argv[optind]);
 	for (i = 0; i < ARRAY_SIZE(experiments); i++)
 		if (!strcmp(cfg.experiment, experiments[i].name))
 			e = &experiments[i];
+	if (help) {
+		if (e && e->run == experiment_app)
+			app_usage(stdout);
+		else
+			usage(stdout);
+		exit(0);
+	}
+	if (optind < argc)
+		usage_error("unexpected argument '%s'%s", argv[optind],
+			    e && e->run == experiment_app ? ": give the "
+			    "command after --" : "");
 	if (!e)
 		usage_error("unknown experiment '%s'", cfg.experiment);
+	if (e->run == experiment_app) {
+		/* the command runs where the scheduler puts it */
+		if (have_pin)
+			usage_error("app takes no --pin: the command and its "
+				    "handler run unpinned");
+		cfg.pin = &placements[ARRAY_SIZE(placements) - 1];
+		app_check_args();
+	} else if (cfg.cmd || cfg.sweep || cfg.delivery || cfg.cmd_stdout) {
+		usage_error("%s runs no command (-- COMMAND, --sweep, "
+			    "--delivery and --stdout are for app)", e->name);
+	}
 	if (cfg.plot_path && !e->plot)
 		usage_error("%s draws no plot (--plot)", e->name);
 	if (cfg.plot_path && !*cfg.plot_path)

@@ -42,6 +42,7 @@
 #define MAX_ROWS	512
 
 static char bench_path[PATH_MAX];
+static char alloc_path[PATH_MAX];	/* tests/app-alloc */
 
 /* ------------------------------------------------------------------ */
 /* Running the bench                                                  */
@@ -316,6 +317,44 @@ static void assert_thp_read_rows(const struct jrow *r,
 		ck_assert_double_ge(jnum(r, "rss_kib"), size_kib);
 }
 
+/* The data lines of the CSV at @path, whose header must hold @cols. */
+static int csv_lines(const char *path, const char *cols)
+{
+	char line[4096];
+	int lines = 0;
+	FILE *f;
+
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
+	ck_assert_msg(strstr(line, cols), "CSV header: %s", line);
+	while (fgets(line, sizeof(line), f))
+		lines++;
+	fclose(f);
+	unlink(path);
+	return lines;
+}
+
+/* A PNG at @png where gnuplot is, else a word about it on stderr. */
+static void assert_png(const char *png, const struct result *res)
+{
+	char magic[8] = "";
+	struct stat st;
+	FILE *f;
+
+	if (access("/usr/bin/gnuplot", X_OK)) {
+		ck_assert_ptr_nonnull(strstr(res->err, "gnuplot"));
+		return;
+	}
+	ck_assert_int_eq(stat(png, &st), 0);
+	f = fopen(png, "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fread(magic, 1, 4, f), 4);
+	fclose(f);
+	ck_assert_int_eq(memcmp(magic, "\x89PNG", 4), 0);
+	unlink(png);
+}
+
 /* ------------------------------------------------------------------ */
 /* Arguments                                                          */
 /* ------------------------------------------------------------------ */
@@ -343,6 +382,22 @@ static const char *const *const bad_args[] = {
 	(const char *const[]){ "fault-trace", "--plot", "x.png", NULL },
 	(const char *const[]){ "--csv", NULL },
 	(const char *const[]){ "--csv", "", NULL },
+	(const char *const[]){ "app", NULL },
+	(const char *const[]){ "app", "--", NULL },
+	(const char *const[]){ "app", "true", NULL },
+	(const char *const[]){ "compare", "--", "true", NULL },
+	(const char *const[]){ "app", "--pin", "same", "--", "true", NULL },
+	(const char *const[]){ "app", "--plot", "x.png", "--", "true", NULL },
+	(const char *const[]){ "app", "--delivery", "carrier", "--", "true",
+			       NULL },
+	(const char *const[]){ "app", "--sweep", "batch=0", "--", "true",
+			       NULL },
+	(const char *const[]){ "app", "--sweep", "size=4", "--", "true",
+			       NULL },
+	(const char *const[]){ "app", "--sweep", "batch=4", "-p", "zero", "--",
+			       "true", NULL },
+	(const char *const[]){ "app", "--pagers", "zero;nosuchpager", "--",
+			       "true", NULL },
 };
 
 START_TEST(bad_input_exits_2)
@@ -475,14 +530,12 @@ END_TEST
 
 START_TEST(compare_csv_and_table)
 {
-	char dir[] = "/tmp/test-bench.XXXXXX", csv[64], line[4096];
+	char dir[] = "/tmp/test-bench.XXXXXX", csv[64];
 	const char *args[] = {
 		"--quick", "--size", "2M", "--reps", "1", "-p", "zero",
 		"-p", "zero", "--pin", "none", "--csv", csv, NULL
 	};
 	struct result res;
-	int lines = 0;
-	FILE *f;
 
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	snprintf(csv, sizeof(csv), "%s/rows.csv", dir);
@@ -491,18 +544,11 @@ START_TEST(compare_csv_and_table)
 	/* the table says which placement ran */
 	ck_assert_ptr_nonnull(strstr(res.out, "pin=none"));
 	ck_assert_ptr_nonnull(strstr(res.out, "partial-write"));
-	f = fopen(csv, "r");
-	ck_assert_ptr_nonnull(f);
-	ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
-	ck_assert_ptr_nonnull(strstr(line, "experiment,workload,strategy,"
-				     "size_bytes,pages,reps,ns_per_page,"
-				     "ratio_vs_native,uffd_faults,minflt"));
-	while (fgets(line, sizeof(line), f))
-		lines++;
-	fclose(f);
 	/* 5 workloads x (4 kernel rows + zero twice) */
-	ck_assert_int_eq(lines, 5 * 6);
-	unlink(csv);
+	ck_assert_int_eq(csv_lines(csv, "experiment,workload,strategy,"
+				   "size_bytes,pages,reps,ns_per_page,"
+				   "ratio_vs_native,uffd_faults,minflt"),
+			 5 * 6);
 	rmdir(dir);
 	result_free(&res);
 }
@@ -863,15 +909,12 @@ END_TEST
 START_TEST(batch_sweep_csv_plot)
 {
 	char dir[] = "/tmp/test-bench.XXXXXX", csv[64], png[64];
-	char line[4096], magic[8] = "";
 	const char *args[] = {
 		"batch-sweep", "--quick", "--size", "8M", "--csv", csv,
 		"--plot", png, NULL
 	};
-	int lines = 0, want = 0;
 	struct result res;
-	struct stat st;
-	FILE *f;
+	int want;
 
 	want = 1 + 10 * (!!uffd_pager_find("prealloc") +
 			 !!uffd_pager_find("prezero"));
@@ -881,27 +924,9 @@ START_TEST(batch_sweep_csv_plot)
 	run_bench(&res, args);
 	ck_assert_msg(res.status == 0, "exit %d: %s", res.status, res.err);
 	ck_assert_ptr_nonnull(strstr(res.out, "seq-write ns/page"));
-	f = fopen(csv, "r");
-	ck_assert_ptr_nonnull(f);
-	ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
-	ck_assert_ptr_nonnull(strstr(line, ",batch"));
-	while (fgets(line, sizeof(line), f))
-		lines++;
-	fclose(f);
 	/* seq-write and rand-write, native plus 10 batches per pager */
-	ck_assert_int_eq(lines, 2 * want);
-	if (!access("/usr/bin/gnuplot", X_OK)) {
-		ck_assert_int_eq(stat(png, &st), 0);
-		f = fopen(png, "r");
-		ck_assert_ptr_nonnull(f);
-		ck_assert_int_eq(fread(magic, 1, 4, f), 4);
-		fclose(f);
-		ck_assert_int_eq(memcmp(magic, "\x89PNG", 4), 0);
-		unlink(png);
-	} else {
-		ck_assert_ptr_nonnull(strstr(res.err, "gnuplot"));
-	}
-	unlink(csv);
+	ck_assert_int_eq(csv_lines(csv, ",batch"), 2 * want);
+	assert_png(png, &res);
 	rmdir(dir);
 	result_free(&res);
 }
@@ -953,6 +978,205 @@ START_TEST(fault_trace)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* app: an unmodified program, natively and under uffd-run            */
+/* ------------------------------------------------------------------ */
+
+#define ALLOC_MIB	32
+#define ALLOC_ARG	"32"
+
+/* --pagers splits at ';' and at commas not followed by key=value */
+START_TEST(app_table)
+{
+	char dir[] = "/tmp/test-bench.XXXXXX", out[64], line[256];
+	char first[256] = "";
+	const char *args[] = {
+		"app", "--reps", "2", "--pagers",
+		"zero;prealloc:batch=16,window=forward", "--stdout", out, "--",
+		alloc_path, ALLOC_ARG, NULL
+	};
+	static const char *const strategies[] = {
+		"native", "zero", "prealloc:batch=16,window=forward",
+	};
+	const char *p, *head;
+	struct result res;
+	int lines = 0, cols = 0, n;
+	size_t i;
+	FILE *f;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(out, sizeof(out), "%s/stdout", dir);
+	run_bench(&res, args);
+	ck_assert_msg(res.status == 0, "exit %d: %s", res.status, res.err);
+	ck_assert_ptr_nonnull(strstr(res.out, "# app: "));
+	ck_assert_ptr_nonnull(strstr(res.out, "warm-up"));
+	head = strstr(res.out, "\nstrategy ");
+	ck_assert_msg(head, "no table header: %s", res.out);
+	ck_assert_ptr_nonnull(strstr(head, "x native"));
+	ck_assert_ptr_nonnull(strstr(head, "cpu x"));
+	ck_assert_ptr_nonnull(strstr(head, "uffd faults"));
+	/*
+	 * a line per strategy, in order, each with the same cells: wall,
+	 * ratio, user, sys, cpu, ratio, minflt, uffd faults, rss at least
+	 */
+	p = strchr(head + 1, '\n') + 1;
+	for (i = 0; i < sizeof(strategies) / sizeof(strategies[0]); i++) {
+		const char *nl = strchr(p, '\n');
+		double ratio;
+		int cells = 0;
+
+		ck_assert_ptr_nonnull(nl);
+		ck_assert_msg(!strncmp(p, strategies[i], strlen(strategies[i]))
+			      && p[strlen(strategies[i])] == ' ',
+			      "row %zu is not %s: %.*s", i, strategies[i],
+			      (int)(nl - p), p);
+		for (n = 0; p + n < nl; n++)
+			cells += p[n] != ' ' && (n == 0 || p[n - 1] == ' ');
+		if (!cols)
+			cols = cells;
+		ck_assert_int_eq(cells, cols);
+		ck_assert_int_ge(cells, 10);
+		/* wall ms, then the ratio */
+		ck_assert_int_eq(sscanf(p + strlen(strategies[i]), "%*f %lf",
+					&ratio), 1);
+		if (i == 0)
+			ck_assert_double_eq(ratio, 1.0);
+		else
+			ck_assert_double_gt(ratio, 0);
+		p = nl + 1;
+	}
+	/* the command's stdout, every run, the same paged or not */
+	f = fopen(out, "r");
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f)) {
+		if (!lines++)
+			snprintf(first, sizeof(first), "%s", line);
+		ck_assert_str_eq(line, first);
+	}
+	fclose(f);
+	/* a warm-up round and two counted, of three runs each */
+	ck_assert_int_eq(lines, 3 * 3);
+	ck_assert_ptr_nonnull(strstr(first, " pages, sum "));
+	unlink(out);
+	rmdir(dir);
+	result_free(&res);
+}
+END_TEST
+
+START_TEST(app_json_rows)
+{
+	const char *const args[] = {
+		"app", "--reps", "2", "--json", "-p", "zero",
+		"-p", "prealloc:batch=16", "--", alloc_path, ALLOC_ARG, NULL
+	};
+	double pages = (ALLOC_MIB << 20) / page_size();
+	const struct jrow *nat, *z, *pa;
+	struct result res;
+	struct jrows rows;
+	int i;
+
+	run_bench(&res, args);
+	ck_assert_msg(res.status == 0, "exit %d: %s", res.status, res.err);
+	parse_rows(res.out, "app", &rows);
+	ck_assert_int_eq(rows.n, 3);
+	for (i = 0; i < rows.n; i++) {
+		ck_assert_double_eq(jnum(&rows.v[i], "reps"), 2);
+		ck_assert_double_eq(jnum(&rows.v[i], "warmup_rounds"), 1);
+		ck_assert_ptr_nonnull(strstr(jstr(&rows.v[i], "workload"),
+					     "app-alloc " ALLOC_ARG));
+		ck_assert_double_gt(jnum(&rows.v[i], "wall_ms"), 0);
+		ck_assert_double_gt(jnum(&rows.v[i], "cpu_ms"), 0);
+		ck_assert_double_gt(jnum(&rows.v[i], "rss_kib"), 0);
+		ck_assert_double_gt(jnum(&rows.v[i], "ratio_vs_native"), 0);
+		ck_assert_double_gt(jnum(&rows.v[i], "cpu_ratio_vs_native"),
+				    0);
+		/* the calloc'd buffer, paged by uffd-run */
+		ck_assert_double_ge(jnum(&rows.v[i], "pages"), pages);
+	}
+	nat = find_row(&rows, jstr(&rows.v[0], "workload"), "native");
+	z = find_row(&rows, jstr(&rows.v[0], "workload"), "zero");
+	pa = find_row(&rows, jstr(&rows.v[0], "workload"),
+		      "prealloc:batch=16");
+	ck_assert_ptr_nonnull(nat);
+	ck_assert_ptr_nonnull(z);
+	ck_assert_ptr_nonnull(pa);
+	ck_assert_double_eq(jnum(nat, "ratio_vs_native"), 1.0);
+	ck_assert_double_eq(jnum(nat, "cpu_ratio_vs_native"), 1.0);
+	ck_assert_double_eq(jnum(nat, "uffd_faults"), 0);
+	ck_assert_double_eq(jnum(nat, "bytes_paged"), 0);
+	/* a read fault per page of the buffer; its writes are the kernel's */
+	ck_assert_double_ge(jnum(z, "uffd_faults"), pages);
+	ck_assert_double_ge(jnum(z, "regions"), 1);
+	ck_assert_double_ge(jnum(z, "bytes_paged"), ALLOC_MIB << 20);
+	ck_assert_str_eq(jstr(z, "delivery"), "thread");
+	/* prealloc zero-maps 16 pages a read fault */
+	ck_assert_double_gt(jnum(pa, "uffd_faults"), 0);
+	ck_assert_double_le(jnum(pa, "uffd_faults"),
+			    jnum(z, "uffd_faults") / 8);
+	free(rows.v);
+	result_free(&res);
+}
+END_TEST
+
+/* seed 004's Figure 2 for a program: both read= settings, a best batch */
+START_TEST(app_sweep_csv_plot)
+{
+	char dir[] = "/tmp/test-bench.XXXXXX", csv[64], png[64];
+	const char *args[] = {
+		"app", "--reps", "1", "--sweep", "batch=1,16", "--csv", csv,
+		"--plot", png, "--", alloc_path, "8", NULL
+	};
+	struct result res;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(csv, sizeof(csv), "%s/app.csv", dir);
+	snprintf(png, sizeof(png), "%s/app.png", dir);
+	run_bench(&res, args);
+	ck_assert_msg(res.status == 0, "exit %d: %s", res.status, res.err);
+	ck_assert_ptr_nonnull(strstr(res.out, "prealloc:batch=16,read=fill"));
+	ck_assert_ptr_nonnull(strstr(res.out, "read=zero ms"));
+	ck_assert_ptr_nonnull(strstr(res.out, "read=fill ms"));
+	ck_assert_ptr_nonnull(strstr(res.out, "# best (lowest median wall)"
+				     ": batch="));
+	/* native, then 2 batches x read=zero, read=fill */
+	ck_assert_int_eq(csv_lines(csv, ",batch,read"), 1 + 2 * 2);
+	assert_png(png, &res);
+	rmdir(dir);
+	result_free(&res);
+}
+END_TEST
+
+/*
+ * A command that fails stops the experiment with one line naming where:
+ * natively, or only under a pager (uffd-run's preload is in its
+ * environment, which the native run does not have).
+ */
+START_TEST(app_command_fails)
+{
+	const char *const native[] = {
+		"app", "--reps", "1", "-p", "zero", "--", "sh", "-c", "exit 3",
+		NULL
+	};
+	const char *const paged[] = {
+		"app", "--reps", "1", "-p", "zero", "--", "sh", "-c",
+		"test -z \"$LD_PRELOAD\"", NULL
+	};
+	struct result res;
+
+	run_bench(&res, native);
+	ck_assert_int_eq(res.status, 1);
+	ck_assert_msg(strstr(res.err, "under native: exit status 3"), "%s",
+		      res.err);
+	result_free(&res);
+
+	run_bench(&res, paged);
+	ck_assert_int_eq(res.status, 1);
+	ck_assert_msg(strstr(res.err, "under zero: exit status 1"), "%s",
+		      res.err);
+	result_free(&res);
+}
+END_TEST
+
 /* Ctrl-C: the run in progress finishes, the rows so far are printed. */
 START_TEST(sigint_prints_rows)
 {
@@ -976,13 +1200,34 @@ END_TEST
 
 /* ------------------------------------------------------------------ */
 
+/* @rel (say "demos/uffd-bench") in a directory above this executable. */
+static bool find_above(const char *rel, char *path, size_t len)
+{
+	char exe[PATH_MAX - 32], *slash;
+	ssize_t n;
+	int up;
+
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return false;
+	exe[n] = '\0';
+	/* tests/test-bench, or tests/.libs/lt-test-bench under libtool */
+	for (up = 0; up < 4; up++) {
+		slash = strrchr(exe, '/');
+		if (!slash)
+			return false;
+		*slash = '\0';
+		snprintf(path, len, "%s/%s", exe, rel);
+		if (!access(path, X_OK))
+			return true;
+	}
+	return false;
+}
+
 static bool find_bench(void)
 {
 	const char *env = getenv("UFFD_BENCH");
 	const char *demos = getenv("LIBUFFD_DEMOS");
-	char exe[PATH_MAX - 32], *slash;
-	ssize_t n;
-	int up;
 
 	if (env && *env) {
 		snprintf(bench_path, sizeof(bench_path), "%s", env);
@@ -994,22 +1239,7 @@ static bool find_bench(void)
 		if (!access(bench_path, X_OK))
 			return true;
 	}
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n <= 0)
-		return false;
-	exe[n] = '\0';
-	/* tests/test-bench, or tests/.libs/lt-test-bench under libtool */
-	for (up = 0; up < 4; up++) {
-		slash = strrchr(exe, '/');
-		if (!slash)
-			return false;
-		*slash = '\0';
-		snprintf(bench_path, sizeof(bench_path),
-			 "%s/demos/uffd-bench", exe);
-		if (!access(bench_path, X_OK))
-			return true;
-	}
-	return false;
+	return find_above("demos/uffd-bench", bench_path, sizeof(bench_path));
 }
 
 static Suite *bench_suite(void)
@@ -1037,6 +1267,14 @@ static Suite *bench_suite(void)
 	tcase_add_test(tc, latency);
 	tcase_add_test(tc, sigint_prints_rows);
 	suite_add_tcase(s, tc);
+
+	tc = tcase_create("app");
+	tcase_set_timeout(tc, 2 * RUN_TIMEOUT_S);
+	tcase_add_test(tc, app_table);
+	tcase_add_test(tc, app_json_rows);
+	tcase_add_test(tc, app_sweep_csv_plot);
+	tcase_add_test(tc, app_command_fails);
+	suite_add_tcase(s, tc);
 	return s;
 }
 
@@ -1051,6 +1289,11 @@ int main(void)
 	if (!find_bench()) {
 		fprintf(stderr, "uffd-bench not found (build demos/uffd-bench "
 			"or set UFFD_BENCH)\n");
+		return TEST_EXIT_HARD_ERROR;
+	}
+	if (!find_above("tests/app-alloc", alloc_path, sizeof(alloc_path))) {
+		fprintf(stderr, "tests/app-alloc not found (make check builds "
+			"it)\n");
 		return TEST_EXIT_HARD_ERROR;
 	}
 	sr = srunner_create(bench_suite());
