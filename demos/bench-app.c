@@ -632,7 +632,7 @@ static void sweep_report(const struct rows *rows,
 /* seed 004's Figure 2 for this command: wall / native against batch. */
 static void sweep_plot(const struct rows *rows,
 		       const struct app_strategy *s, size_t ns,
-		       const char *title)
+		       const char *what)
 {
 	char *data, *script;
 	const struct row *x;
@@ -661,9 +661,14 @@ static void sweep_plot(const struct rows *rows,
 	fclose(f);
 
 	f = xmemstream(&script, &len);
-	gp_line_plot(f, title, "prealloc batch: pages filled per fault (log2)",
+	/* the command, cut to what fits above the plot */
+	gp_line_plot(f, bench_fmt("app: %.70s%s, median of %u rep%s", what,
+				  strlen(what) > 70 ? "..." : "", cfg.reps,
+				  cfg.reps == 1 ? "" : "s"),
+		     "prealloc batch: pages filled per fault (log2)",
 		     "wall time / native (median of per-rep ratios)");
-	fputs("plot ", f);
+	/* from 0: native's line at 1 in view, and a pager that beats it */
+	fputs("set yrange [0:*]\nplot ", f);
 	for (k = 0; k < NREADS; k++)
 		fprintf(f, "data using 1:%zu with linespoints lw 2 title "
 			"columnheader(%zu), ", k + 2, k + 2);
@@ -767,7 +772,7 @@ void experiment_app(void)
 			sweep_report(&rows, s, a.ns);
 	}
 	if (cfg.plot_path && rows.n)
-		sweep_plot(&rows, s, a.ns, title);
+		sweep_plot(&rows, s, a.ns, what);
 	rows_free(&rows);
 	free(a.smp);
 	free(s);
