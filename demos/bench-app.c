@@ -632,7 +632,7 @@ static void sweep_report(const struct rows *rows,
 /* seed 004's Figure 2 for this command: wall / native against batch. */
 static void sweep_plot(const struct rows *rows,
 		       const struct app_strategy *s, size_t ns,
-		       const char *what)
+		       const char *what, unsigned int reps)
 {
 	char *data, *script;
 	const struct row *x;
@@ -663,8 +663,8 @@ static void sweep_plot(const struct rows *rows,
 	f = xmemstream(&script, &len);
 	/* the command, cut to what fits above the plot */
 	gp_line_plot(f, bench_fmt("app: %.70s%s, median of %u rep%s", what,
-				  strlen(what) > 70 ? "..." : "", cfg.reps,
-				  cfg.reps == 1 ? "" : "s"),
+				  strlen(what) > 70 ? "..." : "", reps,
+				  reps == 1 ? "" : "s"),
 		     "prealloc batch: pages filled per fault (log2)",
 		     "wall time / native (median of per-rep ratios)");
 	/* from 0: native's line at 1 in view, and a pager that beats it */
@@ -711,7 +711,7 @@ void experiment_app(void)
 	struct rows rows = { 0 };
 	const char *what = cmd_line(), *title;
 	bool stopped = false;
-	unsigned int r;
+	unsigned int r, done;
 	size_t k;
 
 	app.uffd_run = find_uffd_run();
@@ -748,9 +748,11 @@ void experiment_app(void)
 	app_cleanup();
 
 	app_rows(&a, s, what, &rows);
+	/* fewer than asked after a Ctrl-C: native, first, has the most */
+	done = rows.n ? (unsigned int)rows.v[0].reps : 0;
 	title = bench_fmt("app: %s; median of %u rep%s after a warm-up "
 			  "round (not counted); uffd-run %s%s%s", what,
-			  cfg.reps, cfg.reps == 1 ? "" : "s", app.uffd_run,
+			  done, done == 1 ? "" : "s", app.uffd_run,
 			  cfg.delivery ? ", --delivery " : "",
 			  cfg.delivery ? cfg.delivery : "");
 	bench_emit(&rows, 0, title, cols, ARRAY_SIZE(cols));
@@ -772,7 +774,7 @@ void experiment_app(void)
 			sweep_report(&rows, s, a.ns);
 	}
 	if (cfg.plot_path && rows.n)
-		sweep_plot(&rows, s, a.ns, what);
+		sweep_plot(&rows, s, a.ns, what, done);
 	rows_free(&rows);
 	free(a.smp);
 	free(s);
