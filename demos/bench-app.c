@@ -56,11 +56,11 @@ void app_usage(FILE *f)
 "faults and peak Rss, with wall and CPU ratios against native.\n"
 "Options:\n"
 "  -r, --reps N          counted repetitions (default 5; -q: 2)\n"
-"      --pagers LIST     pager specs, separated by ';' or blanks, or by commas\n"
-"                        (a comma before key=value continues a spec); default:\n"
-"                        zero, prealloc:batch=16[,read=fill], prezero, hugezero\n"
+"      --pagers LIST     pager specs, apart by ';', blanks or commas (a comma\n"
+"                        before key=value continues the spec); default: zero,\n"
+"                        prealloc:batch=16[,read=fill], prezero, hugezero\n"
 "  -p, --pager SPEC      a pager to measure, repeatable\n"
-"      --sweep batch=L   prealloc at each batch of L (e.g. 1,4,16,64,256,512),\n"
+"      --sweep batch=L   prealloc at each batch of L (1,4,16,64,256,512...),\n"
 "                        read=zero and read=fill, and native: the best batch\n"
 "      --delivery MODE   thread (default) or sigbus, passed to uffd-run\n"
 "      --stdout FILE     append COMMAND's stdout of every run to FILE\n"
@@ -466,7 +466,9 @@ static const char *cmd_line(void)
 
 	buf[0] = '\0';
 	for (i = 0; cfg.cmd[i] && n + 1 < sizeof(buf); i++) {
-		bool q = !*cfg.cmd[i] || strpbrk(cfg.cmd[i], " \t\"'$;&|<>*?(){}");
+		/* quoted when a shell would split or expand it */
+		bool q = !*cfg.cmd[i] ||
+			 strpbrk(cfg.cmd[i], " \t\"'$;&|<>*?(){}");
 
 		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s%s%s",
 				      i ? " " : "", q ? "'" : "", cfg.cmd[i],
