@@ -14,6 +14,7 @@
  * docs/uffd-run.md); this program sets it up, waits, adds up the
  * statistics each process image wrote, and ends as COMMAND ended.
  */
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -172,6 +173,55 @@ static int uffd_usable(char *why, size_t len)
 	}
 	uffd_ctx_destroy(c);
 	return 0;
+}
+
+/* @cmd as execvp would find it, into @buf; NULL when not found. */
+static const char *which(const char *cmd, char *buf, size_t len)
+{
+	const char *path = getenv("PATH"), *p, *e;
+
+	if (strchr(cmd, '/'))
+		return cmd;
+	for (p = path ? path : "/bin:/usr/bin"; *p; p = *e ? e + 1 : e) {
+		e = strchrnul(p, ':');
+		snprintf(buf, len, "%.*s/%s", (int)(e - p), p, cmd);
+		if (access(buf, X_OK) == 0)
+			return buf;
+	}
+	return NULL;
+}
+
+/*
+ * A static ELF program has no loader to preload into: say so rather than
+ * let a run look paged.  Scripts and unreadable files are not judged.
+ */
+static bool statically_linked(const char *cmd)
+{
+	char buf[PATH_MAX];
+	const char *path = which(cmd, buf, sizeof(buf));
+	Elf64_Ehdr eh;
+	Elf64_Phdr ph;
+	bool interp = false;
+	int fd, i;
+
+	if (!path || (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return false;
+	if (pread(fd, &eh, sizeof(eh), 0) != sizeof(eh) ||
+	    memcmp(eh.e_ident, ELFMAG, SELFMAG) ||
+	    eh.e_ident[EI_CLASS] != ELFCLASS64 ||
+	    eh.e_phentsize != sizeof(ph)) {
+		close(fd);
+		return false;
+	}
+	for (i = 0; i < eh.e_phnum && !interp; i++) {
+		if (pread(fd, &ph, sizeof(ph),
+			  (off_t)(eh.e_phoff + (uint64_t)i * sizeof(ph))) !=
+		    sizeof(ph))
+			break;
+		interp = ph.p_type == PT_INTERP;
+	}
+	close(fd);
+	return i == eh.e_phnum && !interp;
 }
 
 /* ----------------------------------------------------------- statistics */
@@ -452,6 +502,9 @@ int main(int argc, char **argv)
 				"running %s unpaged\n", why, argv[optind]);
 		}
 	}
+	if (paged && statically_linked(argv[optind]))
+		fprintf(stderr, "uffd-run: %s is statically linked: nothing "
+			"it maps will be paged\n", argv[optind]);
 	if (opt.stats || opt.stats_file) {
 		const char *tmp = getenv("TMPDIR");
 		int fd;
