@@ -444,7 +444,7 @@ int main(int argc, char **argv)
 	const char *preload = NULL;
 	struct sigaction sa;
 	struct tally t;
-	bool paged = false;
+	bool paged = false, usable;
 	int c, status, ret;
 
 	while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
@@ -478,8 +478,14 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	/*
+	 * The spec's syntax and pager name are checked without a
+	 * userfaultfd, its values by the pager's init on a scratch region,
+	 * which needs one: without it, only what can be checked is.
+	 */
+	usable = uffd_usable(why, sizeof(why)) == 0;
 	ret = uffd_pager_spec_check(opt.pager, 0);
-	if (ret < 0)
+	if (ret < 0 && (usable || ret == -EINVAL))
 		die2("bad --pager '%s': %s", opt.pager, uffd_last_error());
 	ops = uffd_pager_find(strndup(opt.pager, strcspn(opt.pager, ":")));
 	if (!strcmp(opt.delivery, "sigbus") && ops &&
@@ -492,7 +498,7 @@ int main(int argc, char **argv)
 		if (!preload)
 			die2("cannot find %s (set LIBUFFD_PRELOAD)",
 			     PRELOAD_NAME);
-		if (uffd_usable(why, sizeof(why)) == 0) {
+		if (usable) {
 			paged = true;
 		} else if (opt.strict) {
 			die2("userfaultfd unusable (%s): not starting %s "
