@@ -87,6 +87,13 @@ static int get_opts(struct uffd_ctx_opts *opts,
 	    opts->delivery != LIBUFFD_DELIVER_SIGBUS)
 		return luffd_fail(-EINVAL, "unknown delivery %d",
 				  opts->delivery);
+	/*
+	 * A forked child's faults would raise SIGBUS in the child, which
+	 * has no userfaultfd of its own to serve them with.
+	 */
+	if (opts->delivery == LIBUFFD_DELIVER_SIGBUS &&
+	    (opts->features & LIBUFFD_FEATURE_EVENT_FORK))
+		return luffd_fail(-EINVAL, "EVENT_FORK needs thread delivery");
 	if (opts->handlers > LIBUFFD_MAX_HANDLERS)
 		return luffd_fail(-EINVAL, "at most %d handlers",
 				  LIBUFFD_MAX_HANDLERS);

@@ -156,6 +156,7 @@ static void *worker_main(void *arg)
 	unsigned int npfd = 0, gen = ~0u;
 	uint64_t v;
 
+	luffd_internal = 1;
 	for (;;) {
 		int any = serve_round(w, pfd, &npfd, &gen);
 
@@ -293,6 +294,7 @@ static void detach(struct uffd_ctx *leader, struct uffd_ctx *ctx)
 static int start_workers(struct uffd_ctx *ctx)
 {
 	pthread_attr_t attr;
+	sigset_t all, old;
 	unsigned int i;
 	int ret = 0;
 
@@ -308,6 +310,9 @@ static int start_workers(struct uffd_ctx *ctx)
 					    &ctx->start_cpus);
 	}
 	__atomic_store_n(&ctx->stopping, 0, __ATOMIC_RELEASE);
+	/* signals are for the application's threads: ours inherit none */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
 	for (i = 0; i < ctx->nworkers && !ret; i++) {
 		struct luffd_worker *w = &ctx->workers[i];
 
@@ -316,7 +321,8 @@ static int start_workers(struct uffd_ctx *ctx)
 		if (!ret)
 			w->live = pthread_getcpuclockid(w->thread, &w->clk) == 0;
 		pthread_mutex_unlock(&ctx->cpu_lock);
-	}
+	}	pthread_sigmask(SIG_SETMASK, &old, NULL);
+
 	pthread_attr_destroy(&attr);
 	if (ret < 0) {
 		unsigned int started = i - 1;

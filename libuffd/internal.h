@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -16,7 +17,11 @@
 
 #include "libuffd.h"
 
+#ifdef LUFFD_PRELOAD	/* linked into the preload: only its interposers show */
+#define LUFFD_API
+#else
 #define LUFFD_API __attribute__((visibility("default")))
+#endif
 
 /* ---- kernel definitions newer than the installed 6.1 headers ---- */
 #ifndef UFFD_FEATURE_WP_UNPOPULATED
@@ -279,6 +284,20 @@ void luffd_inboxes_free(struct uffd_ctx *ctx);
 int luffd_sigbus_attach(struct uffd_ctx *ctx);
 void luffd_sigbus_detach(struct uffd_ctx *ctx);
 extern __thread int luffd_in_signal;
+/*
+ * Nonzero in the library's own threads (handlers, pager helpers), and
+ * while an interposer (the preload) calls into the library: memory those
+ * allocate must never be paged by the library itself.
+ */
+extern __thread int luffd_internal;
+/*
+ * For an interposer of sigaction(): while the library's SIGBUS handler is
+ * installed, make @act (may be NULL) the handler it chains to, and return
+ * the one it chained to before in @old (may be NULL).  Returns 1 when
+ * done, 0 when the library's handler is not installed.
+ */
+int luffd_sigbus_swap_chain(const struct sigaction *act,
+			    struct sigaction *old);
 int luffd_read_msgs(struct luffd_handler *h);
 void luffd_ingest_event(struct uffd_ctx *ctx, const struct uffd_msg *m);
 int luffd_table_insert(struct uffd_ctx *ctx, struct uffd_region *r);

@@ -648,18 +648,39 @@ LUFFD_API int uffd_region_page_present(const struct uffd_region *r,
 	return luffd_present_test(r, off);
 }
 
+struct helper_start {
+	void	*(*fn)(void *);
+	void	*arg;
+};
+
+static void *helper_main(void *p)
+{
+	struct helper_start hs = *(struct helper_start *)p;
+
+	free(p);
+	luffd_internal = 1;
+	return hs.fn(hs.arg);
+}
+
 LUFFD_API int uffd_region_helper_create(const struct uffd_region *r,
 				       pthread_t *thread,
 				       void *(*fn)(void *), void *arg)
 {
 	const struct uffd_ctx *ctx;
 	pthread_attr_t attr;
+	struct helper_start *hs;
 	sigset_t all, old;
 	cpu_set_t set;
 	int ret;
 
 	if (!r || !thread || !fn)
 		return luffd_fail(-EINVAL, "uffd_region_helper_create: NULL");
+	hs = malloc(sizeof(*hs));
+	if (!hs)
+		return luffd_fail(-ENOMEM, "pager %s: helper thread: no memory",
+				  r->pager_name);
+	hs->fn = fn;
+	hs->arg = arg;
 	ctx = r->ctx;
 	if (ctx->helper_cpu >= 0) {
 		CPU_ZERO(&set);
@@ -675,9 +696,11 @@ LUFFD_API int uffd_region_helper_create(const struct uffd_region *r,
 	/* the new thread inherits this mask */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	ret = pthread_create(thread, &attr, fn, arg);
+	ret = pthread_create(thread, &attr, helper_main, hs);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
+	if (ret)
+		free(hs);
 	if (ret)
 		return luffd_fail(-ret, "pager %s: helper thread: %s",
 				  r->pager_name, strerror(ret));

@@ -35,14 +35,25 @@ void __asan_handle_no_return(void);
 #define MAX_SIG_CTX	64
 
 __thread int luffd_in_signal;
+__thread int luffd_internal;
 /* gettid() is a system call; a fault costs a few of them already */
 static __thread uint32_t tid_cache;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
-/* a forked child's one thread has a new tid */
+static pthread_mutex_t sig_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct uffd_ctx *sig_ctx[MAX_SIG_CTX];	/* atomic slots */
+
+/*
+ * A forked child's one thread has a new tid, and the contexts are the
+ * parent's: their userfaultfds fill the parent's memory, not ours.
+ */
 static void forget_tid(void)
 {
+	int i;
+
 	tid_cache = 0;
+	for (i = 0; i < MAX_SIG_CTX; i++)
+		__atomic_store_n(&sig_ctx[i], NULL, __ATOMIC_RELEASE);
 }
 
 static void register_atfork(void)
@@ -50,8 +61,6 @@ static void register_atfork(void)
 	pthread_atfork(NULL, NULL, forget_tid);
 }
 
-static pthread_mutex_t sig_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct uffd_ctx *sig_ctx[MAX_SIG_CTX];	/* atomic slots */
 static struct sigaction old_action;
 static bool installed;
 
@@ -413,6 +422,25 @@ int luffd_sigbus_attach(struct uffd_ctx *ctx)
 out:
 	pthread_mutex_unlock(&sig_lock);
 	return ret;
+}
+
+int luffd_sigbus_swap_chain(const struct sigaction *act,
+			    struct sigaction *old)
+{
+	struct sigaction prev;
+	int done = 0;
+
+	pthread_mutex_lock(&sig_lock);
+	if (installed) {
+		prev = old_action;
+		if (act)
+			old_action = *act;
+		if (old)
+			*old = prev;
+		done = 1;
+	}
+	pthread_mutex_unlock(&sig_lock);
+	return done;
 }
 
 /*

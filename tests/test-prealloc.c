@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 
 #include <check.h>
@@ -250,6 +251,45 @@ START_TEST(test_present_pages_skipped)
 }
 END_TEST
 
+/*
+ * read=fill: a read fills the window with real zeroed pages, so the write
+ * that follows takes no fault at all (seed 000's second fault is gone).
+ */
+START_TEST(test_read_fill)
+{
+	struct uffd_region *r = new_region(LIBUFFD_MEM_ANON,
+					   "prealloc:batch=16,read=fill", 64,
+					   NULL);
+	struct uffd_region_opts o = {
+		.size = sizeof(o), .type = LIBUFFD_MEM_ANON, .len = 16 * ps,
+		.pager = "prealloc:read=maybe",
+	};
+	struct uffd_region *bad = NULL;
+	char *p = uffd_region_addr(r);
+	struct uffd_stats st;
+	size_t i;
+
+	ck_assert_int_eq(*(volatile char *)(p + 20 * ps), 0);
+	expect_present(p, 64, 16, 32, false);
+	ck_assert(all_zero(p + 16 * ps, 16 * ps));
+	for (i = 16; i < 32; i++)
+		p[i * ps] = (char)i;
+	st = settled_stats(r);
+	ck_assert_uint_eq(st.faults_read, 1);
+	ck_assert_uint_eq(st.faults_write, 0);
+	ck_assert_uint_eq(st.pages_copy, 16);
+	ck_assert_uint_eq(st.pages_zero, 0);
+	for (i = 16; i < 32; i++)
+		ck_assert_int_eq(p[i * ps], (char)i);
+	uffd_region_destroy(r);
+
+	ck_assert_int_eq(uffd_region_create(ctx, &o, &bad), -EINVAL);
+	ck_assert_ptr_null(bad);
+	ck_assert_ptr_nonnull(strstr(uffd_last_error(), "read=maybe"));
+	ck_assert_int_eq(uffd_pager_spec_check("prealloc:read=zero", 0), 0);
+}
+END_TEST
+
 /* Shared memory: the same windows, on shmem. */
 START_TEST(test_memfd_windows)
 {
@@ -421,6 +461,7 @@ static Suite *prealloc_suite(void)
 	tcase_add_test(tc, test_window_clipped_both_ends);
 	tcase_add_test(tc, test_sequential_walk_fault_count);
 	tcase_add_test(tc, test_read_maps_zero_pages);
+	tcase_add_test(tc, test_read_fill);
 	tcase_add_test(tc, test_window_forward);
 	tcase_add_test(tc, test_present_pages_skipped);
 	tcase_add_test(tc, test_memfd_windows);
