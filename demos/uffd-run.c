@@ -118,12 +118,12 @@ static bool readable(const char *path)
 
 /*
  * LIBUFFD_PRELOAD, else next to this program in a build tree (demos/ or
- * demos/.libs/ beside libuffd/.libs/), else where it was installed.
+ * demos/.libs/ beside libuffd/), else where it was installed.
  */
 static const char *find_preload(char *buf, size_t len)
 {
 	static const char *const rel[] = {
-		"/../libuffd/.libs/", "/../../libuffd/.libs/",
+		"/../libuffd/", "/../../libuffd/",
 	};
 	const char *env = getenv("LIBUFFD_PRELOAD");
 	char exe[PATH_MAX], *dir;

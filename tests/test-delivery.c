@@ -338,6 +338,11 @@ START_TEST(pin_bad_cpus)
 	o.delivery = 0;
 	o.features = LIBUFFD_FEATURE_SIGBUS;
 	ck_assert_int_eq(uffd_ctx_create(&c, &o), -EINVAL);
+	/* a forked child could not serve its own SIGBUS faults */
+	o.features = LIBUFFD_FEATURE_EVENT_FORK;
+	o.delivery = LIBUFFD_DELIVER_SIGBUS;
+	ck_assert_int_eq(uffd_ctx_create(&c, &o), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(uffd_last_error(), "EVENT_FORK"));
 	ck_assert_ptr_null(c);
 }
 END_TEST
