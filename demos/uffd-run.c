@@ -14,6 +14,7 @@
  * docs/uffd-run.md); this program sets it up, waits, adds up the
  * statistics each process image wrote, and ends as COMMAND ended.
  */
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -118,12 +119,12 @@ static bool readable(const char *path)
 
 /*
  * LIBUFFD_PRELOAD, else next to this program in a build tree (demos/ or
- * demos/.libs/ beside libuffd/.libs/), else where it was installed.
+ * demos/.libs/ beside libuffd/), else where it was installed.
  */
 static const char *find_preload(char *buf, size_t len)
 {
 	static const char *const rel[] = {
-		"/../libuffd/.libs/", "/../../libuffd/.libs/",
+		"/../libuffd/", "/../../libuffd/",
 	};
 	const char *env = getenv("LIBUFFD_PRELOAD");
 	char exe[PATH_MAX], *dir;
@@ -172,6 +173,55 @@ static int uffd_usable(char *why, size_t len)
 	}
 	uffd_ctx_destroy(c);
 	return 0;
+}
+
+/* @cmd as execvp would find it, into @buf; NULL when not found. */
+static const char *which(const char *cmd, char *buf, size_t len)
+{
+	const char *path = getenv("PATH"), *p, *e;
+
+	if (strchr(cmd, '/'))
+		return cmd;
+	for (p = path ? path : "/bin:/usr/bin"; *p; p = *e ? e + 1 : e) {
+		e = strchrnul(p, ':');
+		snprintf(buf, len, "%.*s/%s", (int)(e - p), p, cmd);
+		if (access(buf, X_OK) == 0)
+			return buf;
+	}
+	return NULL;
+}
+
+/*
+ * A static ELF program has no loader to preload into: say so rather than
+ * let a run look paged.  Scripts and unreadable files are not judged.
+ */
+static bool statically_linked(const char *cmd)
+{
+	char buf[PATH_MAX];
+	const char *path = which(cmd, buf, sizeof(buf));
+	Elf64_Ehdr eh;
+	Elf64_Phdr ph;
+	bool interp = false;
+	int fd, i;
+
+	if (!path || (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return false;
+	if (pread(fd, &eh, sizeof(eh), 0) != sizeof(eh) ||
+	    memcmp(eh.e_ident, ELFMAG, SELFMAG) ||
+	    eh.e_ident[EI_CLASS] != ELFCLASS64 ||
+	    eh.e_phentsize != sizeof(ph)) {
+		close(fd);
+		return false;
+	}
+	for (i = 0; i < eh.e_phnum && !interp; i++) {
+		if (pread(fd, &ph, sizeof(ph),
+			  (off_t)(eh.e_phoff + (uint64_t)i * sizeof(ph))) !=
+		    sizeof(ph))
+			break;
+		interp = ph.p_type == PT_INTERP;
+	}
+	close(fd);
+	return i == eh.e_phnum && !interp;
 }
 
 /* ----------------------------------------------------------- statistics */
@@ -394,7 +444,7 @@ int main(int argc, char **argv)
 	const char *preload = NULL;
 	struct sigaction sa;
 	struct tally t;
-	bool paged = false;
+	bool paged = false, usable;
 	int c, status, ret;
 
 	while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
@@ -428,8 +478,14 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	/*
+	 * The spec's syntax and pager name are checked without a
+	 * userfaultfd, its values by the pager's init on a scratch region,
+	 * which needs one: without it, only what can be checked is.
+	 */
+	usable = uffd_usable(why, sizeof(why)) == 0;
 	ret = uffd_pager_spec_check(opt.pager, 0);
-	if (ret < 0)
+	if (ret < 0 && (usable || ret == -EINVAL))
 		die2("bad --pager '%s': %s", opt.pager, uffd_last_error());
 	ops = uffd_pager_find(strndup(opt.pager, strcspn(opt.pager, ":")));
 	if (!strcmp(opt.delivery, "sigbus") && ops &&
@@ -442,7 +498,7 @@ int main(int argc, char **argv)
 		if (!preload)
 			die2("cannot find %s (set LIBUFFD_PRELOAD)",
 			     PRELOAD_NAME);
-		if (uffd_usable(why, sizeof(why)) == 0) {
+		if (usable) {
 			paged = true;
 		} else if (opt.strict) {
 			die2("userfaultfd unusable (%s): not starting %s "
@@ -452,6 +508,9 @@ int main(int argc, char **argv)
 				"running %s unpaged\n", why, argv[optind]);
 		}
 	}
+	if (paged && statically_linked(argv[optind]))
+		fprintf(stderr, "uffd-run: %s is statically linked: nothing "
+			"it maps will be paged\n", argv[optind]);
 	if (opt.stats || opt.stats_file) {
 		const char *tmp = getenv("TMPDIR");
 		int fd;

@@ -243,7 +243,9 @@ struct uffd_ctx_opts {
 	 * LIBUFFD_FEATURE_EVENT_FORK is opt-in: with it, each fork() of the
 	 * process waits until the handler has read the event, and the child's
 	 * regions are served by a child context the library creates (see
-	 * uffd_ctx_child()).  Note that while a context is stopped, munmap,
+	 * uffd_ctx_child()); with LIBUFFD_DELIVER_SIGBUS it is -EINVAL (the
+	 * child would have no userfaultfd to serve its SIGBUS faults with).
+	 * Note that while a context is stopped, munmap,
 	 * mremap, MADV_DONTNEED and fork on its regions wait for the next
 	 * start: the kernel waits for the event to be read.
 	 */
@@ -314,7 +316,8 @@ struct uffd_ctx_opts {
 int uffd_ctx_create(struct uffd_ctx **out, const struct uffd_ctx_opts *opts);
 
 /*
- * Start the handler thread.  Returns 0, -EALREADY when running, or the
+ * Start the handler thread, with every signal blocked (signals are for
+ * the application's threads).  Returns 0, -EALREADY when running, or the
  * errno of pthread_create.  Calls of start/stop/destroy on one context must
  * not overlap.
  */

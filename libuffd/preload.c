@@ -100,6 +100,7 @@ static struct ent *tab;
 static size_t ntab, captab;
 static pthread_mutex_t tab_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* glibc's syscall(): -1 and errno on failure, like the wrappers */
 static void *raw_mmap(void *a, size_t len, int prot, int flags, int fd,
 		      off_t off)
 {
@@ -395,10 +396,8 @@ EXPORT void *mmap(void *a, size_t len, int prot, int flags, int fd,
 	if (flags & MAP_FIXED)
 		forget_before((uintptr_t)a, len, &part);
 	p = raw_mmap(a, len, prot, flags, fd, off);
-	if ((unsigned long)p > -4096ul) {
-		errno = -(int)(long)p;
-		return MAP_FAILED;
-	}
+	if (p == MAP_FAILED)
+		return p;	/* errno set by syscall() */
 	if (part)
 		forget_after((uintptr_t)a, len);
 	if (eligible(len, flags, fd))
@@ -410,25 +409,16 @@ EXPORT void *mmap64(void *a, size_t len, int prot, int flags, int fd,
 		    off_t off)
 	__attribute__((alias("mmap")));
 
-static int set_errno(long ret)
-{
-	if ((unsigned long)ret > -4096ul) {
-		errno = -(int)ret;
-		return -1;
-	}
-	return (int)ret;
-}
-
 EXPORT int munmap(void *a, size_t len)
 {
 	bool part = false;
 	int ret;
 
 	if (INSIDE())
-		return set_errno(syscall(SYS_munmap, a, len));
+		return (int)syscall(SYS_munmap, a, len);
 	len = (len + cfg.ps - 1) & ~(cfg.ps - 1);
 	forget_before((uintptr_t)a, len, &part);
-	ret = set_errno(syscall(SYS_munmap, a, len));
+	ret = (int)syscall(SYS_munmap, a, len);
 	if (part)
 		forget_after((uintptr_t)a, len);
 	return ret;
@@ -441,10 +431,7 @@ static void *move_ent(struct ent *e, size_t nlen, int flags, void *to)
 
 	untrack(e);
 	p = syscall(SYS_mremap, (void *)e->addr, e->len, nlen, flags, to);
-	if ((unsigned long)p > -4096ul) {
-		errno = -(int)p;
-		p = (long)MAP_FAILED;
-	} else {
+	if (p != -1) {
 		e->addr = (uintptr_t)p;
 		e->len = nlen;
 	}
@@ -480,11 +467,7 @@ EXPORT void *mremap(void *old, size_t olen, size_t nlen, int flags, ...)
 			return move_ent(&e, nlen, flags, to);
 	}
 	p = syscall(SYS_mremap, old, olen, nlen, flags, to);
-	if ((unsigned long)p > -4096ul) {
-		errno = -(int)p;
-		return MAP_FAILED;
-	}
-	return (void *)p;
+	return p == -1 ? MAP_FAILED : (void *)p;
 }
 
 /* --------------------------------------------------------- the allocator */
@@ -506,7 +489,7 @@ static void *big_alloc(size_t n, size_t align)
 		return NULL;
 	p = (uintptr_t)raw_mmap(NULL, map, PROT_READ | PROT_WRITE,
 				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p > -4096ul)
+	if (p == (uintptr_t)MAP_FAILED)
 		return NULL;
 	a = (p + align - 1) & ~(align - 1);
 	if (a > p)
@@ -865,7 +848,7 @@ EXPORT void _Exit(int status)
 EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 {
 	write_stats();
-	return set_errno(syscall(SYS_execve, path, argv, envp));
+	return (int)syscall(SYS_execve, path, argv, envp);
 }
 
 #define REAL(name)							\
@@ -1020,12 +1003,12 @@ EXPORT size_t fread(void *buf, size_t size, size_t n, FILE *f)
 
 EXPORT int madvise(void *a, size_t len, int advice)
 {
-	int ret = set_errno(syscall(SYS_madvise, a, len, advice));
+	int ret = (int)syscall(SYS_madvise, a, len, advice);
 
 	if (ret < 0 && errno == EFAULT &&
 	    (advice == MADV_POPULATE_READ || advice == MADV_POPULATE_WRITE) &&
 	    touch_paged(a, len))
-		ret = set_errno(syscall(SYS_madvise, a, len, advice));
+		ret = (int)syscall(SYS_madvise, a, len, advice);
 	return ret;
 }
 

@@ -5,6 +5,7 @@
  * and one handler serving several contexts.
  */
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -338,6 +339,11 @@ START_TEST(pin_bad_cpus)
 	o.delivery = 0;
 	o.features = LIBUFFD_FEATURE_SIGBUS;
 	ck_assert_int_eq(uffd_ctx_create(&c, &o), -EINVAL);
+	/* a forked child could not serve its own SIGBUS faults */
+	o.features = LIBUFFD_FEATURE_EVENT_FORK;
+	o.delivery = LIBUFFD_DELIVER_SIGBUS;
+	ck_assert_int_eq(uffd_ctx_create(&c, &o), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(uffd_last_error(), "EVENT_FORK"));
 	ck_assert_ptr_null(c);
 }
 END_TEST
@@ -414,6 +420,60 @@ START_TEST(pin_same_follows_starter)
 	ck_assert_int_eq(thread_cpus(tid, aff, sizeof(aff)), 0);
 	ck_assert_str_eq(aff, "1");
 	uffd_ctx_destroy(c);
+}
+END_TEST
+
+/* SigBlk of thread @tid of this process, or -1. */
+static long long sigblk(const char *tid)
+{
+	char path[64], line[256];
+	long long mask = -1;
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%s/status", tid);
+	fp = fopen(path, "r");
+	if (!fp)
+		return -1;
+	while (fgets(line, sizeof(line), fp))
+		if (sscanf(line, "SigBlk: %llx", &mask) == 1)
+			break;
+	fclose(fp);
+	return mask;
+}
+
+/*
+ * Handler threads block every signal, whatever the starter's mask: a
+ * process-directed SIGTERM must reach an application thread.
+ */
+START_TEST(handlers_block_signals)
+{
+	struct uffd_ctx *hc = make_ctx(LIBUFFD_DELIVER_THREAD, 3,
+				       LIBUFFD_CPU_ANY, 0);
+	long long want = (1ll << (SIGTERM - 1)) | (1ll << (SIGINT - 1)) |
+			 (1ll << (SIGUSR1 - 1));
+	char self[32];
+	struct dirent *d;
+	int others = 0;
+	DIR *dir;
+
+	ck_assert_int_eq(uffd_ctx_start(hc), 0);
+	snprintf(self, sizeof(self), "%d", (int)gettid());
+	dir = opendir("/proc/self/task");
+	ck_assert_ptr_nonnull(dir);
+	while ((d = readdir(dir))) {
+		long long m;
+
+		if (d->d_name[0] == '.' || !strcmp(d->d_name, self))
+			continue;
+		m = sigblk(d->d_name);
+		ck_assert_msg(m != -1 && (m & want) == want,
+			      "thread %s blocks %llx", d->d_name, m);
+		others++;
+	}
+	closedir(dir);
+	ck_assert_int_eq(others, 3);
+	ck_assert_int_eq(sigblk(self) & want, 0);
+	uffd_ctx_destroy(hc);
 }
 END_TEST
 
@@ -631,6 +691,7 @@ static Suite *delivery_suite(void)
 	}
 
 	tc = add_tcase(s, "handlers", NULL, NULL);
+	tcase_add_test(tc, handlers_block_signals);
 	tcase_add_test(tc, handlers_four_disjoint);
 	tcase_add_test(tc, handlers_four_shared);
 	tcase_add_test(tc, handlers_serialise_and_stop);
