@@ -439,7 +439,7 @@ int main(int argc, char **argv)
 		{ "help",	no_argument,	   NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	char preload_buf[PATH_MAX], why[256], stats_path[64] = "";
+	char preload_buf[PATH_MAX], why[256], stats_path[64] = "", name[64];
 	const struct uffd_pager_ops *ops;
 	const char *preload = NULL;
 	struct sigaction sa;
@@ -487,7 +487,9 @@ int main(int argc, char **argv)
 	ret = uffd_pager_spec_check(opt.pager, 0);
 	if (ret < 0 && (usable || ret == -EINVAL))
 		die2("bad --pager '%s': %s", opt.pager, uffd_last_error());
-	ops = uffd_pager_find(strndup(opt.pager, strcspn(opt.pager, ":")));
+	snprintf(name, sizeof(name), "%.*s",
+		 (int)strcspn(opt.pager, ":"), opt.pager);
+	ops = uffd_pager_find(name);
 	if (!strcmp(opt.delivery, "sigbus") && ops &&
 	    !(ops->flags & LIBUFFD_PAGER_CONCURRENT))
 		die2("pager %s cannot serve faults in SIGBUS mode: use "
