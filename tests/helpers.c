@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -1840,4 +1841,26 @@ int fault_like_zero(void *state, struct uffd_resolver *res,
 	else
 		ret = uffd_resolve_zeropage(res, f->offset, len);
 	return ret < 0 ? (int)ret : 0;
+}
+
+bool find_above_exe(const char *rel, char *path, size_t len)
+{
+	char exe[PATH_MAX - 32], *slash;
+	ssize_t n;
+	int up;
+
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return false;
+	exe[n] = '\0';
+	for (up = 0; up < 4; up++) {
+		slash = strrchr(exe, '/');
+		if (!slash)
+			return false;
+		*slash = '\0';
+		snprintf(path, len, "%s/%s", exe, rel);
+		if (!access(path, X_OK))
+			return true;
+	}
+	return false;
 }

@@ -14,6 +14,7 @@
 #ifndef LIBUFFD_TESTS_HELPERS_H
 #define LIBUFFD_TESTS_HELPERS_H
 
+#include <stdbool.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -480,6 +481,13 @@ void run_program(struct result *res, const char *path,
 		 const char *const *args, int timeout_s, int sigint_after_ms,
 		 int (*child_setup)(void *), void *arg);
 void result_free(struct result *res);
+
+/*
+ * @rel (say "demos/uffd-bench") in a directory above this executable,
+ * into @path: tests/test-x, or tests/.libs/lt-test-x under libtool, or
+ * /tests/test-x in the VM.  false when not found.
+ */
+bool find_above_exe(const char *rel, char *path, size_t len);
 
 /* Number of '\n' in @s. */
 int count_lines(const char *s);

@@ -1200,30 +1200,6 @@ END_TEST
 
 /* ------------------------------------------------------------------ */
 
-/* @rel (say "demos/uffd-bench") in a directory above this executable. */
-static bool find_above(const char *rel, char *path, size_t len)
-{
-	char exe[PATH_MAX - 32], *slash;
-	ssize_t n;
-	int up;
-
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n <= 0)
-		return false;
-	exe[n] = '\0';
-	/* tests/test-bench, or tests/.libs/lt-test-bench under libtool */
-	for (up = 0; up < 4; up++) {
-		slash = strrchr(exe, '/');
-		if (!slash)
-			return false;
-		*slash = '\0';
-		snprintf(path, len, "%s/%s", exe, rel);
-		if (!access(path, X_OK))
-			return true;
-	}
-	return false;
-}
-
 static bool find_bench(void)
 {
 	const char *env = getenv("UFFD_BENCH");
@@ -1239,7 +1215,7 @@ static bool find_bench(void)
 		if (!access(bench_path, X_OK))
 			return true;
 	}
-	return find_above("demos/uffd-bench", bench_path, sizeof(bench_path));
+	return find_above_exe("demos/uffd-bench", bench_path, sizeof(bench_path));
 }
 
 static Suite *bench_suite(void)
@@ -1291,7 +1267,7 @@ int main(void)
 			"or set UFFD_BENCH)\n");
 		return TEST_EXIT_HARD_ERROR;
 	}
-	if (!find_above("tests/app-alloc", alloc_path, sizeof(alloc_path))) {
+	if (!find_above_exe("tests/app-alloc", alloc_path, sizeof(alloc_path))) {
 		fprintf(stderr, "tests/app-alloc not found (make check builds "
 			"it)\n");
 		return TEST_EXIT_HARD_ERROR;

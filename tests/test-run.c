@@ -482,19 +482,25 @@ static const char *const sigbus_pagers[] = {
 	"zero", "prealloc:batch=64", "prealloc:batch=16,read=fill",
 };
 
-START_TEST(workload_sigbus_user)
+/* run-workload in @mode under sigbus_pagers[@i], SIGBUS delivery. */
+static void workload_sigbus(int i, const char *mode, const char *tag)
 {
 	char stats[PATH_MAX];
-	const char *opts[] = { "--pager", sigbus_pagers[_i], "--delivery",
+	const char *opts[] = { "--pager", sigbus_pagers[i], "--delivery",
 			       "sigbus", "--stats-file", stats, NULL };
 	static struct json j;
 
-	tmp_path(stats, sizeof(stats), "sigbus-user", _i);
-	workload_both("nokernel", opts, stats, &j);
-	assert_paged(&j, sigbus_pagers[_i]);
+	tmp_path(stats, sizeof(stats), tag, i);
+	workload_both(mode, opts, stats, &j);
+	assert_paged(&j, sigbus_pagers[i]);
 	ck_assert_str_eq(jstr(&j, "delivery"), "sigbus");
 	ck_assert_msg(jnum(&j, "stats.sigbus_faults") > 0,
 		      "no fault was served in a SIGBUS handler");
+}
+
+START_TEST(workload_sigbus_user)
+{
+	workload_sigbus(_i, "nokernel", "sigbus-user");
 }
 END_TEST
 
@@ -506,17 +512,7 @@ END_TEST
  */
 START_TEST(workload_sigbus_kernel)
 {
-	char stats[PATH_MAX];
-	const char *opts[] = { "--pager", sigbus_pagers[_i], "--delivery",
-			       "sigbus", "--stats-file", stats, NULL };
-	static struct json j;
-
-	tmp_path(stats, sizeof(stats), "sigbus-kernel", _i);
-	workload_both("", opts, stats, &j);
-	assert_paged(&j, sigbus_pagers[_i]);
-	ck_assert_str_eq(jstr(&j, "delivery"), "sigbus");
-	ck_assert_msg(jnum(&j, "stats.sigbus_faults") > 0,
-		      "no fault was served in a SIGBUS handler");
+	workload_sigbus(_i, "", "sigbus-kernel");
 }
 END_TEST
 
@@ -1071,30 +1067,6 @@ static int make_tmpdir(void)
 	return 0;
 }
 
-/* @name next to this test's executable (or its libtool wrapper). */
-static bool find_near(char *out, size_t len, const char *name)
-{
-	char exe[PATH_MAX - 64], *slash;
-	ssize_t n;
-	int up;
-
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n <= 0)
-		return false;
-	exe[n] = '\0';
-	/* tests/test-run, or tests/.libs/lt-test-run under libtool */
-	for (up = 0; up < 3; up++) {
-		slash = strrchr(exe, '/');
-		if (!slash)
-			return false;
-		*slash = '\0';
-		snprintf(out, len, "%s/%s", exe, name);
-		if (!access(out, X_OK))
-			return true;
-	}
-	return false;
-}
-
 static bool find_python(void)
 {
 	const char *env = getenv("PYTHON"), *path = getenv("PATH"), *p, *e;
@@ -1224,7 +1196,7 @@ int main(void)
 		return TEST_EXIT_HARD_ERROR;
 	}
 #endif
-	if (!find_near(workload, sizeof(workload), "run-workload")) {
+	if (!find_above_exe("tests/run-workload", workload, sizeof(workload))) {
 		fprintf(stderr, "ERROR: tests/run-workload not found\n");
 		return TEST_EXIT_HARD_ERROR;
 	}
