@@ -671,6 +671,21 @@ static int die(void)
 	return 1;
 }
 
+/*
+ * Read pages 0 and 3 of a fresh calloc.  Natively both read zeros; under
+ * a pager made to fail page 3 the program must die of SIGBUS there.
+ */
+static int pagerfail(void)
+{
+	size_t len = 8 * MiB;
+	volatile char *p = xalloc("pagerfail", calloc(1, len));
+
+	printf("pagerfail page 0: %d\n", p[0]);
+	fflush(stdout);
+	printf("pagerfail page 3: %d\n", p[3 * ps]);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "";
@@ -683,10 +698,12 @@ int main(int argc, char **argv)
 		return exec_child();
 	if (!strcmp(mode, "die"))
 		return die();
+	if (!strcmp(mode, "pagerfail"))
+		return pagerfail();
 	if (!strcmp(mode, "nokernel"))
 		kernel = false;
 	else if (*mode) {
-		fprintf(stderr, "usage: run-workload [nokernel|die]\n");
+		fprintf(stderr, "usage: run-workload [nokernel|die|pagerfail]\n");
 		return 2;
 	}
 

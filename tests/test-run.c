@@ -961,6 +961,39 @@ START_TEST(stats_on_signal_death)
 END_TEST
 
 /*
+ * A pager that fails a fault: the program dies of SIGBUS at that page, as
+ * with the library, after what it printed before; the stats still come.
+ * The file pager's inject_eio fails every read of region page 3.
+ */
+START_TEST(pager_failure_sigbus)
+{
+	char stats[PATH_MAX], spec[PATH_MAX + 64];
+	const char *opts[] = { "--pager", spec, "--stats-file", stats, NULL };
+	const char *cmd[] = { workload, "pagerfail", NULL };
+	struct result nat, pag;
+	static struct json j;
+
+	snprintf(spec, sizeof(spec), "file:path=%s,inject_eio=3",
+		 sparse_file);
+	tmp_path(stats, sizeof(stats), "pagerfail", 0);
+	run_argv(&nat, cmd, NULL, NULL);
+	ck_assert_int_eq(nat.status, 0);
+	ck_assert_str_eq(nat.out, "pagerfail page 0: 0\npagerfail page 3: 0\n");
+	run_uffd(&pag, opts, cmd, NULL, NULL);
+	ck_assert_msg(pag.status == 128 + SIGBUS,
+		      "uffd-run ended with %d, not killed by SIGBUS: %s",
+		      pag.status, pag.err);
+	ck_assert_str_eq(pag.out, "pagerfail page 0: 0\n");
+	read_stats(&j, stats);
+	ck_assert_msg(jnum(&j, "stats.pager_errors") >= 1,
+		      "no pager error counted");
+	ck_assert_msg(jnum(&j, "regions") >= 1, "nothing paged");
+	result_free(&nat);
+	result_free(&pag);
+}
+END_TEST
+
+/*
  * The stats file: every key the interface names, with its type, and
  * every counter uffd_stats_format() writes, in "stats".
  */
@@ -1165,6 +1198,7 @@ static Suite *run_suite_create(void)
 	tc = add_tcase(s, "stats", NULL, NULL);
 	tcase_set_timeout(tc, CASE_TIMEOUT_S);
 	tcase_add_test(tc, stats_on_signal_death);
+	tcase_add_test(tc, pager_failure_sigbus);
 	tcase_add_test(tc, stats_json_keys);
 	tcase_add_test(tc, stats_text);
 	return s;
