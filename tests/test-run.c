@@ -537,6 +537,34 @@ START_TEST(native_launcher)
 }
 END_TEST
 
+/*
+ * --min-size 4K pages nearly everything the program maps, the library's
+ * own allocations in its handler thread excepted: had those been paged,
+ * the handler would wait on itself and the run would hang.
+ */
+START_TEST(min_size_one_page)
+{
+	char stats[PATH_MAX], stats_def[PATH_MAX];
+	const char *opts[] = { "--min-size", "4K", "--pager",
+			       "prealloc:batch=16,read=fill", "--stats-file",
+			       stats, NULL };
+	const char *opts_def[] = { "--pager", "prealloc:batch=16,read=fill",
+				   "--stats-file", stats_def, NULL };
+	static struct json j, jd;
+
+	tmp_path(stats, sizeof(stats), "minsize", 0);
+	tmp_path(stats_def, sizeof(stats_def), "minsize", 1);
+	workload_both("", opts, stats, &j);
+	workload_both("", opts_def, stats_def, &jd);
+	assert_paged(&j, "prealloc:batch=16,read=fill");
+	ck_assert_msg(jnum(&j, "min_size") == 4096, "min_size %.0f",
+		      jnum(&j, "min_size"));
+	ck_assert_msg(jnum(&j, "regions") > jnum(&jd, "regions"),
+		      "--min-size 4K paged %.0f regions, the default %.0f",
+		      jnum(&j, "regions"), jnum(&jd, "regions"));
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* Seed 000                                                           */
 /* ------------------------------------------------------------------ */
@@ -1198,6 +1226,7 @@ static Suite *run_suite_create(void)
 	tc = add_tcase(s, "stats", NULL, NULL);
 	tcase_set_timeout(tc, CASE_TIMEOUT_S);
 	tcase_add_test(tc, stats_on_signal_death);
+	tcase_add_test(tc, min_size_one_page);
 	tcase_add_test(tc, pager_failure_sigbus);
 	tcase_add_test(tc, stats_json_keys);
 	tcase_add_test(tc, stats_text);
