@@ -1690,6 +1690,14 @@ static char *slurp_fd(int fd)
 	return buf;
 }
 
+/* The last @n bytes of @s (all of it when shorter). */
+static const char *tail_of(const char *s, size_t n)
+{
+	size_t len = s ? strlen(s) : 0;
+
+	return !s ? "" : len > n ? s + len - n : s;
+}
+
 void run_program(struct result *res, const char *path,
 		 const char *const *args, int timeout_s, int sigint_after_ms,
 		 int (*child_setup)(void *), void *arg)
@@ -1711,6 +1719,8 @@ void run_program(struct result *res, const char *path,
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (!pid) {
+		/* its own group: a timeout kills what it started, too */
+		setpgid(0, 0);
 		dup2(ofd, STDOUT_FILENO);
 		dup2(efd, STDERR_FILENO);
 		if (child_setup && child_setup(arg))
@@ -1730,10 +1740,17 @@ void run_program(struct result *res, const char *path,
 			sent = true;
 		}
 		if (waited_ms >= timeout_s * 1000) {
+			char *out, *err;
+
+			kill(-pid, SIGKILL);
 			kill(pid, SIGKILL);
 			waitpid(pid, &status, 0);
-			ck_abort_msg("%s %s did not finish in %d s", path,
-				     args[0] ? args[0] : "", timeout_s);
+			out = slurp_fd(ofd);
+			err = slurp_fd(efd);
+			ck_abort_msg("%s %s did not finish in %d s; the end of "
+				     "its stdout:\n%s\nstderr:\n%s", path,
+				     args[0] ? args[0] : "", timeout_s,
+				     tail_of(out, 1500), tail_of(err, 1500));
 		}
 		nanosleep(&tick, NULL);
 		waited_ms += 10;
