@@ -893,9 +893,10 @@ static bool touch_paged(const void *buf, size_t n)
 	bool any = false;
 	size_t i;
 
-	if (cfg.delivery != LIBUFFD_DELIVER_SIGBUS || state != ON || !n)
+	if (cfg.delivery != LIBUFFD_DELIVER_SIGBUS || state != ON || !n ||
+	    end < a)
 		return false;
-	for (;;) {
+	while (a < end) {
 		uintptr_t s, e;
 
 		pthread_mutex_lock(&tab_lock);

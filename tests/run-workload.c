@@ -483,6 +483,16 @@ static void file_read(int fd)
 	holds("read(2)", p, FILE_LEN, 16, 0);
 	line("read(2)", p, FILE_LEN);
 	free(p);
+
+	/* into the middle of a fresh buffer: neither end of its mapping */
+	p = xalloc("read middle", malloc(FILE_LEN));
+	if (pread(fd, p + 3 * ps + 128, 5 * ps, 0) != (ssize_t)(5 * ps)) {
+		fail("read(2) middle", "%s", strerror(errno));
+	} else {
+		holds("read(2) middle", p + 3 * ps + 128, 5 * ps, 16, 0);
+		line("read(2) middle", p + 3 * ps + 128, 5 * ps);
+	}
+	free(p);
 }
 
 /*
@@ -546,6 +556,17 @@ static void populate_write(void)
 	zeros("POPULATE_WRITE", p, len);
 	fill(p, len, 17, 0);
 	line("POPULATE_WRITE", p, len);
+	munmap(p, len);
+
+	/* a few pages in the middle of a mapping */
+	p = xmap(len);
+	if (madvise(p + 3 * ps, 4 * ps, MADV_POPULATE_WRITE)) {
+		fail("POPULATE_WRITE middle", "%s", strerror(errno));
+	} else {
+		zeros("POPULATE_WRITE middle", p, len);
+		fill(p + 3 * ps, 4 * ps, 18, 0);
+		line("POPULATE_WRITE middle", p, len);
+	}
 	munmap(p, len);
 }
 
