@@ -322,30 +322,6 @@ out:
 	return ctx;
 }
 
-/* Register [a, a+len) and remember it.  The mapping stays either way. */
-static void track(void *a, size_t len)
-{
-	struct uffd_region_opts o = {
-		.size = sizeof(o), .type = LIBUFFD_MEM_ADOPT,
-		.addr = a, .len = len, .pager = cfg.pager,
-	};
-	struct ent e = { .addr = (uintptr_t)a, .len = len };
-	struct uffd_ctx *c;
-	sigset_t old;
-
-	enter(&old);
-	c = get_ctx();
-	if (c && uffd_region_create(c, &o, &e.r) == 0) {
-		__atomic_add_fetch(&nregions, 1, __ATOMIC_RELAXED);
-		__atomic_add_fetch(&nbytes, len, __ATOMIC_RELAXED);
-	}
-	if (tab_insert(&e) < 0 && e.r) {
-		uffd_region_destroy(e.r);
-		e.r = NULL;
-	}
-	leave(&old);
-}
-
 /* Let go of a region (unregistering it), not of the mapping. */
 static void untrack(const struct ent *e)
 {
@@ -356,13 +332,6 @@ static void untrack(const struct ent *e)
 	enter(&old);
 	uffd_region_destroy(e->r);
 	leave(&old);
-}
-
-static bool eligible(size_t len, int flags, int fd)
-{
-	return len >= cfg.min_size && (flags & MAP_ANONYMOUS) &&
-	       (flags & MAP_TYPE) == MAP_PRIVATE && fd == -1 &&
-	       !(flags & (MAP_HUGETLB | MAP_STACK | MAP_GROWSDOWN));
 }
 
 /* Forget what [a, a+len) held before the kernel unmaps or replaces it. */
@@ -383,6 +352,40 @@ static void forget_after(uintptr_t a, size_t len)
 		untrack(&e);
 }
 
+/* Register [a, a+len) and remember it.  The mapping stays either way. */
+static void track(void *a, size_t len)
+{
+	struct uffd_region_opts o = {
+		.size = sizeof(o), .type = LIBUFFD_MEM_ADOPT,
+		.addr = a, .len = len, .pager = cfg.pager,
+	};
+	struct ent e = { .addr = (uintptr_t)a, .len = len };
+	struct uffd_ctx *c;
+	bool part = false;
+	sigset_t old;
+
+	/* the kernel gave us this range: whatever we knew there is stale */
+	forget_before((uintptr_t)a, len, &part);
+	enter(&old);
+	c = get_ctx();
+	if (c && uffd_region_create(c, &o, &e.r) == 0) {
+		__atomic_add_fetch(&nregions, 1, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&nbytes, len, __ATOMIC_RELAXED);
+	}
+	if (tab_insert(&e) < 0 && e.r) {
+		uffd_region_destroy(e.r);
+		e.r = NULL;
+	}
+	leave(&old);
+}
+
+static bool eligible(size_t len, int flags, int fd)
+{
+	return len >= cfg.min_size && (flags & MAP_ANONYMOUS) &&
+	       (flags & MAP_TYPE) == MAP_PRIVATE && fd == -1 &&
+	       !(flags & (MAP_HUGETLB | MAP_STACK | MAP_GROWSDOWN));
+}
+
 /* ------------------------------------------------------- mmap & friends */
 
 EXPORT void *mmap(void *a, size_t len, int prot, int flags, int fd,
@@ -393,7 +396,8 @@ EXPORT void *mmap(void *a, size_t len, int prot, int flags, int fd,
 
 	if (INSIDE())
 		return raw_mmap(a, len, prot, flags, fd, off);
-	if (flags & MAP_FIXED)
+	/* what MAP_FIXED replaces; a call the kernel refuses changes nothing */
+	if ((flags & MAP_FIXED) && len && !((uintptr_t)a & (cfg.ps - 1)))
 		forget_before((uintptr_t)a, len, &part);
 	p = raw_mmap(a, len, prot, flags, fd, off);
 	if (p == MAP_FAILED)
@@ -414,7 +418,7 @@ EXPORT int munmap(void *a, size_t len)
 	bool part = false;
 	int ret;
 
-	if (INSIDE())
+	if (INSIDE() || !len || ((uintptr_t)a & (cfg.ps - 1)))
 		return (int)syscall(SYS_munmap, a, len);
 	len = (len + cfg.ps - 1) & ~(cfg.ps - 1);
 	forget_before((uintptr_t)a, len, &part);
@@ -455,9 +459,10 @@ EXPORT void *mremap(void *old, size_t olen, size_t nlen, int flags, ...)
 		to = va_arg(ap, void *);
 		va_end(ap);
 	}
-	nlen = (nlen + cfg.ps - 1) & ~(cfg.ps - 1);
-	if (!INSIDE() && !(flags & MREMAP_DONTUNMAP) &&
-	    tab_get((uintptr_t)old, &e) && e.len == olen) {
+	if (!INSIDE() && nlen && !(flags & MREMAP_DONTUNMAP) &&
+	    tab_get((uintptr_t)old, &e) &&
+	    e.len == ((olen + cfg.ps - 1) & ~(cfg.ps - 1))) {
+		nlen = (nlen + cfg.ps - 1) & ~(cfg.ps - 1);
 		if (to) {
 			bool part = false;
 

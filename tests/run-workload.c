@@ -330,6 +330,24 @@ static void mmap_remap(void)
 	fill(p, 512 * KiB, 11, 0);
 	line("mmap small", p, 512 * KiB);
 	munmap(p, 512 * KiB);
+
+	/* lengths that are no multiple of the page, as the kernel allows */
+	p = xmap(3 * MiB);
+	fill(p, 3 * MiB, 25, 0);
+	q = mremap(p, 3 * MiB - 100, 5 * MiB - 100, MREMAP_MAYMOVE);
+	if (q == MAP_FAILED) {
+		fail("mremap odd", "%s", strerror(errno));
+		return;
+	}
+	holds("mremap odd", q, 3 * MiB, 25, 0);
+	zeros("mremap odd tail", q + 3 * MiB, 2 * MiB);
+	fill(q + 3 * MiB, 2 * MiB, 26, 0);
+	line("mremap odd", q, 5 * MiB);
+	if (munmap(q, 5 * MiB - 100))
+		fail("munmap odd", "%s", strerror(errno));
+	p = xmap(5 * MiB);	/* where q was, likely: nothing stale */
+	zeros("mmap after odd", p, 5 * MiB);
+	munmap(p, 5 * MiB);
 }
 
 /* MADV_DONTNEED throws pages away: they must read back as zeros. */
