@@ -597,6 +597,20 @@ EXPORT void *realloc(void *p, size_t n)
 
 		if (len == e.len)
 			return p;
+		/*
+		 * A fork's parent serves this one: mremap would grow a range
+		 * its context does not know.  Copy into one of ours instead.
+		 */
+		if (e.flags & ENT_FOREIGN) {
+			q = big_alloc(n, 0);
+			if (!q) {
+				errno = ENOMEM;
+				return NULL;
+			}
+			memcpy(q, p, n < e.len ? n : e.len);
+			big_free(p);
+			return q;
+		}
 		if (!tab_take((uintptr_t)p, &e))
 			return NULL;
 		q = move_ent(&e, len, MREMAP_MAYMOVE, NULL);

@@ -643,6 +643,12 @@ static void fork_child(void)
 		line("child mmap", g, mlen);
 		line("child malloc", h, 12 * MiB);
 		free(h);
+		/* the parent's allocation, grown in the child */
+		f = xalloc("child realloc", realloc(f, 3 * len));
+		holds("child realloc", f + half, len - half, 20, 0);
+		fill(f + len, 2 * len, 27, 0);
+		line("child realloc", f, 3 * len);
+		free(f);
 		exit(failures ? 1 : 0);
 	}
 	reap("fork child", pid);
