@@ -659,6 +659,88 @@ static void adopt_fork(struct uffd_ctx *ctx, int fd)
 		uffd_ctx_start(child);
 }
 
+/*
+ * The mapping holding @addr in /proc/@tid/maps (0: this process), as
+ * [*start, end); returns 0 when it cannot be told.
+ */
+static uint64_t mapping_of(uint32_t tid, uint64_t addr, uint64_t *start)
+{
+	char path[64], buf[4096];
+	unsigned long long lo, hi;
+	size_t have = 0;
+	uint64_t end = 0;
+	ssize_t n;
+	int fd;
+
+	if (tid)
+		snprintf(path, sizeof(path), "/proc/%u/maps", tid);
+	else
+		snprintf(path, sizeof(path), "/proc/self/maps");
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	while (!end && (n = read(fd, buf + have, sizeof(buf) - 1 - have)) > 0) {
+		char *line = buf, *nl;
+
+		have += (size_t)n;
+		buf[have] = '\0';
+		while ((nl = strchr(line, '\n'))) {
+			*nl = '\0';
+			if (sscanf(line, "%llx-%llx", &lo, &hi) == 2 &&
+			    addr >= lo && addr < hi) {
+				*start = lo;
+				end = hi;
+				break;
+			}
+			line = nl + 1;
+		}
+		have = (size_t)(buf + have - line);
+		memmove(buf, line, have);
+	}
+	close(fd);
+	return end;
+}
+
+/*
+ * A fault no region covers.  Either it raced with an unregister or unmap
+ * (waking lets it retry as an ordinary fault), or the range is still
+ * registered behind the table's back: mremap growing a whole region
+ * carries the registration into the grown part, and a wake alone would
+ * have the thread fault again for ever.  So the rest of that mapping, up
+ * to the next region, is unregistered first: ordinary memory.
+ * Caller holds ctx->lock for reading.
+ */
+static void let_stray_go(struct uffd_ctx *ctx, const struct uffd_msg *m)
+{
+	uint64_t ps = (uint64_t)sysconf(_SC_PAGESIZE);
+	uint64_t addr = m->arg.pagefault.address & ~(ps - 1), start = 0, end;
+	struct uffdio_range range = { .start = addr, .len = ps };
+	struct uffd_region *r;
+	size_t i;
+
+	luffd_count(&ctx->ctr, LUFFD_CTR(stray_faults), 1);
+	end = mapping_of((ctx->features & UFFD_FEATURE_THREAD_ID) ?
+			 m->arg.pagefault.feat.ptid : 0, addr, &start);
+	/* the regions on either side keep theirs */
+	i = first_ending_after(ctx, addr);
+	if (i < ctx->nregions && ctx->regions[i]->base < end)
+		end = LUFFD_MAX(ctx->regions[i]->base, addr + ps);
+	if (i > 0) {
+		r = ctx->regions[i - 1];
+		start = LUFFD_MAX(start, r->base + r->len);
+	}
+	if (end > addr && start <= addr) {
+		range.start = start;
+		range.len = end - start;
+		luffd_count(&ctx->ctr, LUFFD_CTR(ioctls), 1);
+		ioctl(ctx->fd, UFFDIO_UNREGISTER, &range);
+		range.start = addr;
+		range.len = ps;
+	}
+	luffd_count(&ctx->ctr, LUFFD_CTR(ioctls), 1);
+	ioctl(ctx->fd, UFFDIO_WAKE, &range);
+}
+
 void luffd_dispatch(struct luffd_handler *h, const struct luffd_msg *m)
 {
 	struct uffd_ctx *ctx = h->ctx;
@@ -675,19 +757,7 @@ void luffd_dispatch(struct luffd_handler *h, const struct luffd_msg *m)
 	}
 	r = luffd_lookup(ctx, m->msg.arg.pagefault.address);
 	if (!r) {
-		/*
-		 * Raced with unregister/unmap: the range is no longer ours.
-		 * Waking lets the thread retry as an ordinary fault.
-		 */
-		struct uffdio_range range = {
-			.start = m->msg.arg.pagefault.address &
-				 ~(uint64_t)(sysconf(_SC_PAGESIZE) - 1),
-			.len = (uint64_t)sysconf(_SC_PAGESIZE),
-		};
-
-		luffd_count(&ctx->ctr, LUFFD_CTR(stray_faults), 1);
-		luffd_count(&ctx->ctr, LUFFD_CTR(ioctls), 1);
-		ioctl(ctx->fd, UFFDIO_WAKE, &range);
+		let_stray_go(ctx, &m->msg);
 		return;
 	}
 	luffd_dispatch_fault(h, r, m);

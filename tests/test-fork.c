@@ -289,6 +289,44 @@ START_TEST(remap_part)
 }
 END_TEST
 
+/*
+ * Growing a whole region with mremap: the kernel carries the registration
+ * into the grown part, which no region covers.  Its first fault lets the
+ * whole grown part go as ordinary memory; the region is served as before.
+ */
+START_TEST(remap_grow)
+{
+	struct uffd_region *r;
+	struct uffd_stats st;
+	size_t ps = page_size(), len = 16 * ps;
+	uint8_t *p, *q;
+
+	ck_assert_int_eq(make_region(ctx, LIBUFFD_MEM_ANON, 16, NULL, &r), 0);
+	ck_assert_int_eq(uffd_ctx_start(ctx), 0);
+	p = uffd_region_addr(r);
+	poke(p + ps, 0x42);
+	q = mremap(p, len, 4 * len, MREMAP_MAYMOVE);
+	ck_assert_ptr_ne(q, MAP_FAILED);
+	ck_assert_ptr_eq(uffd_region_addr(r), q);
+	ck_assert_uint_eq(peek(q + ps), 0x42);
+	/* the grown part: one stray fault, then ordinary memory */
+	poke(q + 2 * len + 3 * ps, 7);
+	ck_assert_uint_eq(peek(q + 2 * len + 3 * ps), 7);
+	ck_assert_uint_eq(peek(q + len), 0);
+	poke(q + 4 * len - ps, 9);
+	ck_assert_int_eq(vma_has_flag(q + len, "um"), 0);
+	ck_assert_int_eq(vma_has_flag(q, "um"), 1);
+	ck_assert_int_eq(uffd_ctx_stats(ctx, &st, sizeof(st)), 0);
+	ck_assert_uint_eq(st.stray_faults, 1);
+	/* the region itself is still served */
+	poke(q + 5 * ps, 5);
+	ck_assert_int_eq(uffd_region_stats(r, &st, sizeof(st)), 0);
+	ck_assert_uint_eq(st.faults_write, 2);
+	uffd_region_destroy(r);
+	munmap(q, 4 * len);
+}
+END_TEST
+
 static Suite *fork_suite(void)
 {
 	Suite *s = suite_create("fork");
@@ -298,6 +336,7 @@ static Suite *fork_suite(void)
 	tcase_add_test(tc, fork_same_pager);
 	tcase_add_test(tc, fork_grandchild);
 	tcase_add_test(tc, fork_child_events);
+	tcase_add_test(tc, remap_grow);
 
 	tc = add_tcase(s, "remap", setup, ctx_teardown);
 	tcase_add_test(tc, remap_whole);
