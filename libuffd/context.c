@@ -23,7 +23,10 @@
 			  UFFD_FEATURE_THREAD_ID |			\
 			  UFFD_FEATURE_EXACT_ADDRESS |			\
 			  UFFD_FEATURE_POISON |				\
-			  UFFD_FEATURE_MOVE)
+			  UFFD_FEATURE_MOVE |				\
+			  UFFD_FEATURE_MINOR_SHMEM |			\
+			  UFFD_FEATURE_MINOR_HUGETLBFS |		\
+			  UFFD_FEATURE_WP_HUGETLBFS_SHMEM)
 /*
  * Features a context cannot do without, unless the caller turns them off
  * knowingly: without the events (all in 4.11) regions cannot follow
@@ -639,6 +642,7 @@ static void adopt_fork(struct uffd_ctx *ctx, int fd)
 			.ops = r->ops,
 			.args = r->args_str,
 			.page_size = r->page_size,
+			.modes = r->modes,
 		};
 		struct uffd_region *cr;
 

@@ -140,6 +140,7 @@ struct uffd_region {
 	uint64_t		map_len;	/* what we mmap'd (0: adopted) */
 	void			*map_addr;
 	uint64_t		reg_ioctls;	/* UFFDIO_REGISTER's reply */
+	unsigned int		modes;		/* LIBUFFD_REG_* */
 
 	int			registered;	/* guarded by ctx->lock */
 	bool			in_table;	/* guarded by ctx->lock */
@@ -184,6 +185,8 @@ struct uffd_resolver {
 	uint64_t		fault_off;	/* faulting page offset */
 	uint64_t		t_read_ns;	/* when its message was read */
 	bool			covered;	/* faulting page filled/present */
+	bool			fault_wp;	/* a write-protect fault */
+	unsigned int		fill_flags;	/* LIBUFFD_FILL_* */
 	bool			timed;		/* histogram entry recorded */
 };
 

@@ -408,6 +408,15 @@ struct uffd_args;
  * library runs one hook of a region at a time and refuses SIGBUS mode.
  */
 #define LIBUFFD_PAGER_CONCURRENT	(1u << 0)
+/*
+ * Since 0.3: the fault hook handles write-protect faults (LIBUFFD_FAULT_WP:
+ * answer with uffd_resolve_writeprotect(..., 0)) or minor faults
+ * (LIBUFFD_FAULT_MINOR: answer with uffd_resolve_continue()).  A region
+ * registered with LIBUFFD_REG_WP or LIBUFFD_REG_MINOR needs a pager that
+ * says so.
+ */
+#define LIBUFFD_PAGER_WP		(1u << 1)
+#define LIBUFFD_PAGER_MINOR		(1u << 2)
 
 /*
  * A pager.  Hooks get the state pointer that init returned as their first
@@ -533,6 +542,36 @@ long uffd_resolve_zerofill(struct uffd_resolver *res, uint64_t off,
  */
 long uffd_resolve_move(struct uffd_resolver *res, uint64_t off,
 		       void *src, uint64_t len);
+
+/*
+ * Since 0.3.  Fill flags for this resolver's later fills (0 by default):
+ * LIBUFFD_FILL_WP maps what uffd_resolve_copy(), _zerofill() and
+ * _zeropage() fill write-protected, so the first write to it is a
+ * LIBUFFD_FAULT_WP fault (dirty tracking).  The zero-page case is
+ * protected before any waiting thread is woken.  Needs a region
+ * registered with LIBUFFD_REG_WP; returns 0 or -EINVAL.
+ */
+#define LIBUFFD_FILL_WP		(1u << 0)
+int uffd_resolver_set_fill(struct uffd_resolver *res, unsigned int flags);
+
+/*
+ * Since 0.3.  Write-protect (@protect nonzero) or release [off, off+len)
+ * of a LIBUFFD_REG_WP region.  Releasing wakes the threads waiting on a
+ * write-protect fault there, and answers the fault being served when it
+ * covers it.  Pages not present are left alone.  Returns the number of
+ * pages in the range (>= 0), or -EINVAL, -ENOENT, -ESRCH.
+ */
+long uffd_resolve_writeprotect(struct uffd_resolver *res, uint64_t off,
+			       uint64_t len, int protect);
+
+/*
+ * Since 0.3.  Map the pages of [off, off+len) that are in the page cache
+ * of a LIBUFFD_REG_MINOR region (memfd or hugetlb) with UFFDIO_CONTINUE:
+ * the answer to a LIBUFFD_FAULT_MINOR fault.  Pages already mapped are
+ * skipped.  Returns pages newly mapped, or -errno as the fills.
+ */
+long uffd_resolve_continue(struct uffd_resolver *res, uint64_t off,
+			   uint64_t len);
 /* Wake threads waiting in the range without filling anything. */
 int uffd_resolve_wake(struct uffd_resolver *res, uint64_t off, uint64_t len);
 
@@ -580,7 +619,21 @@ struct uffd_region_opts {
 	const struct uffd_pager_ops *ops;
 	const char	*args;		/* "k=v,..." for ops->init, may be NULL */
 	size_t		page_size;	/* REMOTE only: 0 for the base page */
+	/*
+	 * Since 0.3: what faults to register for, LIBUFFD_REG_*; 0 means
+	 * LIBUFFD_REG_MISSING.  WP needs a pager flagged LIBUFFD_PAGER_WP
+	 * (and, on memfd and hugetlb, WP_HUGETLBFS_SHMEM, 5.19); MINOR a
+	 * pager flagged LIBUFFD_PAGER_MINOR and a memfd or hugetlb region
+	 * (MINOR_SHMEM 5.14, MINOR_HUGETLBFS 5.13).  Neither works with
+	 * SIGBUS delivery (-ENOTSUP).  A missing kernel feature is
+	 * -EOPNOTSUPP.
+	 */
+	unsigned int	modes;
 };
+
+#define LIBUFFD_REG_MISSING	(1u << 0)
+#define LIBUFFD_REG_WP		(1u << 1)
+#define LIBUFFD_REG_MINOR	(1u << 2)
 
 /*
  * Map (or adopt) and register a region, and bind its pager.  The page size
@@ -640,6 +693,8 @@ int uffd_region_helper_create(const struct uffd_region *r, pthread_t *thread,
 /* 1 when UFFD_EVENT_UNMAP removed the whole region, else 0. */
 int uffd_region_gone(const struct uffd_region *r);
 struct uffd_ctx *uffd_region_ctx(const struct uffd_region *r);
+/* LIBUFFD_REG_* the region was registered with (since 0.3). */
+unsigned int uffd_region_modes(const struct uffd_region *r);
 /* The pager's name, e.g. "zero". */
 const char *uffd_region_pager_name(const struct uffd_region *r);
 
@@ -732,6 +787,10 @@ struct uffd_stats {
 	uint64_t	sigbus_queued;	/* SIGBUS queued to faulting threads */
 	uint64_t	failed_refaults; /* faults on failed pages: no hook call */
 	uint64_t	kernel_unstuck;	/* kernel accesses to failed pages ended */
+	/* since 0.3: write-protect and minor faults */
+	uint64_t	pages_protected; /* pages write-protected (fills too) */
+	uint64_t	pages_released;	/* pages whose protection was lifted */
+	uint64_t	pages_continued; /* pages mapped by UFFDIO_CONTINUE */
 };
 
 /*

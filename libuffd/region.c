@@ -319,6 +319,47 @@ static int bind_pager(struct uffd_region *r, const struct uffd_region_opts *o,
 	return 0;
 }
 
+/*
+ * The registration modes: what the caller asked for, against what the
+ * pager handles, the delivery mode, the memory type and the kernel.
+ */
+static int check_modes(struct uffd_region *r, const struct uffd_region_opts *o)
+{
+	unsigned int m = o->modes ? o->modes : LIBUFFD_REG_MISSING;
+	uint64_t feat = r->ctx->features;
+	bool shared = o->type == LIBUFFD_MEM_MEMFD ||
+		      o->type == LIBUFFD_MEM_HUGETLB;
+
+	if (m & ~(LIBUFFD_REG_MISSING | LIBUFFD_REG_WP | LIBUFFD_REG_MINOR))
+		return luffd_fail(-EINVAL, "modes %#x: unknown bits", m);
+	r->modes = m;
+	if (m == LIBUFFD_REG_MISSING)
+		return 0;
+	if (r->ctx->delivery == LIBUFFD_DELIVER_SIGBUS)
+		return luffd_fail(-ENOTSUP, "WP and MINOR need thread delivery");
+	if ((m & LIBUFFD_REG_WP) && !(r->pager_flags & LIBUFFD_PAGER_WP))
+		return luffd_fail(-EINVAL, "pager %s does not handle WP faults",
+				  r->pager_name);
+	if ((m & LIBUFFD_REG_MINOR) &&
+	    !(r->pager_flags & LIBUFFD_PAGER_MINOR))
+		return luffd_fail(-EINVAL, "pager %s does not handle minor "
+				  "faults", r->pager_name);
+	if ((m & LIBUFFD_REG_MINOR) && !shared &&
+	    o->type != LIBUFFD_MEM_ADOPT && o->type != LIBUFFD_MEM_REMOTE)
+		return luffd_fail(-EINVAL, "MINOR: memfd and hugetlb only");
+	if ((m & LIBUFFD_REG_MINOR) && o->type == LIBUFFD_MEM_HUGETLB &&
+	    !(feat & UFFD_FEATURE_MINOR_HUGETLBFS))
+		return luffd_fail(-EOPNOTSUPP, "kernel lacks MINOR_HUGETLBFS");
+	if ((m & LIBUFFD_REG_MINOR) && o->type == LIBUFFD_MEM_MEMFD &&
+	    !(feat & UFFD_FEATURE_MINOR_SHMEM))
+		return luffd_fail(-EOPNOTSUPP, "kernel lacks MINOR_SHMEM");
+	if ((m & LIBUFFD_REG_WP) && shared &&
+	    !(feat & UFFD_FEATURE_WP_HUGETLBFS_SHMEM))
+		return luffd_fail(-EOPNOTSUPP,
+				  "kernel lacks WP_HUGETLBFS_SHMEM (5.19)");
+	return 0;
+}
+
 static int check_opts(struct uffd_ctx *ctx, const struct uffd_region_opts *o,
 		      size_t *page_size)
 {
@@ -420,6 +461,9 @@ LUFFD_API int uffd_region_create(struct uffd_ctx *ctx,
 				 "(not LIBUFFD_PAGER_CONCURRENT)", r->pager_name);
 		goto fail_free;
 	}
+	ret = check_modes(r, &o);
+	if (ret < 0)
+		goto fail_free;
 	luffd_clear_error();	/* so a pager's own reason shows, or none */
 
 	if (o.type == LIBUFFD_MEM_ADOPT) {
@@ -475,22 +519,41 @@ LUFFD_API int uffd_region_create(struct uffd_ctx *ctx,
 	memset(&reg, 0, sizeof(reg));
 	reg.range.start = r->base;
 	reg.range.len = r->len;
-	reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+	reg.mode = (r->modes & LIBUFFD_REG_MISSING ?
+		    UFFDIO_REGISTER_MODE_MISSING : 0) |
+		   (r->modes & LIBUFFD_REG_WP ? UFFDIO_REGISTER_MODE_WP : 0) |
+		   (r->modes & LIBUFFD_REG_MINOR ?
+		    UFFDIO_REGISTER_MODE_MINOR : 0);
 	if (o.type == LIBUFFD_MEM_REMOTE) {
 		/* registered by its own process; hugetlb has no ZEROPAGE */
 		reg.ioctls = (1ull << _UFFDIO_WAKE) | (1ull << _UFFDIO_COPY);
 		if (ps == (size_t)sysconf(_SC_PAGESIZE))
 			reg.ioctls |= 1ull << _UFFDIO_ZEROPAGE;
+		if (r->modes & LIBUFFD_REG_WP)
+			reg.ioctls |= 1ull << _UFFDIO_WRITEPROTECT;
+		if (r->modes & LIBUFFD_REG_MINOR)
+			reg.ioctls |= 1ull << _UFFDIO_CONTINUE;
 	} else if (ioctl(ctx->fd, UFFDIO_REGISTER, &reg) < 0) {
-		ret = luffd_fail(-errno, "UFFDIO_REGISTER: %s", strerror(errno));
+		ret = luffd_fail(errno == EINVAL && r->modes !=
+				 LIBUFFD_REG_MISSING ? -EOPNOTSUPP : -errno,
+				 "UFFDIO_REGISTER: %s", strerror(errno));
 		goto fail_fini;
 	}
 	r->reg_ioctls = reg.ioctls;
-	if (!(reg.ioctls & (1ull << _UFFDIO_COPY))) {
+	if (((r->modes & LIBUFFD_REG_MISSING) &&
+	     !(reg.ioctls & (1ull << _UFFDIO_COPY))) ||
+	    ((r->modes & LIBUFFD_REG_WP) &&
+	     !(reg.ioctls & (1ull << _UFFDIO_WRITEPROTECT))) ||
+	    ((r->modes & LIBUFFD_REG_MINOR) &&
+	     !(reg.ioctls & (1ull << _UFFDIO_CONTINUE)))) {
 		struct uffdio_range range = { r->base, r->len };
 
 		ioctl(ctx->fd, UFFDIO_UNREGISTER, &range);
-		ret = luffd_fail(-EOPNOTSUPP, "UFFDIO_COPY not offered here");
+		ret = luffd_fail(-EOPNOTSUPP, "UFFDIO_%s not offered here",
+				 !(reg.ioctls & (1ull << _UFFDIO_COPY)) ?
+				 "COPY" : (r->modes & LIBUFFD_REG_MINOR) &&
+				 !(reg.ioctls & (1ull << _UFFDIO_CONTINUE)) ?
+				 "CONTINUE" : "WRITEPROTECT");
 		goto fail_fini;
 	}
 
@@ -705,6 +768,11 @@ LUFFD_API int uffd_region_helper_create(const struct uffd_region *r,
 		return luffd_fail(-ret, "pager %s: helper thread: %s",
 				  r->pager_name, strerror(ret));
 	return 0;
+}
+
+LUFFD_API unsigned int uffd_region_modes(const struct uffd_region *r)
+{
+	return r ? r->modes : 0;
 }
 
 LUFFD_API int uffd_region_gone(const struct uffd_region *r)

@@ -16,7 +16,7 @@
 #define MADV_POPULATE_READ	22
 #endif
 
-enum fill_op { OP_COPY, OP_ZEROPAGE, OP_MOVE };
+enum fill_op { OP_COPY, OP_ZEROPAGE, OP_MOVE, OP_CONTINUE };
 
 /* Bounded retries of a fill whose event we could not read yet. */
 #define EVENT_RETRIES	100000
@@ -70,7 +70,9 @@ static long do_ioctl(struct uffd_resolver *res, enum fill_op op,
 	case OP_COPY: {
 		struct uffdio_copy c = {
 			.dst = dst, .src = (uint64_t)(uintptr_t)src, .len = len,
-			.mode = dontwake ? UFFDIO_COPY_MODE_DONTWAKE : 0,
+			.mode = (dontwake ? UFFDIO_COPY_MODE_DONTWAKE : 0) |
+				(res->fill_flags & LIBUFFD_FILL_WP ?
+				 UFFDIO_COPY_MODE_WP : 0),
 		};
 		ret = ioctl(fd, UFFDIO_COPY, &c);
 		done = (long)c.copy;
@@ -92,6 +94,15 @@ static long do_ioctl(struct uffd_resolver *res, enum fill_op op,
 		};
 		ret = ioctl(fd, UFFDIO_MOVE, &m);
 		done = (long)m.move;
+		break;
+	}
+	case OP_CONTINUE: {
+		struct uffdio_continue c = {
+			.range = { .start = dst, .len = len },
+			.mode = dontwake ? UFFDIO_CONTINUE_MODE_DONTWAKE : 0,
+		};
+		ret = ioctl(fd, UFFDIO_CONTINUE, &c);
+		done = (long)c.mapped;
 		break;
 	}
 	default:
@@ -161,6 +172,7 @@ static long fill_run(struct uffd_resolver *res, enum fill_op op,
 	unsigned int tries = 0;
 	size_t ctr = op == OP_COPY ? LUFFD_CTR(pages_copy) :
 		     op == OP_ZEROPAGE ? LUFFD_CTR(pages_zero) :
+		     op == OP_CONTINUE ? LUFFD_CTR(pages_continued) :
 		     LUFFD_CTR(pages_move);
 
 	while (a < b) {
@@ -173,6 +185,9 @@ static long fill_run(struct uffd_resolver *res, enum fill_op op,
 			luffd_present_set(r, a, (uint64_t)done);
 			luffd_failed_clear(r, a, (uint64_t)done);
 			luffd_count(&r->ctr, ctr, pages);
+			if (op == OP_COPY && (res->fill_flags & LIBUFFD_FILL_WP))
+				luffd_count(&r->ctr,
+					    LUFFD_CTR(pages_protected), pages);
 			if (op == OP_COPY)
 				luffd_count(&r->ctr, LUFFD_CTR(bytes_copied),
 					    (uint64_t)done);
@@ -196,12 +211,45 @@ static long fill_run(struct uffd_resolver *res, enum fill_op op,
 	return 0;
 }
 
+/*
+ * UFFDIO_WRITEPROTECT over [off, off+len) (already checked and clipped),
+ * with the fill protocol's EAGAIN handling.  Releasing wakes.
+ */
+static long protect_range(struct uffd_resolver *res, uint64_t off,
+			  uint64_t len, bool protect)
+{
+	struct uffd_region *r = res->region;
+	struct uffdio_writeprotect wp = {
+		.range = { .start = r->base + off, .len = len },
+		.mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
+	};
+	unsigned int tries = 0;
+
+	for (;;) {
+		luffd_count(&r->ctr, LUFFD_CTR(ioctls), 1);
+		if (ioctl(r->ctx->fd, UFFDIO_WRITEPROTECT, &wp) == 0)
+			break;
+		if (errno != EAGAIN)
+			return -errno;
+		/* an event (mremap, fork...) is pending: read it, retry */
+		{
+			int ret = luffd_absorb_events(res, &tries);
+
+			if (ret < 0)
+				return ret;
+		}
+	}
+	luffd_count(&r->ctr, protect ? LUFFD_CTR(pages_protected) :
+		    LUFFD_CTR(pages_released), len >> r->page_shift);
+	return (long)(len >> r->page_shift);
+}
+
 static long fill(struct uffd_resolver *res, enum fill_op op, uint64_t off,
 		 const void *src, uint64_t len)
 {
 	struct uffd_region *r;
 	uint64_t end, pos, filled = 0;
-	bool dontwake, nowake, need_wake = false;
+	bool dontwake, nowake, wp_after, need_wake = false;
 	long ret = 0;
 
 	if (!res)
@@ -219,8 +267,13 @@ static long fill(struct uffd_resolver *res, enum fill_op op, uint64_t off,
 	end = off + len;
 	/* SIGBUS mode has no waiters: fill with wake-ups off, wake nobody */
 	nowake = r->ctx->delivery == LIBUFFD_DELIVER_SIGBUS;
-	/* several pages: fill quietly, then one wake for the lot */
-	dontwake = nowake || len > r->page_size;
+	/*
+	 * Several pages: fill quietly, then one wake for the lot.  Zero
+	 * pages to be write-protected too: no thread may write to one
+	 * before it is protected.
+	 */
+	wp_after = op == OP_ZEROPAGE && (res->fill_flags & LIBUFFD_FILL_WP);
+	dontwake = nowake || len > r->page_size || wp_after;
 
 	/*
 	 * Runs of pages not known to be present.  The faulting page is
@@ -240,7 +293,14 @@ static long fill(struct uffd_resolver *res, enum fill_op op, uint64_t off,
 			       &need_wake);
 		pos = run;
 	}
-	if (res->fault_off >= off && res->fault_off < end &&
+	if (wp_after) {
+		long w = protect_range(res, off, len, true);
+
+		if (ret >= 0 && w < 0)
+			ret = w;
+	}
+	/* a write-protect fault is answered by lifting the protection */
+	if (res->fault_off >= off && res->fault_off < end && !res->fault_wp &&
 	    (ret >= 0 || luffd_present_test(r, res->fault_off)))
 		res->covered = true;
 	/*
@@ -325,6 +385,61 @@ LUFFD_API long uffd_resolve_move(struct uffd_resolver *res, uint64_t off,
 	if (!(res->region->ctx->features & UFFD_FEATURE_MOVE))
 		return luffd_fail(-EOPNOTSUPP, "UFFDIO_MOVE not enabled");
 	return fill(res, OP_MOVE, off, src, len);
+}
+
+LUFFD_API int uffd_resolver_set_fill(struct uffd_resolver *res,
+				     unsigned int flags)
+{
+	if (!res || (flags & ~LIBUFFD_FILL_WP))
+		return luffd_fail(-EINVAL, "set_fill: bad flags %#x", flags);
+	if ((flags & LIBUFFD_FILL_WP) &&
+	    !(res->region->modes & LIBUFFD_REG_WP))
+		return luffd_fail(-EINVAL, "set_fill: region not registered "
+				  "for WP");
+	res->fill_flags = flags;
+	return 0;
+}
+
+LUFFD_API long uffd_resolve_writeprotect(struct uffd_resolver *res,
+					 uint64_t off, uint64_t len,
+					 int protect)
+{
+	struct uffd_region *r;
+	long ret;
+
+	if (!res)
+		return luffd_fail(-EINVAL, "writeprotect: NULL resolver");
+	r = res->region;
+	if (!(r->modes & LIBUFFD_REG_WP))
+		return luffd_fail(-EINVAL, "writeprotect: region not "
+				  "registered for WP");
+	if (!LUFFD_ALIGNED(off, r->page_size) ||
+	    !LUFFD_ALIGNED(len, r->page_size) || !len || off >= r->len)
+		return luffd_fail(-EINVAL, "writeprotect: bad range "
+				  "%#llx+%#llx", (unsigned long long)off,
+				  (unsigned long long)len);
+	len = LUFFD_MIN(len, r->len - off);
+	ret = protect_range(res, off, len, protect != 0);
+	if (ret < 0)
+		return luffd_fail((int)ret, "writeprotect %#llx+%#llx: %s",
+				  (unsigned long long)off,
+				  (unsigned long long)len, strerror((int)-ret));
+	if (!protect && res->fault_off >= off && res->fault_off < off + len) {
+		res->covered = true;
+		luffd_record_service(res);
+	}
+	return ret;
+}
+
+LUFFD_API long uffd_resolve_continue(struct uffd_resolver *res, uint64_t off,
+				     uint64_t len)
+{
+	if (!res)
+		return luffd_fail(-EINVAL, "continue: NULL resolver");
+	if (!(res->region->modes & LIBUFFD_REG_MINOR))
+		return luffd_fail(-EINVAL, "continue: region not registered "
+				  "for MINOR");
+	return fill(res, OP_CONTINUE, off, NULL, len);
 }
 
 LUFFD_API int uffd_resolve_wake(struct uffd_resolver *res, uint64_t off,
@@ -418,6 +533,7 @@ int luffd_dispatch_fault(struct luffd_handler *h, struct uffd_region *r,
 	};
 	int ret;
 
+	res.fault_wp = (flags & UFFD_PAGEFAULT_FLAG_WP) != 0;
 	if (flags & UFFD_PAGEFAULT_FLAG_WRITE)
 		f.flags |= LIBUFFD_FAULT_WRITE;
 	if (flags & UFFD_PAGEFAULT_FLAG_WP)

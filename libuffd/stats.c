@@ -136,6 +136,7 @@ static const struct {
 	F(events_remap), F(events_fork), F(remap_dropped),
 	F(spin_ns), F(spin_hits), F(sigbus_faults), F(sigbus_direct),
 	F(sigbus_queued), F(failed_refaults), F(kernel_unstuck),
+	F(pages_protected), F(pages_released), F(pages_continued),
 #undef F
 };
 
