@@ -693,6 +693,26 @@ int uffd_region_helper_create(const struct uffd_region *r, pthread_t *thread,
 /* 1 when UFFD_EVENT_UNMAP removed the whole region, else 0. */
 int uffd_region_gone(const struct uffd_region *r);
 struct uffd_ctx *uffd_region_ctx(const struct uffd_region *r);
+/*
+ * Since 0.3.  Which pages of [off, off+len) were written since they were
+ * last write-protected, asked of the kernel (PAGEMAP_SCAN's
+ * PAGE_IS_WRITTEN, 6.7) rather than learnt from faults: for a
+ * LIBUFFD_REG_WP region of a context created with
+ * LIBUFFD_FEATURE_WP_ASYNC, whose write-protect faults the kernel
+ * resolves by itself (the pager sees none).  Pages filled without
+ * LIBUFFD_FILL_WP count as written.  Sets bit i of @bitmap (which the
+ * caller zeroed, (len / page size + 63) / 64 words) for written page
+ * off / page size + i; with LIBUFFD_SCAN_REPROTECT, the same walk
+ * protects them again.  Returns the number of written pages, or -EINVAL
+ * (bad range, region not WP, context not WP_ASYNC), -EOPNOTSUPP (no
+ * PAGEMAP_SCAN, or the region belongs to another process), or the errno
+ * of the ioctl.  Any thread.
+ */
+#define LIBUFFD_SCAN_REPROTECT	(1u << 0)
+long uffd_region_scan_written(struct uffd_region *r, uint64_t off,
+			      uint64_t len, uint64_t *bitmap,
+			      unsigned int flags);
+
 /* LIBUFFD_REG_* the region was registered with (since 0.3). */
 unsigned int uffd_region_modes(const struct uffd_region *r);
 /* The pager's name, e.g. "zero". */

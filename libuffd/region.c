@@ -2,6 +2,7 @@
 /*
  * Regions: mapping, registration, binding a pager, and the present map.
  */
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -768,6 +769,86 @@ LUFFD_API int uffd_region_helper_create(const struct uffd_region *r,
 		return luffd_fail(-ret, "pager %s: helper thread: %s",
 				  r->pager_name, strerror(ret));
 	return 0;
+}
+
+/* PAGEMAP_SCAN (6.7): the installed headers are older. */
+#define LUFFD_PAGEMAP_SCAN	_IOWR('f', 16, struct luffd_pm_scan_arg)
+#define LUFFD_PAGE_IS_WRITTEN	(1ULL << 1)
+#define LUFFD_PM_SCAN_WP_MATCHING	(1ULL << 0)
+#define LUFFD_PM_SCAN_CHECK_WPASYNC	(1ULL << 1)
+
+struct luffd_page_region {
+	uint64_t	start, end, categories;
+};
+
+struct luffd_pm_scan_arg {
+	uint64_t	size, flags, start, end, walk_end, vec, vec_len;
+	uint64_t	max_pages, category_inverted, category_mask;
+	uint64_t	category_anyof_mask, return_mask;
+};
+
+LUFFD_API long uffd_region_scan_written(struct uffd_region *r, uint64_t off,
+					uint64_t len, uint64_t *bitmap,
+					unsigned int flags)
+{
+	struct luffd_page_region vec[256];
+	struct luffd_pm_scan_arg arg;
+	uint64_t pos, end, a, i;
+	long n = 0;
+	int fd, ret, k;
+
+	if (!r || !bitmap || (flags & ~LIBUFFD_SCAN_REPROTECT) ||
+	    !LUFFD_ALIGNED(off | len, r->page_size) || !len ||
+	    off >= r->len || len > r->len - off)
+		return luffd_fail(-EINVAL, "scan_written: bad arguments");
+	if (!(r->modes & LIBUFFD_REG_WP) ||
+	    !(r->ctx->features & LIBUFFD_FEATURE_WP_ASYNC))
+		return luffd_fail(-EINVAL, "scan_written: needs a WP region "
+				  "of a WP_ASYNC context");
+	if (r->type == LIBUFFD_MEM_REMOTE || r->ctx->is_child)
+		return luffd_fail(-EOPNOTSUPP, "scan_written: region of "
+				  "another process");
+	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return luffd_fail(-errno, "/proc/self/pagemap: %s",
+				  strerror(errno));
+	pos = r->base + off;
+	end = pos + len;
+	while (pos < end) {
+		memset(&arg, 0, sizeof(arg));
+		arg.size = sizeof(arg);
+		arg.flags = (flags & LIBUFFD_SCAN_REPROTECT) ?
+			    LUFFD_PM_SCAN_WP_MATCHING |
+			    LUFFD_PM_SCAN_CHECK_WPASYNC : 0;
+		arg.start = pos;
+		arg.end = end;
+		arg.vec = (uint64_t)(uintptr_t)vec;
+		arg.vec_len = LUFFD_ARRAY_SIZE(vec);
+		arg.category_mask = LUFFD_PAGE_IS_WRITTEN;
+		arg.return_mask = LUFFD_PAGE_IS_WRITTEN;
+		ret = ioctl(fd, LUFFD_PAGEMAP_SCAN, &arg);
+		if (ret < 0) {
+			ret = errno == ENOTTY ? -EOPNOTSUPP : -errno;
+			close(fd);
+			return luffd_fail(ret, "PAGEMAP_SCAN: %s",
+					  strerror(-ret));
+		}
+		for (k = 0; k < ret; k++) {
+			for (a = vec[k].start; a < vec[k].end;
+			     a += r->page_size) {
+				i = (a - r->base - off) >> r->page_shift;
+				bitmap[i / 64] |= 1ull << (i % 64);
+				n++;
+			}
+		}
+		if (arg.walk_end <= pos)
+			break;
+		pos = arg.walk_end;
+	}
+	close(fd);
+	if (flags & LIBUFFD_SCAN_REPROTECT)
+		luffd_count(&r->ctr, LUFFD_CTR(pages_protected), (uint64_t)n);
+	return n;
 }
 
 LUFFD_API unsigned int uffd_region_modes(const struct uffd_region *r)

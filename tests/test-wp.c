@@ -274,6 +274,78 @@ START_TEST(minor_continue)
 }
 END_TEST
 
+/*
+ * WP_ASYNC: the kernel resolves write-protect faults itself, and
+ * PAGEMAP_SCAN says which pages were written; REPROTECT arms them again.
+ */
+START_TEST(wp_async_scan)
+{
+	struct uffd_ctx_opts co = {
+		.size = sizeof(co), .features = LIBUFFD_FEATURE_WP_ASYNC,
+	};
+	struct uffd_region_opts o = {
+		.size = sizeof(o), .type = LIBUFFD_MEM_ANON,
+		.len = NPAGES * page_size(), .ops = &track_ops,
+		.modes = LIBUFFD_REG_MISSING | LIBUFFD_REG_WP,
+	};
+	struct uffd_ctx *ac = NULL;
+	struct uffd_region *r = NULL;
+	uint64_t bits[(NPAGES + 63) / 64];
+	size_t ps = page_size(), i;
+	struct uffd_stats st;
+	uint8_t *p;
+
+	ck_assert_int_eq(uffd_ctx_create(&ac, &co), 0);
+	ck_assert_int_eq(uffd_ctx_start(ac), 0);
+	ck_assert_int_eq(uffd_region_create(ac, &o, &r), 0);
+	p = uffd_region_addr(r);
+	/* read everything in: zero pages, write-protected */
+	for (i = 0; i < NPAGES; i++)
+		ck_assert_uint_eq(peek(p + i * ps), 0);
+	memset(bits, 0, sizeof(bits));
+	ck_assert_int_eq(uffd_region_scan_written(r, 0, NPAGES * ps, bits,
+						  LIBUFFD_SCAN_REPROTECT), 0);
+	poke(p + 3 * ps, 3);
+	poke(p + 17 * ps + 5, 17);
+	memset(bits, 0, sizeof(bits));
+	ck_assert_int_eq(uffd_region_scan_written(r, 0, NPAGES * ps, bits,
+						  LIBUFFD_SCAN_REPROTECT), 2);
+	ck_assert_uint_eq(bits[0], (1ull << 3) | (1ull << 17));
+	/* protected again: clean until written again */
+	memset(bits, 0, sizeof(bits));
+	ck_assert_int_eq(uffd_region_scan_written(r, 0, NPAGES * ps, bits, 0),
+			 0);
+	poke(p + 17 * ps, 18);
+	ck_assert_int_eq(uffd_region_scan_written(r, 16 * ps, 8 * ps, bits,
+						  0), 1);
+	ck_assert_uint_eq(bits[0], 1ull << 1);
+	ck_assert_uint_eq(peek(p + 3 * ps), 3);
+	ck_assert_uint_eq(peek(p + 17 * ps + 5), 17);
+	/* the pager saw no WP fault: the kernel took them all */
+	st = settled_stats(r);
+	ck_assert_uint_eq(st.faults_wp, 0);
+	ck_assert_uint_eq(st.faults_read, NPAGES);
+	uffd_region_destroy(r);
+	uffd_ctx_destroy(ac);
+}
+END_TEST
+
+/* The scan needs WP_ASYNC and a WP region. */
+START_TEST(scan_refused)
+{
+	struct uffd_region *r = region(LIBUFFD_MEM_ANON, LIBUFFD_REG_MISSING |
+					       LIBUFFD_REG_WP, NULL);
+	uint64_t bits[1] = { 0 };
+
+	ck_assert_int_eq(uffd_region_scan_written(r, 0, page_size(), bits, 0),
+			 -EINVAL);
+	ck_assert_ptr_nonnull(strstr(uffd_last_error(), "WP_ASYNC"));
+	ck_assert_int_eq(uffd_region_scan_written(r, 1, page_size(), bits, 0),
+			 -EINVAL);
+	uffd_region_destroy(r);
+}
+END_TEST
+
 /* What cannot work is refused, and says why. */
 START_TEST(modes_refused)
 {
@@ -333,6 +405,9 @@ static Suite *wp_suite(void)
 	add_test_if(tc, wp_copy_protected, 0, 0);
 	add_test_if(tc, minor_continue, LIBUFFD_FEATURE_MINOR_SHMEM, 0);
 	tcase_add_test(tc, modes_refused);
+	add_test_if(tc, wp_async_scan, LIBUFFD_FEATURE_WP_ASYNC,
+		    NEED_PAGEMAP_SCAN);
+	tcase_add_test(tc, scan_refused);
 	return s;
 }
 
