@@ -394,6 +394,7 @@ void experiment_huge_zero(void);	/* bench-hugezero.c */
 void experiment_fault_trace(void);	/* bench-trace.c */
 void experiment_latency(void);		/* bench-latency.c */
 void experiment_app(void);		/* bench-app.c */
+void experiment_dirty(void);		/* bench-dirty.c */
 /* app's own options, checked before anything runs; exits 2 when bad. */
 void app_check_args(void);
 void app_usage(FILE *f);

@@ -81,6 +81,8 @@ static const struct experiment experiments[] = {
 	/* its line in --help is shared with restore's, see usage() */
 	{ "app", experiment_app, 0, 0, 5, 2, true,
 	  "a COMMAND natively and under pagers" },
+	{ "dirty", experiment_dirty, 256 * MIB, 32 * MIB, 5, 2, false,
+	  "finding written pages: sync, async WP" },
 };
 
 /* ------------------------------------------------------------------ */
@@ -1159,8 +1161,7 @@ static void usage(FILE *f)
 "{partial,full}-write\n"
 "      --pin WHERE      handler vs app CPU: same (default), other, none\n"
 "  -q, --quick          small sizes, few reps: a first look, or a test\n"
-"  -j, --json           one JSON object per row on stdout instead of tables\n"
-"  -c, --csv FILE       also write the rows to FILE as CSV\n"
+"  -j, --json  -c, --csv FILE  JSON lines instead of tables; also CSV to FILE\n"
 "      --plot FILE      draw a PNG with gnuplot (not populate-table, fault-trace)\n"
 "      --no-tune        never change vm.nr_hugepages or THP use_zero_page\n"
 "  -h, --help           this text; docs/experiments.md explains the rest\n"

@@ -828,6 +828,42 @@ static long read_sys(const char *path)
 #define USE_ZERO_PAGE "/sys/kernel/mm/transparent_hugepage/use_zero_page"
 
 /*
+ * dirty: each tracking method finds exactly the pages written, at every
+ * fraction (the bench stops on a wrong set; the rows say how many).
+ */
+START_TEST(dirty_rows)
+{
+	static const char *const fractions[] = { "1%", "10%", "50%", "100%" };
+	const char *const args[] = { "dirty", "--quick", "--json", NULL };
+	const struct jrow *r, *nat;
+	struct result res;
+	struct jrows rows;
+	size_t i;
+
+	run_bench(&res, args);
+	ck_assert_msg(res.status == 0, "exit %d: %s", res.status, res.err);
+	parse_rows(res.out, "dirty", &rows);
+	for (i = 0; i < 4; i++) {
+		nat = find_row(&rows, fractions[i], "native");
+		ck_assert_ptr_nonnull(nat);
+		ck_assert_double_eq(jnum(nat, "ratio_vs_native"), 1);
+		r = find_row(&rows, fractions[i], "wp-sync");
+		ck_assert_ptr_nonnull(r);
+		ck_assert_double_eq(jnum(r, "found"), jnum(r, "pages"));
+		ck_assert_double_gt(jnum(r, "pages"), 0);
+		if (!(kernel_features() & LIBUFFD_FEATURE_WP_ASYNC))
+			continue;
+		r = find_row(&rows, fractions[i], "wp-async");
+		ck_assert_ptr_nonnull(r);
+		ck_assert_double_eq(jnum(r, "found"), jnum(r, "pages"));
+	}
+	r = find_row(&rows, "100%", "wp-sync");
+	ck_assert_double_eq(jnum(r, "pages"), jnum(r, "size_bytes") / 4096);
+	result_free(&res);
+}
+END_TEST
+
+/*
  * What a read walk of THP-eligible memory does with use_zero_page @v,
  * which the bench sets for its row and puts back, as this does.
  */
@@ -1228,6 +1264,7 @@ static Suite *bench_suite(void)
 	tcase_add_loop_test(tc, bad_input_exits_2, 0,
 			    (int)(sizeof(bad_args) / sizeof(bad_args[0])));
 	tcase_add_test(tc, help_fits_a_screen);
+	tcase_add_test(tc, dirty_rows);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("experiments");
