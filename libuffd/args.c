@@ -71,12 +71,19 @@ int luffd_args_parse(const char *s, struct uffd_args *a)
 
 int luffd_spec_parse(const char *spec, struct uffd_args *a)
 {
+	return luffd_spec_parse_as("pager", spec, a);
+}
+
+/* @what ("pager", "store") names the thing in error reasons. */
+int luffd_spec_parse_as(const char *what, const char *spec,
+			struct uffd_args *a)
+{
 	char *colon, *p;
 	int ret;
 
 	memset(a, 0, sizeof(*a));
 	if (!spec || !*spec)
-		return luffd_fail(-EINVAL, "empty pager spec");
+		return luffd_fail(-EINVAL, "empty %s spec", what);
 	a->buf = strdup(spec);
 	if (!a->buf)
 		return luffd_fail(-ENOMEM, "out of memory");
@@ -86,12 +93,14 @@ int luffd_spec_parse(const char *spec, struct uffd_args *a)
 		*colon = '\0';
 	ret = -EINVAL;
 	if (a->name[0] == '\0') {
-		luffd_fail(-EINVAL, "pager spec \"%s\": no pager name", spec);
+		luffd_fail(-EINVAL, "%s spec \"%s\": no %s name", what,
+			   spec, what);
 		goto out;
 	}
 	for (p = a->name; *p; p++) {
 		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_') {
-			luffd_fail(-EINVAL, "pager spec \"%s\": bad name", spec);
+			luffd_fail(-EINVAL, "%s spec \"%s\": bad name", what,
+				   spec);
 			goto out;
 		}
 	}
@@ -101,7 +110,7 @@ int luffd_spec_parse(const char *spec, struct uffd_args *a)
 			char why[200];
 
 			snprintf(why, sizeof(why), "%s", uffd_last_error());
-			luffd_fail(ret, "pager spec \"%s\": %s", spec, why);
+			luffd_fail(ret, "%s spec \"%s\": %s", what, spec, why);
 			goto out;
 		}
 	}

@@ -125,6 +125,8 @@ struct uffd_args {
 };
 
 int luffd_spec_parse(const char *spec, struct uffd_args *a);
+int luffd_spec_parse_as(const char *what, const char *spec,
+			struct uffd_args *a);
 int luffd_args_parse(const char *s, struct uffd_args *a);
 void luffd_args_free(struct uffd_args *a);
 
@@ -349,5 +351,9 @@ extern const struct uffd_pager_ops luffd_pager_prealloc;
 extern const struct uffd_pager_ops luffd_pager_prezero;
 extern const struct uffd_pager_ops luffd_pager_hugezero;
 extern const struct uffd_pager_ops luffd_pager_file;
+
+/* store.c */
+extern const struct uffd_store_ops luffd_store_memfd;
+extern const struct uffd_store_ops luffd_store_file;
 
 #endif /* LIBUFFD_INTERNAL_H */

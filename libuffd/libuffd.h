@@ -858,6 +858,247 @@ int uffd_stats_format(const struct uffd_stats *st, int fmt, char *buf,
 /* Same, written to @fp.  Returns 0, -EINVAL, or -EIO. */
 int uffd_stats_print(const struct uffd_stats *st, int fmt, FILE *fp);
 
+/* ------------------------------------------------------------------ */
+/* Page stores (since 0.3)                                             */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A store is where pages live when they are not resident: a file, a
+ * block device, memory.  It is to pages at rest what a pager is to
+ * faults, and knows nothing of faults or regions.  A store holds
+ * uffd_store_page_size() pages numbered from 0; I/O moves runs of whole
+ * pages between a store and the caller's buffers.
+ *
+ * I/O is submit + reap, as with io_uring: the caller fills its own
+ * struct uffd_store_io requests, uffd_store_submit() starts a batch of
+ * them, and uffd_store_reap() hands back finished ones.  Chosen over
+ * completion callbacks because the caller owns every request (nothing is
+ * allocated per I/O, as the fault path requires) and completions are seen
+ * in the caller's thread, when it asks: never in a store's thread or
+ * in a signal handler.  A synchronous store just finishes each request
+ * inside submit; the caller's code is the same either way.
+ *
+ * "Never written" is answered without I/O: the library keeps one bit per
+ * page, set when a write through the handle completes, cleared by
+ * uffd_store_discard(), seeded at open by the store (the file store asks
+ * the file system for its holes with SEEK_DATA/SEEK_HOLE, so a snapshot's
+ * holes count as never written).  A read request whose pages were all
+ * never written is answered with zeros without reaching the store; in a
+ * run that mixes both, the store reads the run in one I/O and the library
+ * then zeroes the never-written pages, so they read as zeros even where
+ * the medium holds older bytes (a block device).  A caller that wants no
+ * I/O at all for such pages splits its runs with uffd_store_extent().
+ *
+ * One handle is used by one thread at a time (submit, reap, read,
+ * write, sync, discard: the caller serialises them, as for an io_uring
+ * ring); uffd_store_extent(), uffd_store_written() and uffd_store_stats()
+ * may be called from any thread.
+ */
+struct uffd_store;
+
+#define LIBUFFD_STORE_READ	0
+#define LIBUFFD_STORE_WRITE	1
+
+/* Set by a store in uffd_store_io.out_flags. */
+#define LIBUFFD_STORE_IO_FIXED	(1u << 0)  /* used registered buffers */
+
+/* One run of pages: a request, owned by the caller. */
+struct uffd_store_io {
+	int		op;		/* LIBUFFD_STORE_READ / _WRITE */
+	int		res;		/* out: 0 or -errno */
+	uint64_t	page;		/* first page of the run */
+	uint64_t	npages;		/* pages, >= 1 */
+	void		*buf;		/* npages * page size bytes */
+	void		*data;		/* the caller's, untouched */
+	uint64_t	holes;		/* out, reads: never-written pages */
+	unsigned int	out_flags;	/* out: LIBUFFD_STORE_IO_* */
+	/* below: the library's and the store's while the request is out */
+	struct uffd_store	*store;
+	struct uffd_store_io	*next;
+	uint64_t	priv[2];	/* the store's own */
+};
+
+#define LIBUFFD_STORE_OPS_VERSION	1
+
+/*
+ * Store flags.  ASYNC: submit may return before the I/O is done (the
+ * store then has a wait hook).  PERSISTENT: what was written outlives
+ * the handle (a file; not memfd).
+ */
+#define LIBUFFD_STORE_ASYNC		(1u << 0)
+#define LIBUFFD_STORE_PERSISTENT	(1u << 1)
+
+/*
+ * A store.  Hooks get the state pointer that open returned as their
+ * first argument; optional hooks may be NULL.  A store never calls back
+ * into the handle except through uffd_store_complete().
+ *
+ * open   (required) parse @args (never NULL), set things up.  *len is
+ *        the caller's length in bytes (0: the store's own size, e.g. the
+ *        file's); set it to the store's length (a multiple of the page
+ *        size, not 0).  Return 0 and *state, or -errno with a reason set
+ *        by uffd_set_error().
+ * data   (optional) report which pages already hold data, for a store
+ *        that outlives its handles: set bit p (bitmap[p / 64], bit p % 64)
+ *        of @bitmap for each such page of the @npages.  NULL: none do.
+ * submit (required) start @n requests, already checked (in range, op
+ *        valid, buffer given, a direct store's alignment is its own to
+ *        check).  Finish each with uffd_store_complete() exactly once, in
+ *        submit itself or later from wait.  Return 0, or -errno when none
+ *        was started (then none may be completed).
+ * wait   (required with LIBUFFD_STORE_ASYNC) complete in-flight requests:
+ *        at least @min of them (0: those ready now, without blocking).
+ *        Return how many it completed, or -errno.
+ * discard (optional) pages [page, page + npages) will not be read again
+ *        before they are written: give their space back (punch a hole).
+ * sync   (optional) make completed writes durable.  NULL: nothing to do.
+ * pool   (optional) the store's buffer pool: page-aligned memory the
+ *        store does its fastest I/O from (registered with io_uring).
+ *        Return 0 and *buf, *len, or -errno.
+ * close  (required) everything in flight has completed; free it all.
+ */
+struct uffd_store_ops {
+	unsigned int	version;	/* LIBUFFD_STORE_OPS_VERSION */
+	const char	*name;
+	unsigned int	flags;		/* LIBUFFD_STORE_* */
+	int	(*open)(const struct uffd_args *args, uint64_t *len,
+			void **state);
+	int	(*data)(void *state, uint64_t npages, uint64_t *bitmap);
+	int	(*submit)(void *state, struct uffd_store_io *const *ios,
+			  unsigned int n);
+	int	(*wait)(void *state, unsigned int min);
+	int	(*discard)(void *state, uint64_t page, uint64_t npages);
+	int	(*sync)(void *state);
+	int	(*pool)(void *state, void **buf, size_t *len);
+	void	(*close)(void *state);
+};
+
+/*
+ * A store finishes @io with 0 or -errno, from inside its submit or wait
+ * hook only (the handle's completion queue is the caller's thread's).
+ */
+void uffd_store_complete(struct uffd_store_io *io, int res);
+
+/*
+ * The built-in store @name ("memfd", "file"), or NULL.
+ * uffd_store_list() returns the NULL-terminated list of built-in stores.
+ *
+ *  memfd[:inject_eio=PAGE]
+ *      memory (memfd_create, mapped): synchronous memcpy, nothing
+ *      outlives the handle.  The fastest bound for a store.
+ *  file:path=P[,direct=1][,readonly=1][,fresh=1][,pool=N][,engine=E]
+ *       [,inject_eio=PAGE]
+ *      a regular file (created if missing, extended sparse to the
+ *      length) or a block device.  engine=uring (default; asynchronous,
+ *      requests from the pool=N pages buffer pool, 256 by default, use
+ *      READ_FIXED/WRITE_FIXED) or pread (synchronous).  direct=1: O_DIRECT
+ *      (page-aligned buffers).  readonly=1: opened read-only, writes
+ *      fail with -EBADF.  fresh=1: forget what the file holds: every page
+ *      starts never written (a block device reused as scratch).
+ *  inject_eio=PAGE (testing): every I/O that covers page PAGE and reaches
+ *      the store fails with -EIO.
+ */
+const struct uffd_store_ops *uffd_store_find(const char *name);
+const struct uffd_store_ops *const *uffd_store_list(void);
+
+/*
+ * Open the store @spec ("memfd", "file:path=/x,direct=1", parsed as a
+ * pager spec is) for @len bytes (a multiple of the page size; 0: the
+ * store's own size), or the store @ops with @args (a "k=v,k=v" list, may
+ * be NULL) for uffd_store_open_ops.  Returns 0 and *out, or
+ *  -EINVAL  bad spec, unknown store, bad length or argument
+ *  -ENOMEM, or what the store's open returned (-ENOENT, -EACCES...)
+ * with the reason in uffd_last_error().  Any thread.
+ */
+int uffd_store_open(const char *spec, uint64_t len, struct uffd_store **out);
+int uffd_store_open_ops(const struct uffd_store_ops *ops, const char *args,
+			uint64_t len, struct uffd_store **out);
+
+/* Wait for whatever is in flight, then free everything.  NULL: no-op. */
+void uffd_store_close(struct uffd_store *st);
+
+uint64_t uffd_store_len(const struct uffd_store *st);
+uint64_t uffd_store_page_size(const struct uffd_store *st);
+const char *uffd_store_name(const struct uffd_store *st);
+
+/*
+ * Start @n requests.  All are checked first: a page run outside the
+ * store, npages 0, no buffer or a bad op is -EINVAL and none starts;
+ * a write to a read-only store is -EBADF, likewise.  Returns @n (every
+ * request is then out, to come back once from uffd_store_reap, read
+ * requests of never-written pages maybe finished already), or -errno
+ * from the store when none started.
+ */
+int uffd_store_submit(struct uffd_store *st, struct uffd_store_io *const *ios,
+		      unsigned int n);
+/*
+ * Put up to @max finished requests in @done, waiting until at least
+ * @min (<= @max) have finished (0: do not wait).  Returns how many, or
+ * -errno; -EINVAL when @min exceeds what is out.  Each request's res
+ * says how it went.
+ */
+int uffd_store_reap(struct uffd_store *st, struct uffd_store_io **done,
+		    unsigned int max, unsigned int min);
+/* Requests submitted and not yet reaped. */
+unsigned int uffd_store_inflight(const struct uffd_store *st);
+
+/*
+ * Synchronous one-run I/O: submit one request and wait for it (others
+ * that finish meanwhile stay for uffd_store_reap).  Returns 0 or -errno
+ * as submit and the request's res; reads return the count of
+ * never-written pages (zeroed) on success.
+ */
+int uffd_store_read(struct uffd_store *st, uint64_t page, uint64_t npages,
+		    void *buf);
+int uffd_store_write(struct uffd_store *st, uint64_t page, uint64_t npages,
+		     const void *buf);
+
+/*
+ * Whether page @page was ever written (1), never (0), or -EINVAL out of
+ * range.  uffd_store_extent returns how many pages from @page (at most
+ * @max) share its state, in *written; -EINVAL out of range.  No I/O.
+ */
+int uffd_store_written(const struct uffd_store *st, uint64_t page);
+int64_t uffd_store_extent(const struct uffd_store *st, uint64_t page,
+			  uint64_t max, int *written);
+
+/*
+ * Mark [page, page + npages) never written (they read as zeros again)
+ * and let the store reclaim their space.  0, -EINVAL, -EBADF, or the
+ * store's -errno (the pages are marked never written all the same).
+ */
+int uffd_store_discard(struct uffd_store *st, uint64_t page,
+		       uint64_t npages);
+/*
+ * Make every write that has completed durable.  Requests still out are
+ * not waited for: reap them first.  0 or -errno.
+ */
+int uffd_store_sync(struct uffd_store *st);
+
+/*
+ * The store's buffer pool (see the ops' pool hook): requests whose
+ * buffers lie in it take the store's fastest path.  Returns 0, *buf and
+ * *len, or -EOPNOTSUPP when the store has none.  The pool lives as long
+ * as the handle; the caller carves it up as it likes.
+ */
+int uffd_store_pool(struct uffd_store *st, void **buf, size_t *len);
+
+struct uffd_store_stats {
+	uint64_t	reads;		/* read requests finished */
+	uint64_t	writes;		/* write requests finished */
+	uint64_t	pages_read;
+	uint64_t	pages_written;
+	uint64_t	hole_pages;	/* read as zeros, never written */
+	uint64_t	store_ios;	/* requests that reached the store */
+	uint64_t	errors;		/* requests that failed */
+	uint64_t	written_pages;	/* pages marked written now */
+};
+
+/* Copy at most @size bytes of the handle's counters.  0 or -EINVAL. */
+int uffd_store_stats(const struct uffd_store *st, struct uffd_store_stats *out,
+		     size_t size);
+
+
 #ifdef __cplusplus
 }
 #endif
