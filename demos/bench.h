@@ -74,6 +74,11 @@ struct config {
 	const char		*sweep;		/* --sweep batch=LIST */
 	const char		*delivery;	/* --delivery, NULL: default */
 	const char		*cmd_stdout;	/* --stdout FILE */
+	/* evict: its options, checked by evict_check_args() */
+	struct {
+		uint64_t	budget;		/* --budget, 0: default */
+		const char	*ws, *pattern, *mix, *passes, *swap_dir;
+	} evict;
 };
 
 extern struct config cfg;
@@ -398,6 +403,12 @@ void experiment_dirty(void);		/* bench-dirty.c */
 /* app's own options, checked before anything runs; exits 2 when bad. */
 void app_check_args(void);
 void app_usage(FILE *f);
+void experiment_evict(void);		/* bench-evict.c */
+/* evict's own options, checked before anything runs; exits 2 when bad. */
+void evict_check_args(void);
+void evict_usage(FILE *f);
+/* Swap off and remove evict's swap file, remove its cgroup. */
+void evict_restore(void);
 
 /* The generic plot: ns/page per workload (clusters) and strategy (bars). */
 void plot_clusters(const struct rows *rows, const char *ylabel,

@@ -83,6 +83,9 @@ static const struct experiment experiments[] = {
 	  "a COMMAND natively and under pagers" },
 	{ "dirty", experiment_dirty, 256 * MIB, 32 * MIB, 5, 2, false,
 	  "finding written pages: sync, async WP" },
+	/* the budget's defaults; its help is its own, as app's */
+	{ "evict", experiment_evict, 256 * MIB, 32 * MIB, 3, 1, true,
+	  "W of 0.5..4 x a budget: kernel swap in a cgroup" },
 };
 
 /* ------------------------------------------------------------------ */
@@ -456,6 +459,7 @@ void thp_zero_page_restore(void)
 
 void tune_restore_all(void)
 {
+	evict_restore();
 	hugetlb_release();
 	thp_zero_page_restore();
 }
@@ -1137,7 +1141,7 @@ static void usage(FILE *f)
 	for (i = 0; i < ARRAY_SIZE(experiments); i++) {
 		const struct experiment *e = &experiments[i];
 
-		if (e->run == experiment_app)
+		if (e->run == experiment_app || e->run == experiment_evict)
 			continue;
 		short_size(a, sizeof(a), e->size);
 		short_size(b, sizeof(b), e->quick_size);
@@ -1150,8 +1154,8 @@ static void usage(FILE *f)
 		fprintf(f, "  %-17s %-42s %s\n", e->name, e->desc, def);
 	}
 	/* one line for both: the help fits a 24-line screen */
-	fprintf(f, "  %-17s %-42s %s\n", "app, restore",
-		"app: a COMMAND; restore: snapshot engines", "EXP --help");
+	fprintf(f, "  %-17s %-42s %s\n", "app restore evict",
+		"a COMMAND; snapshots; kernel swap vs budget", "EXP --help");
 	fprintf(f,
 "Options:\n"
 "  -s, --size SIZE      bytes per run, K/M/G suffix\n"
@@ -1247,7 +1251,8 @@ static void pagers_add_list(const char *list)
 static const struct experiment *parse_args(int argc, char **argv)
 {
 	enum { OPT_PIN = 256, OPT_PLOT, OPT_NO_TUNE, OPT_PAGERS, OPT_SWEEP,
-	       OPT_DELIVERY, OPT_STDOUT };
+	       OPT_DELIVERY, OPT_STDOUT, OPT_WS, OPT_PATTERN, OPT_MIX,
+	       OPT_PASSES, OPT_SWAP_DIR };
 	static const struct option longopts[] = {
 		{ "size",     required_argument, NULL, 's' },
 		{ "reps",     required_argument, NULL, 'r' },
@@ -1263,6 +1268,12 @@ static const struct experiment *parse_args(int argc, char **argv)
 		{ "sweep",    required_argument, NULL, OPT_SWEEP },
 		{ "delivery", required_argument, NULL, OPT_DELIVERY },
 		{ "stdout",   required_argument, NULL, OPT_STDOUT },
+		{ "budget",   required_argument, NULL, 'B' },
+		{ "ws",       required_argument, NULL, OPT_WS },
+		{ "pattern",  required_argument, NULL, OPT_PATTERN },
+		{ "mix",      required_argument, NULL, OPT_MIX },
+		{ "passes",   required_argument, NULL, OPT_PASSES },
+		{ "swap-dir", required_argument, NULL, OPT_SWAP_DIR },
 		{ "help",     no_argument,       NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -1270,7 +1281,7 @@ static const struct experiment *parse_args(int argc, char **argv)
 	uint64_t size = 0, max_size;
 	const char *size_arg = NULL;
 	cpu_set_t allowed;
-	bool help = false, have_pin = false;
+	bool help = false, have_pin = false, have_evict = false;
 	size_t i, npagers_max = (size_t)argc;
 	unsigned long reps;
 	char *end;
@@ -1295,7 +1306,7 @@ static const struct experiment *parse_args(int argc, char **argv)
 	cfg.workloads = xcalloc((size_t)argc, sizeof(*cfg.workloads));
 	cfg.pin = &placements[0];
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":s:r:p:w:qjc:h", longopts,
+	while ((c = getopt_long(argc, argv, ":s:r:p:w:qjc:hB:", longopts,
 				NULL)) != -1) {
 		switch (c) {
 		case 's':
@@ -1359,6 +1370,31 @@ static const struct experiment *parse_args(int argc, char **argv)
 		case OPT_STDOUT:
 			cfg.cmd_stdout = optarg;
 			break;
+		case 'B':
+			if (!parse_size(optarg, &cfg.evict.budget))
+				usage_error("bad --budget '%s'", optarg);
+			have_evict = true;
+			break;
+		case OPT_WS:
+			cfg.evict.ws = optarg;
+			have_evict = true;
+			break;
+		case OPT_PATTERN:
+			cfg.evict.pattern = optarg;
+			have_evict = true;
+			break;
+		case OPT_MIX:
+			cfg.evict.mix = optarg;
+			have_evict = true;
+			break;
+		case OPT_PASSES:
+			cfg.evict.passes = optarg;
+			have_evict = true;
+			break;
+		case OPT_SWAP_DIR:
+			cfg.evict.swap_dir = optarg;
+			have_evict = true;
+			break;
 		case 'h':
 			help = true;
 			break;
@@ -1381,6 +1417,8 @@ static const struct experiment *parse_args(int argc, char **argv)
 	if (help) {
 		if (e && e->run == experiment_app)
 			app_usage(stdout);
+		else if (e && e->run == experiment_evict)
+			evict_usage(stdout);
 		else
 			usage(stdout);
 		exit(0);
@@ -1402,6 +1440,9 @@ static const struct experiment *parse_args(int argc, char **argv)
 		usage_error("%s runs no command (-- COMMAND, --sweep, "
 			    "--delivery and --stdout are for app)", e->name);
 	}
+	if (have_evict && e->run != experiment_evict)
+		usage_error("%s takes no --budget, --ws, --pattern, --mix, "
+			    "--passes or --swap-dir (evict does)", e->name);
 	if (cfg.plot_path && !e->plot)
 		usage_error("%s draws no plot (--plot)", e->name);
 	if (cfg.plot_path && !*cfg.plot_path)
@@ -1420,6 +1461,8 @@ static const struct experiment *parse_args(int argc, char **argv)
 		cfg.reps = cfg.quick ? e->quick_reps : e->reps;
 	cfg.size = (size_t)((size + page_size - 1) / page_size * page_size);
 	cfg.pages = cfg.size / page_size;
+	if (e->run == experiment_evict)
+		evict_check_args();
 
 	for (i = 0; i < cfg.npagers; i++) {
 		ret = uffd_pager_spec_check(cfg.pagers[i], 0);

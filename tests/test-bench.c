@@ -31,6 +31,7 @@
 #include <unistd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/swap.h>
 #include <sys/wait.h>
 
 #include <check.h>
@@ -398,6 +399,19 @@ static const char *const *const bad_args[] = {
 			       "true", NULL },
 	(const char *const[]){ "app", "--pagers", "zero;nosuchpager", "--",
 			       "true", NULL },
+	(const char *const[]){ "evict", "--budget", "0", NULL },
+	(const char *const[]){ "evict", "--budget", "lots", NULL },
+	(const char *const[]){ "evict", "--ws", "0", NULL },
+	(const char *const[]){ "evict", "--ws", "1,,2", NULL },
+	(const char *const[]){ "evict", "--ws", "99999", NULL },
+	(const char *const[]){ "evict", "--pattern", "zigzag", NULL },
+	(const char *const[]){ "evict", "--mix", "rw", NULL },
+	(const char *const[]){ "evict", "--passes", "0", NULL },
+	(const char *const[]){ "evict", "--swap-dir", "", NULL },
+	(const char *const[]){ "evict", "--size", "8M", NULL },
+	(const char *const[]){ "evict", "--pager", "zero", NULL },
+	(const char *const[]){ "compare", "--budget", "8M", NULL },
+	(const char *const[]){ "compare", "--pattern", "seq", NULL },
 };
 
 START_TEST(bad_input_exits_2)
@@ -1235,6 +1249,140 @@ START_TEST(sigint_prints_rows)
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* evict                                                              */
+/* ------------------------------------------------------------------ */
+
+/* "# kernel: cgroup v1 PATH, limit ..., swap file PATH SIZE ..." */
+static void kernel_paths(const char *err, char *cg, char *swap, size_t len)
+{
+	const char *p = strstr(err, "# kernel: cgroup v");
+
+	ck_assert_msg(p, "no '# kernel:' line: %s", err);
+	ck_assert_int_eq(sscanf(p, "# kernel: cgroup v%*d %255[^,]", cg), 1);
+	p = strstr(p, "swap file ");
+	ck_assert_ptr_nonnull(p);
+	ck_assert_int_eq(sscanf(p, "swap file %255s", swap), 1);
+	ck_assert_int_lt(strlen(cg), len);
+	ck_assert_int_lt(strlen(swap), len);
+}
+
+/*
+ * The kernel row for real: a 32 MiB cgroup, W of 0.5 and 2 budgets, one
+ * rep.  Over the budget the kernel must swap and keep the Rss near the
+ * budget; the native row holds all of W; the swap file and the cgroup
+ * are gone afterwards.  Every read checked its stamp, or the exit is 1.
+ */
+START_TEST(evict_kernel_swap)
+{
+	const char *args[] = {
+		"evict", "--budget", "32M", "--ws", "0.5,2", "--reps", "1",
+		"--pattern", "random", "--json", NULL
+	};
+	char cg[256], swap[256], line[512];
+	struct jrows rows;
+	struct result res;
+	bool swapped = false;
+	FILE *f;
+	int i;
+
+	run_bench_ex(&res, args, 2 * RUN_TIMEOUT_S, 0);
+	ck_assert_msg(res.status == 0, "exit %d: %s", res.status, res.err);
+	kernel_paths(res.err, cg, swap, sizeof(cg));
+	ck_assert_ptr_nonnull(strstr(res.err, "(created and removed)"));
+	ck_assert_int_eq(access(swap, F_OK), -1);
+	ck_assert_int_eq(access(cg, F_OK), -1);
+	f = fopen("/proc/swaps", "r");
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f))
+		ck_assert_msg(!strstr(line, swap), "still on: %s", line);
+	fclose(f);
+
+	parse_rows(res.out, "evict", &rows);
+	/* random-read and random-write, 2 sizes, kernel and native */
+	ck_assert_int_eq(rows.n, 2 * 2 * 2);
+	for (i = 0; i < rows.n; i++) {
+		const struct jrow *r = &rows.v[i];
+		double ws = jnum(r, "ws_ratio"), b = jnum(r, "budget_bytes");
+		bool kernel = !strcmp(jstr(r, "strategy"), "kernel");
+
+		ck_assert_double_eq(b, 32.0 * 1024 * 1024);
+		ck_assert_double_eq(jnum(r, "size_bytes"), ws * b);
+		ck_assert_double_eq(jnum(r, "accesses"), 3 * jnum(r, "pages"));
+		ck_assert_double_gt(jnum(r, "ns_per_page"), 0);
+		ck_assert_double_gt(jnum(r, "ratio_vs_kernel"), 0);
+		if (kernel)
+			ck_assert_double_eq(jnum(r, "ratio_vs_kernel"), 1);
+		ck_assert_msg(!strncmp(jstr(r, "workload"), "random-", 7),
+			      "%s", jstr(r, "workload"));
+		if (ws < 2)
+			continue;
+		if (kernel) {
+			/* a random walk over 2 budgets misses half the time */
+			ck_assert_double_gt(jnum(r, "swap_out"), 0);
+			ck_assert_double_gt(jnum(r, "swap_in"), 0);
+			ck_assert_double_gt(jnum(r, "minflt") +
+					    jnum(r, "majflt"),
+					    jnum(r, "accesses") / 4);
+			/* the limit holds (the binary's own pages aside) */
+			ck_assert_double_lt(jnum(r, "rss_kib"),
+					    b / 1024 + 8 * 1024);
+			swapped = true;
+		} else {
+			ck_assert_double_ge(jnum(r, "rss_kib"), ws * b / 1024);
+		}
+	}
+	ck_assert(swapped);
+	free(rows.v);
+	result_free(&res);
+}
+END_TEST
+
+/*
+ * Whether this machine can swap on a file in /tmp, tried for real (root,
+ * a filesystem that takes swap files, mkswap): evict_kernel_swap needs it.
+ */
+static bool swap_file_works(char *why, size_t len)
+{
+	char path[64], cmd[128];
+	bool ok = false;
+	int fd;
+
+	if (geteuid()) {
+		snprintf(why, len, "not root: no swapon");
+		return false;
+	}
+	if (access("/sys/fs/cgroup/memory/memory.limit_in_bytes", F_OK) &&
+	    access("/sys/fs/cgroup/cgroup.controllers", F_OK)) {
+		snprintf(why, len, "no memory cgroup");
+		return false;
+	}
+	snprintf(path, sizeof(path), "/tmp/test-bench-swap-%d", (int)getpid());
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	if (fd < 0 || posix_fallocate(fd, 0, 4 << 20)) {
+		snprintf(why, len, "cannot make a file in /tmp");
+		goto out;
+	}
+	snprintf(cmd, sizeof(cmd), "PATH=/usr/sbin:/sbin:$PATH mkswap -q %s "
+		 ">/dev/null 2>&1", path);
+	if (system(cmd)) {
+		snprintf(why, len, "mkswap failed");
+		goto out;
+	}
+	if (swapon(path, 0)) {
+		snprintf(why, len, "swapon on /tmp: %s", strerror(errno));
+		goto out;
+	}
+	ok = !swapoff(path);
+	if (!ok)
+		snprintf(why, len, "swapoff: %s", strerror(errno));
+out:
+	if (fd >= 0)
+		close(fd);
+	unlink(path);
+	return ok;
+}
+
+/* ------------------------------------------------------------------ */
 
 static bool find_bench(void)
 {
@@ -1257,6 +1405,7 @@ static bool find_bench(void)
 static Suite *bench_suite(void)
 {
 	Suite *s = suite_create("uffd-bench");
+	char why[256];
 	TCase *tc;
 
 	tc = tcase_create("arguments");
@@ -1287,6 +1436,14 @@ static Suite *bench_suite(void)
 	tcase_add_test(tc, app_json_rows);
 	tcase_add_test(tc, app_sweep_csv_plot);
 	tcase_add_test(tc, app_command_fails);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("evict");
+	tcase_set_timeout(tc, 3 * RUN_TIMEOUT_S);
+	if (swap_file_works(why, sizeof(why)))
+		tcase_add_test(tc, evict_kernel_swap);
+	else
+		skip_case("evict_kernel_swap", "%s", why);
 	suite_add_tcase(s, tc);
 	return s;
 }
