@@ -873,6 +873,7 @@ START_TEST(dirty_rows)
 	}
 	r = find_row(&rows, "100%", "wp-sync");
 	ck_assert_double_eq(jnum(r, "pages"), jnum(r, "size_bytes") / 4096);
+	free(rows.v);
 	result_free(&res);
 }
 END_TEST
