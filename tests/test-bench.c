@@ -1324,9 +1324,18 @@ START_TEST(evict_kernel_swap)
 			ck_assert_double_gt(jnum(r, "minflt") +
 					    jnum(r, "majflt"),
 					    jnum(r, "accesses") / 4);
-			/* the limit holds (the binary's own pages aside) */
+			/*
+			 * The limit holds.  Rss also counts the child's
+			 * mapped program and libraries (uffd-bench, libc,
+			 * libuffd, liburing: ~9 MiB here, more in a
+			 * sanitizer build), which are not charged to the
+			 * cgroup; 16 MiB of slack is still far below the
+			 * 2 budgets an unlimited run keeps resident.
+			 */
 			ck_assert_double_lt(jnum(r, "rss_kib"),
-					    b / 1024 + 8 * 1024);
+					    b / 1024 + 16 * 1024);
+			ck_assert_double_lt(b / 1024 + 16 * 1024,
+					    ws * b / 1024);
 			swapped = true;
 		} else {
 			ck_assert_double_ge(jnum(r, "rss_kib"), ws * b / 1024);
