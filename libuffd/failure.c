@@ -290,7 +290,12 @@ void luffd_fail_fault(struct uffd_resolver *res, uint32_t tid, uint64_t addr)
 	int ret;
 
 	luffd_failed_set(r, res->fault_off, r->page_size);
-	ret = poison_page(res);
+	/*
+	 * A write-protect fault's page is present: POISON would only say
+	 * EEXIST, and the woken writer would fault on it again for ever.
+	 * The signal is the answer there.
+	 */
+	ret = res->fault_wp ? -EOPNOTSUPP : poison_page(res);
 	/*
 	 * EEXIST: poisoned before, or a helper's fill won the race; either
 	 * way the retried access gets what the page holds now.  A SIGBUS

@@ -454,6 +454,8 @@ struct uffd_args;
  *           handling (BUS_ADRERR, the faulting address) to the handler
  *           installed before it, or to the default action; with POISON
  *           the page is poisoned as well.
+ *        A failed write-protect fault's page is present, so it is never
+ *        poisoned: the writer gets the queued SIGBUS.
  *        pager_errors, poisoned, sigbus_queued and failed_refaults count
  *        these.
  * event  (optional) a REMOVE or UNMAP event that overlaps the region; the

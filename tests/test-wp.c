@@ -24,6 +24,7 @@ struct track {
 	size_t		ps;
 	int		wp_mode;	/* the region is registered for WP */
 	int		copy;		/* read faults: COPY a pattern, WP */
+	int		fail_wp;	/* WP faults fail */
 	unsigned char	dirty[NPAGES];	/* written since last protected */
 	unsigned char	wp[NPAGES];	/* WP faults seen */
 	unsigned char	minor[NPAGES];	/* minor faults seen */
@@ -42,6 +43,7 @@ static int track_init(struct uffd_region *r, const struct uffd_args *args,
 	t->ps = uffd_region_page_size(r);
 	t->wp_mode = (uffd_region_modes(r) & LIBUFFD_REG_WP) != 0;
 	t->copy = uffd_args_get(args, "copy") != NULL;
+	t->fail_wp = uffd_args_get(args, "fail_wp") != NULL;
 	memset(t->pattern, 0x5a, sizeof(t->pattern));
 	last = t;
 	*state = t;
@@ -55,7 +57,10 @@ static int track_fault(void *state, struct uffd_resolver *res,
 	size_t i = f->offset / t->ps;
 	long ret;
 
-	if (f->flags & LIBUFFD_FAULT_WP) {
+	if ((f->flags & LIBUFFD_FAULT_WP) && t->fail_wp) {
+		t->wp[i]++;
+		return -EIO;
+	} else if (f->flags & LIBUFFD_FAULT_WP) {
 		t->wp[i]++;
 		t->dirty[i] = 1;
 		ret = uffd_resolve_writeprotect(res, f->offset, t->ps, 0);
@@ -346,6 +351,32 @@ START_TEST(scan_refused)
 }
 END_TEST
 
+/*
+ * A pager that fails a WP fault: the writer gets SIGBUS, once, and the
+ * pager is not asked again (not a fault loop on a present page).
+ */
+START_TEST(wp_fault_fails)
+{
+	struct uffd_region *r = region(LIBUFFD_MEM_ANON, LIBUFFD_REG_MISSING |
+					       LIBUFFD_REG_WP, "fail_wp=1");
+	uint8_t *p = uffd_region_addr(r), v = 7;
+	struct uffd_stats st;
+
+	ck_assert_uint_eq(peek(p + 4 * page_size()), 0);
+	ck_assert_int_eq(touch_catch_sigbus(p + 4 * page_size(), 1, &v, NULL),
+			 1);
+	ck_assert_int_eq(touch_catch_sigbus(p + 4 * page_size(), 1, &v, NULL),
+			 1);
+	ck_assert_int_eq(last->wp[4], 1);
+	/* reads go on: the page is there, only writing it failed */
+	ck_assert_uint_eq(peek(p + 4 * page_size()), 0);
+	st = stats_of(r);
+	ck_assert_uint_eq(st.pager_errors, 1);
+	ck_assert_uint_ge(st.failed_refaults, 1);
+	uffd_region_destroy(r);
+}
+END_TEST
+
 /* What cannot work is refused, and says why. */
 START_TEST(modes_refused)
 {
@@ -405,6 +436,7 @@ static Suite *wp_suite(void)
 	add_test_if(tc, wp_copy_protected, 0, 0);
 	add_test_if(tc, minor_continue, LIBUFFD_FEATURE_MINOR_SHMEM, 0);
 	tcase_add_test(tc, modes_refused);
+	tcase_add_test(tc, wp_fault_fails);
 	add_test_if(tc, wp_async_scan, LIBUFFD_FEATURE_WP_ASYNC,
 		    NEED_PAGEMAP_SCAN);
 	tcase_add_test(tc, scan_refused);
