@@ -158,6 +158,14 @@ static int tab_insert(const struct ent *e)
 	return 0;
 }
 
+/* Move tab[i] into *out.  Caller holds tab_lock. */
+static void tab_remove(size_t i, struct ent *out)
+{
+	*out = tab[i];
+	memmove(&tab[i], &tab[i + 1], (ntab - i - 1) * sizeof(*tab));
+	ntab--;
+}
+
 /* Remove the entry starting exactly at @a into *out.  1 found, 0 not. */
 static int tab_take(uintptr_t a, struct ent *out)
 {
@@ -167,9 +175,7 @@ static int tab_take(uintptr_t a, struct ent *out)
 	pthread_mutex_lock(&tab_lock);
 	i = tab_find(a);
 	if (i < ntab && tab[i].addr == a) {
-		*out = tab[i];
-		memmove(&tab[i], &tab[i + 1], (ntab - i - 1) * sizeof(*tab));
-		ntab--;
+		tab_remove(i, out);
 		found = 1;
 	}
 	pthread_mutex_unlock(&tab_lock);
@@ -205,10 +211,7 @@ static int tab_take_inside(uintptr_t a, size_t len, struct ent *out,
 	pthread_mutex_lock(&tab_lock);
 	for (i = tab_find(a); i < ntab && tab[i].addr < end; i++) {
 		if (tab[i].addr >= a && tab[i].addr + tab[i].len <= end) {
-			*out = tab[i];
-			memmove(&tab[i], &tab[i + 1],
-				(ntab - i - 1) * sizeof(*tab));
-			ntab--;
+			tab_remove(i, out);
 			pthread_mutex_unlock(&tab_lock);
 			return 1;
 		}
@@ -226,10 +229,7 @@ static int tab_take_gone(uintptr_t a, size_t len, struct ent *out)
 	pthread_mutex_lock(&tab_lock);
 	for (i = tab_find(a); i < ntab && tab[i].addr < a + len; i++) {
 		if (tab[i].r && uffd_region_gone(tab[i].r)) {
-			*out = tab[i];
-			memmove(&tab[i], &tab[i + 1],
-				(ntab - i - 1) * sizeof(*tab));
-			ntab--;
+			tab_remove(i, out);
 			pthread_mutex_unlock(&tab_lock);
 			return 1;
 		}
@@ -505,21 +505,31 @@ static void *big_alloc(size_t n, size_t align)
 	return (void *)a;
 }
 
-/* Ours? Then *e is its entry.  Only page-aligned pointers can be. */
+/* Only page-aligned pointers can be ours: glibc's sit 16 bytes in. */
+static bool maybe_ours(const void *p)
+{
+	return p && !((uintptr_t)p & (cfg.ps - 1)) && state != OFF;
+}
+
+/* Ours? Then *e is its entry. */
 static bool ours(const void *p, struct ent *e)
 {
-	return p && !((uintptr_t)p & (cfg.ps - 1)) && state != OFF &&
-	       tab_get((uintptr_t)p, e);
+	return maybe_ours(p) && tab_get((uintptr_t)p, e);
+}
+
+/* Unregister and unmap an entry taken out of the table. */
+static void release(const struct ent *e)
+{
+	untrack(e);
+	raw_munmap((void *)e->addr, e->len);
 }
 
 static void big_free(void *p)
 {
 	struct ent e;
 
-	if (!tab_take((uintptr_t)p, &e))
-		return;
-	untrack(&e);
-	raw_munmap((void *)e.addr, e.len);
+	if (tab_take((uintptr_t)p, &e))
+		release(&e);
 }
 
 EXPORT void *malloc(size_t n)
@@ -551,8 +561,9 @@ EXPORT void free(void *p)
 {
 	struct ent e;
 
-	if (!luffd_internal && ours(p, &e))
-		big_free(p);
+	/* one look-up: taken out of the table if it is there */
+	if (!luffd_internal && maybe_ours(p) && tab_take((uintptr_t)p, &e))
+		release(&e);
 	else
 		__libc_free(p);
 }
