@@ -646,7 +646,8 @@ static void adopt_fork(struct uffd_ctx *ctx, int fd)
 		};
 		struct uffd_region *cr;
 
-		if (!r->registered || __atomic_load_n(&r->gone, __ATOMIC_ACQUIRE))
+		if (!r->registered || r->no_fork ||
+		    __atomic_load_n(&r->gone, __ATOMIC_ACQUIRE))
 			continue;
 		if (uffd_region_create(child, &o, &cr) < 0) {
 			/* never strand the child: let its copy go */

@@ -152,6 +152,7 @@ struct uffd_region {
 	unsigned int		pager_flags;	/* LIBUFFD_PAGER_* */
 	int			gone;		/* atomic: UNMAP covered it */
 	int			partly_unmapped; /* atomic */
+	bool			no_fork;	/* MADV_DONTFORK: no child copy */
 
 	/*
 	 * One bit per page the library filled (or found present), cleared
@@ -351,6 +352,7 @@ extern const struct uffd_pager_ops luffd_pager_prealloc;
 extern const struct uffd_pager_ops luffd_pager_prezero;
 extern const struct uffd_pager_ops luffd_pager_hugezero;
 extern const struct uffd_pager_ops luffd_pager_file;
+extern const struct uffd_pager_ops luffd_pager_evict;
 
 /* store.c */
 extern const struct uffd_store_ops luffd_store_memfd;

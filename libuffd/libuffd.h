@@ -398,7 +398,7 @@ struct uffd_event {
 /* A key=value list parsed from a pager spec ("name:k=v,k2=v2"). */
 struct uffd_args;
 
-#define LIBUFFD_PAGER_OPS_VERSION	2
+#define LIBUFFD_PAGER_OPS_VERSION	3
 
 /*
  * Pager flags (ops version 2).  CONCURRENT: the fault and event hooks
@@ -417,6 +417,11 @@ struct uffd_args;
  */
 #define LIBUFFD_PAGER_WP		(1u << 1)
 #define LIBUFFD_PAGER_MINOR		(1u << 2)
+/*
+ * Since 0.3: a region whose uffd_region_opts.modes is 0 is registered
+ * MISSING|WP for this pager, which tracks dirty pages (evict).
+ */
+#define LIBUFFD_PAGER_NEEDS_WP		(1u << 3)
 
 /*
  * A pager.  Hooks get the state pointer that init returned as their first
@@ -463,6 +468,9 @@ struct uffd_args;
  * start  (optional) the context's handler starts (e.g. start a helper).
  * stop   (optional) the context's handler stopped (stop helpers).
  * fini   (optional) the region is being destroyed.
+ * flush  (optional, version >= 3) write every dirty page to where the
+ *        pager keeps pages (uffd_region_flush()); from any thread but a
+ *        handler.  Return 0 or -errno.
  */
 struct uffd_pager_ops {
 	unsigned int	version;	/* LIBUFFD_PAGER_OPS_VERSION */
@@ -477,6 +485,8 @@ struct uffd_pager_ops {
 	void	(*fini)(void *state);
 	/* version >= 2 */
 	unsigned int	flags;		/* LIBUFFD_PAGER_* */
+	/* version >= 3 */
+	int	(*flush)(void *state);
 };
 
 /*
@@ -574,7 +584,13 @@ long uffd_resolve_writeprotect(struct uffd_resolver *res, uint64_t off,
  */
 long uffd_resolve_continue(struct uffd_resolver *res, uint64_t off,
 			   uint64_t len);
-/* Wake threads waiting in the range without filling anything. */
+/*
+ * Wake threads waiting in the range without filling anything.  When the
+ * range holds the faulting page, that answers the fault (since 0.3): its
+ * thread retries the access and faults again if the page is still
+ * missing or protected.  For a pager that found the page filled by
+ * someone else, or moved away, since the fault was raised.
+ */
 int uffd_resolve_wake(struct uffd_resolver *res, uint64_t off, uint64_t len);
 
 /* The region a resolver works on. */
@@ -715,6 +731,17 @@ long uffd_region_scan_written(struct uffd_region *r, uint64_t off,
 			      uint64_t len, uint64_t *bitmap,
 			      unsigned int flags);
 
+/*
+ * Since 0.3.  Write every dirty page of the region to where its pager
+ * keeps pages (the evict pager's store, made durable with
+ * uffd_store_sync()), and wait for it.  Pages stay resident and become
+ * clean.  Returns 0, -EOPNOTSUPP for a pager that keeps no dirty pages,
+ * -EIO when a write failed (those pages stay dirty: nothing is lost).
+ * Any thread but a handler; while the context is stopped it may wait
+ * for the next start.
+ */
+int uffd_region_flush(struct uffd_region *r);
+
 /* LIBUFFD_REG_* the region was registered with (since 0.3). */
 unsigned int uffd_region_modes(const struct uffd_region *r);
 /* The pager's name, e.g. "zero". */
@@ -813,6 +840,11 @@ struct uffd_stats {
 	uint64_t	pages_protected; /* pages write-protected (fills too) */
 	uint64_t	pages_released;	/* pages whose protection was lifted */
 	uint64_t	pages_continued; /* pages mapped by UFFDIO_CONTINUE */
+	/* since 0.3: pagers that bound memory (evict) */
+	uint64_t	pages_evicted;	/* taken out of the region */
+	uint64_t	pages_written_back; /* ... written to the store first */
+	uint64_t	pages_read_in;	/* filled from the store (with I/O) */
+	uint64_t	writeback_errors; /* failed writes: pages kept */
 };
 
 /*

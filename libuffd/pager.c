@@ -12,6 +12,7 @@ static const struct uffd_pager_ops *const builtin[] = {
 	&luffd_pager_prezero,
 	&luffd_pager_hugezero,
 	&luffd_pager_file,
+	&luffd_pager_evict,
 	NULL,
 };
 

@@ -326,7 +326,9 @@ static int bind_pager(struct uffd_region *r, const struct uffd_region_opts *o,
  */
 static int check_modes(struct uffd_region *r, const struct uffd_region_opts *o)
 {
-	unsigned int m = o->modes ? o->modes : LIBUFFD_REG_MISSING;
+	unsigned int m = o->modes ? o->modes :
+			 (r->pager_flags & LIBUFFD_PAGER_NEEDS_WP) ?
+			 LIBUFFD_REG_MISSING | LIBUFFD_REG_WP : LIBUFFD_REG_MISSING;
 	uint64_t feat = r->ctx->features;
 	bool shared = o->type == LIBUFFD_MEM_MEMFD ||
 		      o->type == LIBUFFD_MEM_HUGETLB;
@@ -849,6 +851,16 @@ LUFFD_API long uffd_region_scan_written(struct uffd_region *r, uint64_t off,
 	if (flags & LIBUFFD_SCAN_REPROTECT)
 		luffd_count(&r->ctr, LUFFD_CTR(pages_protected), (uint64_t)n);
 	return n;
+}
+
+LUFFD_API int uffd_region_flush(struct uffd_region *r)
+{
+	if (!r)
+		return luffd_fail(-EINVAL, "uffd_region_flush: NULL region");
+	if (r->ops->version < 3 || !r->ops->flush)
+		return luffd_fail(-EOPNOTSUPP, "pager %s keeps no dirty pages",
+				  r->pager_name);
+	return r->ops->flush(r->state);
 }
 
 LUFFD_API unsigned int uffd_region_modes(const struct uffd_region *r)

@@ -445,12 +445,19 @@ LUFFD_API long uffd_resolve_continue(struct uffd_resolver *res, uint64_t off,
 LUFFD_API int uffd_resolve_wake(struct uffd_resolver *res, uint64_t off,
 				uint64_t len)
 {
+	int ret;
+
 	if (!res || !LUFFD_ALIGNED(off, res->region->page_size) ||
 	    !LUFFD_ALIGNED(len, res->region->page_size) || !len ||
 	    off >= res->region->len)
 		return luffd_fail(-EINVAL, "wake: bad range");
 	len = LUFFD_MIN(len, res->region->len - off);
-	return luffd_wake_range(res, off, len);
+	ret = luffd_wake_range(res, off, len);
+	if (ret >= 0 && res->fault_off >= off && res->fault_off < off + len) {
+		res->covered = true;
+		luffd_record_service(res);
+	}
+	return ret;
 }
 
 LUFFD_API struct uffd_region *uffd_resolver_region(struct uffd_resolver *res)

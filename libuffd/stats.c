@@ -137,6 +137,8 @@ static const struct {
 	F(spin_ns), F(spin_hits), F(sigbus_faults), F(sigbus_direct),
 	F(sigbus_queued), F(failed_refaults), F(kernel_unstuck),
 	F(pages_protected), F(pages_released), F(pages_continued),
+	F(pages_evicted), F(pages_written_back), F(pages_read_in),
+	F(writeback_errors),
 #undef F
 };
 
