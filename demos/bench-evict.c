@@ -59,16 +59,18 @@ static const char *const pattern_names[NPATTERNS] = {
 static const char *const mix_names[NMIXES] = { "read", "write" };
 
 /*
- * The rows.  TODO(evict pager): add { "evict", R_PAGER } whose run maps a
- * region with pager "evict:limit=<budget>,store=..." (or runs it in a
- * child, as the kernel row does) and calls evict_populate() and
- * evict_walk() on it through evict_child(); its swap-out/in columns are
- * the pager's pages written back and read in.  No such pager exists yet,
- * so there is no such row.
+ * The rows.  The evict pager's run the same child with the area a region
+ * whose pager is "evict:limit=<budget>,...": with a file store on the
+ * swap file's disk (O_DIRECT, as swap: no page cache), FIFO and CLOCK,
+ * and with the memfd store (memory: the bound, not a budget).  Their
+ * swap out/in columns are pages written back and read in, their faults
+ * the userfaultfd faults.
  */
-enum row_kind { R_KERNEL, R_NATIVE, NKINDS };
+enum row_kind { R_KERNEL, R_NATIVE, R_UFILE, R_UCLOCK, R_UMEM, NKINDS };
 
-static const char *const kind_names[NKINDS] = { "kernel", "native" };
+static const char *const kind_names[NKINDS] = {
+	"kernel", "native", "evict-file", "evict-file-clock", "evict-memfd"
+};
 
 static struct {
 	uint64_t	budget;
@@ -78,6 +80,7 @@ static struct {
 	bool		mix[NMIXES];
 	unsigned int	passes;
 	const char	*swap_dir;
+	bool		row[NKINDS];
 } opt;
 
 /* ------------------------------------------------------------------ */
@@ -90,7 +93,8 @@ void evict_usage(FILE *f)
 "Usage: %s evict [OPTIONS]\n"
 "A working set W of 0.5, 1, 2 and 4 times a budget B, paged by the kernel's\n"
 "swap in a memory cgroup limited to B (a swap file the bench makes and\n"
-"removes), and natively with no limit.  Patterns seq, random and zipf\n"
+"removes), by the evict pager (limit=B; a file store on the same disk,\n"
+"FIFO and CLOCK, and a memfd store), and natively with no limit.  Patterns seq, random and zipf\n"
 "(s=%.2f) x read (90%% reads) and write (90%% writes); every read checks\n"
 "the page's stamp.  Reports ns/access, faults, pages swapped out/in, peak\n"
 "Rss, ratios against the kernel row.\n"
@@ -100,7 +104,9 @@ void evict_usage(FILE *f)
 "      --pattern LIST   seq, random, zipf (default all)\n"
 "      --mix LIST       read, write (default both)\n"
 "      --passes N       timed accesses = N x W's pages (default 3)\n"
-"      --swap-dir DIR   where the swap file goes (default /tmp)\n"
+"      --swap-dir DIR   where the swap file and the store go (default /tmp)\n"
+"      --rows LIST      of kernel, native, evict-file, evict-file-clock,\n"
+"                       evict-memfd (default all; kernel and native always)\n"
 "  -r, --reps N         repetitions, interleaved (default 3; -q: 1)\n"
 "  -j, --json, -c, --csv FILE, --plot FILE (ns/access against W/B)\n"
 "Needs root, a memory cgroup and a filesystem that takes swap files for the\n"
@@ -146,6 +152,11 @@ static bool one_pattern(const char *s, size_t n)
 static bool one_mix(const char *s, size_t n)
 {
 	return name_in(mix_names, NMIXES, opt.mix, s, n);
+}
+
+static bool one_row(const char *s, size_t n)
+{
+	return name_in(kind_names, NKINDS, opt.row, s, n);
 }
 
 static bool one_ratio(const char *s, size_t n)
@@ -200,6 +211,14 @@ void evict_check_args(void)
 	if (!cfg.evict.mix)
 		for (i = 0; i < NMIXES; i++)
 			opt.mix[i] = true;
+	if (cfg.evict.rows && !each_item(cfg.evict.rows, one_row))
+		usage_error("bad --rows '%s': kernel, native, evict-file, "
+			    "evict-file-clock, evict-memfd", cfg.evict.rows);
+	if (!cfg.evict.rows)
+		for (i = 0; i < NKINDS; i++)
+			opt.row[i] = true;
+	/* the x kernel and x native ratios need their rows */
+	opt.row[R_KERNEL] = opt.row[R_NATIVE] = true;
 	opt.passes = 3;
 	if (cfg.evict.passes) {
 		errno = 0;
@@ -367,6 +386,7 @@ static struct {
 	uint64_t	swap_bytes;
 	pid_t		child;		/* a run in progress */
 	char		stat[256];	/* memory.stat with pswp*, or "" */
+	char		store[256];	/* the evict rows' store file */
 } k;
 
 static int write_str(const char *path, const char *s)
@@ -448,6 +468,8 @@ void evict_restore(void)
 				k.swapfile, strerror(errno));
 		k.swapfile[0] = '\0';
 	}
+	if (k.store[0])
+		unlink(k.store);
 	if (k.cgroup[0]) {
 		if (rmdir(k.cgroup))
 			fprintf(stderr, "%s: rmdir %s: %s\n", prog, k.cgroup,
@@ -641,6 +663,38 @@ static void swap_counts(int64_t *out, int64_t *in)
 }
 
 /*
+ * An evict region of @pages for row @kind, its handler placed as --pin
+ * says (helpers free).  0 or -errno.
+ */
+static int pager_start(enum row_kind kind, size_t pages, struct uffd_ctx **ctx,
+		       struct uffd_region **region)
+{
+	struct uffd_ctx_opts co = {
+		.size = sizeof(co),
+		.flags = cfg.pin->handler_cpu >= 0 ? LIBUFFD_CTX_PIN_HANDLER : 0,
+		.handler_cpu = cfg.pin->handler_cpu,
+	};
+	struct uffd_region_opts ro = {
+		.size = sizeof(ro), .type = LIBUFFD_MEM_ANON,
+		.len = pages * page_size,
+	};
+	int ret;
+
+	ro.pager = kind == R_UMEM ?
+		bench_fmt("evict:limit=%" PRIu64 ",store=memfd", opt.budget) :
+		bench_fmt("evict:limit=%" PRIu64 ",store=file,path=%s%s",
+			  opt.budget, k.store,
+			  kind == R_UCLOCK ? ",policy=clock" : "");
+	ret = uffd_ctx_create(ctx, &co);
+	if (ret)
+		return ret;
+	ret = uffd_region_create(*ctx, &ro, region);
+	if (!ret)
+		ret = uffd_ctx_start(*ctx);
+	return ret;
+}
+
+/*
  * The child's body: join the cgroup (kernel row), populate, time the
  * walk.  The area is plain anonymous memory in 4 KiB pages, as a pager's
  * region would be.
@@ -649,6 +703,9 @@ static void evict_child(enum row_kind kind, size_t pages, const uint64_t *acc,
 			size_t n, struct evict_result *res)
 {
 	int64_t out0, in0, out1, in1;
+	struct uffd_stats us0 = { 0 }, us1 = { 0 };
+	struct uffd_region *region = NULL;
+	struct uffd_ctx *ctx = NULL;
 	struct rusage r0, r1;
 	uint64_t t0;
 	uint8_t *area;
@@ -666,16 +723,30 @@ static void evict_child(enum row_kind kind, size_t pages, const uint64_t *acc,
 			return;
 		}
 	}
-	area = mmap(NULL, pages * page_size, PROT_READ | PROT_WRITE,
-		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (area == MAP_FAILED) {
-		res->err = errno;
-		snprintf(res->step, sizeof(res->step), "mmap");
-		return;
+	if (kind >= R_UFILE) {
+		ret = pager_start(kind, pages, &ctx, &region);
+		if (ret) {
+			res->err = -ret;
+			snprintf(res->step, sizeof(res->step), "%s",
+				 uffd_last_error());
+			return;
+		}
+		area = uffd_region_addr(region);
+	} else {
+		area = mmap(NULL, pages * page_size, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
+			    0);
+		if (area == MAP_FAILED) {
+			res->err = errno;
+			snprintf(res->step, sizeof(res->step), "mmap");
+			return;
+		}
+		madvise(area, pages * page_size, MADV_NOHUGEPAGE);
 	}
-	madvise(area, pages * page_size, MADV_NOHUGEPAGE);
 	evict_populate(area, pages);
 
+	if (region)
+		uffd_region_stats(region, &us0, sizeof(us0));
 	swap_counts(&out0, &in0);
 	getrusage(RUSAGE_SELF, &r0);
 	t0 = now_ns();
@@ -683,6 +754,8 @@ static void evict_child(enum row_kind kind, size_t pages, const uint64_t *acc,
 	res->ns = (int64_t)(now_ns() - t0);
 	getrusage(RUSAGE_SELF, &r1);
 	swap_counts(&out1, &in1);
+	if (region)
+		uffd_region_stats(region, &us1, sizeof(us1));
 
 	if (i < n) {
 		volatile uint64_t *w = (uint64_t *)(area + (acc[i] &
@@ -701,6 +774,17 @@ static void evict_child(enum row_kind kind, size_t pages, const uint64_t *acc,
 	res->peak_rss_kib = r1.ru_maxrss;
 	if (!res->ns)
 		res->ns = 1;	/* 0 means "no run" */
+	if (region) {
+		res->minflt = (int64_t)(us1.faults_read + us1.faults_write +
+					us1.faults_wp - us0.faults_read -
+					us0.faults_write - us0.faults_wp);
+		res->majflt = 0;
+		res->swpout = (int64_t)(us1.pages_written_back -
+					us0.pages_written_back);
+		res->swpin = (int64_t)(us1.pages_read_in - us0.pages_read_in);
+		uffd_ctx_destroy(ctx);
+		return;
+	}
 	munmap(area, pages * page_size);
 }
 
@@ -843,6 +927,30 @@ static void evict_plot(const struct rows *rows)
 	free(ser);
 }
 
+/*
+ * Whether the evict rows can run: a kernel with UFFDIO_MOVE.  Names the
+ * store file in k.store.  false with a reason in @why.
+ */
+static bool pager_usable(char *why, size_t len)
+{
+	struct uffd_ctx *c;
+	int ret;
+
+	k.owner = getpid();
+	snprintf(k.store, sizeof(k.store), "%s/uffd-bench-store-%d",
+		 opt.swap_dir, (int)getpid());
+	ret = uffd_ctx_create(&c, NULL);
+	if (ret) {
+		snprintf(why, len, "no userfaultfd: %s", strerror(-ret));
+		return false;
+	}
+	ret = (uffd_ctx_features(c) & LIBUFFD_FEATURE_MOVE) != 0;
+	uffd_ctx_destroy(c);
+	if (!ret)
+		snprintf(why, len, "the evict pager needs UFFDIO_MOVE (6.8)");
+	return ret;
+}
+
 /* The median over the valid reps of @kind of a field, or of a ratio. */
 static double rep_median(const struct evict_result *res, size_t nwl, size_t w,
 			 enum row_kind kind, size_t off, int against)
@@ -931,8 +1039,8 @@ void experiment_evict(void)
 	struct evict_result *res;
 	struct rows rows = { 0 };
 	struct progress pg;
-	bool kernel;
-	size_t nwl = 0, w, kk, i, nk;
+	bool kernel, pager;
+	size_t nwl = 0, w, kk, i, nk, nrun;
 	uint64_t max_ws = 0;
 	unsigned int rep;
 	char why[1024], b[32], sw[32];
@@ -956,6 +1064,12 @@ void experiment_evict(void)
 			}
 
 	fmt_size(b, sizeof(b), opt.budget);
+	pager = pager_usable(why, sizeof(why));
+	if (pager)
+		note("evict rows: handler %s; store file %s (direct I/O, "
+		     "removed afterwards)", bench_pin_desc(), k.store);
+	else
+		note("evict rows left out: %s", why);
 	kernel = !evict_kernel_setup(max_ws, why, sizeof(why));
 	if (kernel) {
 		fmt_size(sw, sizeof(sw), k.swap_bytes);
@@ -971,7 +1085,10 @@ void experiment_evict(void)
 	}
 	nk = NKINDS;
 	res = xcalloc((size_t)cfg.reps * nwl * nk, sizeof(*res));
-	progress_start(&pg, cfg.reps * (unsigned int)(nwl * (kernel ? 2 : 1)));
+	for (kk = 0, nrun = 0; kk < nk; kk++)
+		nrun += opt.row[kk] && (kk != R_KERNEL || kernel) &&
+			(kk < R_UFILE || pager);
+	progress_start(&pg, cfg.reps * (unsigned int)(nwl * nrun));
 	for (rep = 0; rep < cfg.reps && !bench_stopped(); rep++)
 		for (w = 0; w < nwl && !bench_stopped(); w++) {
 			uint64_t *acc = make_accesses(wl[w].p, wl[w].m,
@@ -980,7 +1097,9 @@ void experiment_evict(void)
 			for (kk = 0; kk < nk && !bench_stopped(); kk++) {
 				const char *what;
 
-				if (kk == R_KERNEL && !kernel)
+				if ((kk == R_KERNEL && !kernel) ||
+				    (kk >= R_UFILE && !pager) ||
+				    !opt.row[kk])
 					continue;
 				what = bench_fmt("%s %s-%s W/B %g rep %u",
 						 kind_names[kk],

@@ -78,6 +78,7 @@ struct config {
 	struct {
 		uint64_t	budget;		/* --budget, 0: default */
 		const char	*ws, *pattern, *mix, *passes, *swap_dir;
+		const char	*rows;
 	} evict;
 };
 

@@ -1252,7 +1252,7 @@ static const struct experiment *parse_args(int argc, char **argv)
 {
 	enum { OPT_PIN = 256, OPT_PLOT, OPT_NO_TUNE, OPT_PAGERS, OPT_SWEEP,
 	       OPT_DELIVERY, OPT_STDOUT, OPT_WS, OPT_PATTERN, OPT_MIX,
-	       OPT_PASSES, OPT_SWAP_DIR };
+	       OPT_PASSES, OPT_SWAP_DIR, OPT_ROWS };
 	static const struct option longopts[] = {
 		{ "size",     required_argument, NULL, 's' },
 		{ "reps",     required_argument, NULL, 'r' },
@@ -1274,6 +1274,7 @@ static const struct experiment *parse_args(int argc, char **argv)
 		{ "mix",      required_argument, NULL, OPT_MIX },
 		{ "passes",   required_argument, NULL, OPT_PASSES },
 		{ "swap-dir", required_argument, NULL, OPT_SWAP_DIR },
+		{ "rows",     required_argument, NULL, OPT_ROWS },
 		{ "help",     no_argument,       NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -1391,6 +1392,10 @@ static const struct experiment *parse_args(int argc, char **argv)
 			cfg.evict.passes = optarg;
 			have_evict = true;
 			break;
+		case OPT_ROWS:
+			cfg.evict.rows = optarg;
+			have_evict = true;
+			break;
 		case OPT_SWAP_DIR:
 			cfg.evict.swap_dir = optarg;
 			have_evict = true;
@@ -1442,7 +1447,8 @@ static const struct experiment *parse_args(int argc, char **argv)
 	}
 	if (have_evict && e->run != experiment_evict)
 		usage_error("%s takes no --budget, --ws, --pattern, --mix, "
-			    "--passes or --swap-dir (evict does)", e->name);
+			    "--passes, --swap-dir or --rows (evict does)",
+			    e->name);
 	if (cfg.plot_path && !e->plot)
 		usage_error("%s draws no plot (--plot)", e->name);
 	if (cfg.plot_path && !*cfg.plot_path)

@@ -559,8 +559,10 @@ long uffd_resolve_move(struct uffd_resolver *res, uint64_t off,
  * Since 0.3.  Fill flags for this resolver's later fills (0 by default):
  * LIBUFFD_FILL_WP maps what uffd_resolve_copy(), _zerofill() and
  * _zeropage() fill write-protected, so the first write to it is a
- * LIBUFFD_FAULT_WP fault (dirty tracking).  The zero-page case is
- * protected before any waiting thread is woken.  Needs a region
+ * LIBUFFD_FAULT_WP fault (dirty tracking), atomically with the fill.
+ * _zeropage() then copies zeros instead of mapping the zero page:
+ * UFFDIO_ZEROPAGE has no WP mode, and a zero page protected after the
+ * fact lets a write in another thread through untracked.  Needs a region
  * registered with LIBUFFD_REG_WP; returns 0 or -EINVAL.
  */
 #define LIBUFFD_FILL_WP		(1u << 0)
@@ -952,7 +954,7 @@ struct uffd_store_io {
 	uint64_t	priv[2];	/* the store's own */
 };
 
-#define LIBUFFD_STORE_OPS_VERSION	1
+#define LIBUFFD_STORE_OPS_VERSION	2
 
 /*
  * Store flags.  ASYNC: submit may return before the I/O is done (the
@@ -990,6 +992,9 @@ struct uffd_store_io {
  *        store does its fastest I/O from (registered with io_uring).
  *        Return 0 and *buf, *len, or -errno.
  * close  (required) everything in flight has completed; free it all.
+ * dup    (optional, version >= 2) a second state on the same pages, with
+ *        I/O resources of its own (uffd_store_dup()): what one writes,
+ *        the other reads.  Return 0 and *out, or -errno.
  */
 struct uffd_store_ops {
 	unsigned int	version;	/* LIBUFFD_STORE_OPS_VERSION */
@@ -1005,6 +1010,8 @@ struct uffd_store_ops {
 	int	(*sync)(void *state);
 	int	(*pool)(void *state, void **buf, size_t *len);
 	void	(*close)(void *state);
+	/* version >= 2 */
+	int	(*dup)(void *state, void **out);
 };
 
 /*
@@ -1050,6 +1057,16 @@ int uffd_store_open_ops(const struct uffd_store_ops *ops, const char *args,
 
 /* Wait for whatever is in flight, then free everything.  NULL: no-op. */
 void uffd_store_close(struct uffd_store *st);
+
+/*
+ * Since 0.3.  A second handle on the same store, for a second thread:
+ * its own I/O queue, ring and pool, the same pages and the same "never
+ * written" bitmap (what a write through one completes, a read through
+ * the other sees).  Both stores built in have it (-EOPNOTSUPP for one
+ * without the dup hook).  Close it like any handle, in any order.
+ * Returns 0 and *out, -EINVAL, -ENOMEM, or the store's -errno.
+ */
+int uffd_store_dup(struct uffd_store *st, struct uffd_store **out);
 
 uint64_t uffd_store_len(const struct uffd_store *st);
 uint64_t uffd_store_page_size(const struct uffd_store *st);

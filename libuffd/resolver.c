@@ -249,7 +249,7 @@ static long fill(struct uffd_resolver *res, enum fill_op op, uint64_t off,
 {
 	struct uffd_region *r;
 	uint64_t end, pos, filled = 0;
-	bool dontwake, nowake, wp_after, need_wake = false;
+	bool dontwake, nowake, need_wake = false;
 	long ret = 0;
 
 	if (!res)
@@ -272,8 +272,7 @@ static long fill(struct uffd_resolver *res, enum fill_op op, uint64_t off,
 	 * pages to be write-protected too: no thread may write to one
 	 * before it is protected.
 	 */
-	wp_after = op == OP_ZEROPAGE && (res->fill_flags & LIBUFFD_FILL_WP);
-	dontwake = nowake || len > r->page_size || wp_after;
+	dontwake = nowake || len > r->page_size;
 
 	/*
 	 * Runs of pages not known to be present.  The faulting page is
@@ -292,12 +291,6 @@ static long fill(struct uffd_resolver *res, enum fill_op op, uint64_t off,
 		ret = fill_run(res, op, pos, run, src, off, dontwake, &filled,
 			       &need_wake);
 		pos = run;
-	}
-	if (wp_after) {
-		long w = protect_range(res, off, len, true);
-
-		if (ret >= 0 && w < 0)
-			ret = w;
 	}
 	/* a write-protect fault is answered by lifting the protection */
 	if (res->fault_off >= off && res->fault_off < end && !res->fault_wp &&
@@ -371,8 +364,15 @@ LUFFD_API long uffd_resolve_zeropage(struct uffd_resolver *res, uint64_t off,
 {
 	if (!res)
 		return -EINVAL;
-	/* hugetlb offers no UFFDIO_ZEROPAGE: zeros have to be copied */
-	if (!(res->region->reg_ioctls & (1ull << _UFFDIO_ZEROPAGE)))
+	/*
+	 * hugetlb offers no UFFDIO_ZEROPAGE; and UFFDIO_ZEROPAGE has no WP
+	 * mode, so a zero page protected after the fact leaves a moment
+	 * when another thread's write lands without a WP fault (untracked
+	 * dirt).  Zeros copied with UFFDIO_COPY_MODE_WP are protected as
+	 * they are mapped.
+	 */
+	if (!(res->region->reg_ioctls & (1ull << _UFFDIO_ZEROPAGE)) ||
+	    (res->fill_flags & LIBUFFD_FILL_WP))
 		return zerofill(res, off, len);
 	return fill(res, OP_ZEROPAGE, off, NULL, len);
 }

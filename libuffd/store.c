@@ -25,6 +25,7 @@ struct uffd_store {
 	unsigned int		shift;
 	uint64_t		npages;
 	uint64_t		*written;	/* atomic: one bit per page */
+	int			*written_refs;	/* handles sharing it (dups) */
 	/* finished, not yet reaped (the caller's thread only) */
 	struct uffd_store_io	*done_head, *done_tail;
 	unsigned int		ndone;
@@ -137,7 +138,8 @@ LUFFD_API int uffd_store_open_ops(const struct uffd_store_ops *ops,
 	st->npages = st->len >> st->shift;
 	words = (st->npages + 63) / 64;
 	st->written = calloc(words, sizeof(uint64_t));
-	if (!st->written) {
+	st->written_refs = calloc(1, sizeof(int));
+	if (!st->written || !st->written_refs) {
 		ret = luffd_fail(-ENOMEM, "store %s: bitmap of %llu pages",
 				 ops->name, (unsigned long long)st->npages);
 		goto out_close;
@@ -163,6 +165,7 @@ out_close:
 	ops->close(st->state);
 out_free:
 	free(st->written);
+	free(st->written_refs);
 	free(st);
 out_args:
 	luffd_args_free(&a);
@@ -221,8 +224,44 @@ LUFFD_API void uffd_store_close(struct uffd_store *st)
 	while (pop_done(st))
 		;
 	st->ops->close(st->state);
-	free(st->written);
+	if (!__atomic_fetch_sub(st->written_refs, 1, __ATOMIC_ACQ_REL)) {
+		free(st->written);
+		free(st->written_refs);
+	}
 	free(st);
+}
+
+LUFFD_API int uffd_store_dup(struct uffd_store *st, struct uffd_store **out)
+{
+	struct uffd_store *d;
+	int ret;
+
+	if (!st || !out)
+		return luffd_fail(-EINVAL, "store dup: NULL");
+	*out = NULL;
+	if (st->ops->version < 2 || !st->ops->dup)
+		return luffd_fail(-EOPNOTSUPP, "store %s: no second handle",
+				  st->ops->name);
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return luffd_fail(-ENOMEM, "out of memory");
+	ret = st->ops->dup(st->state, &d->state);
+	if (ret < 0) {
+		free(d);
+		if (!*uffd_last_error())
+			luffd_fail(ret, "store %s: dup failed", st->ops->name);
+		return ret;
+	}
+	d->ops = st->ops;
+	d->len = st->len;
+	d->ps = st->ps;
+	d->shift = st->shift;
+	d->npages = st->npages;
+	d->written = st->written;
+	d->written_refs = st->written_refs;
+	__atomic_fetch_add(st->written_refs, 1, __ATOMIC_RELAXED);
+	*out = d;
+	return 0;
 }
 
 LUFFD_API uint64_t uffd_store_len(const struct uffd_store *st)

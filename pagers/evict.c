@@ -64,9 +64,11 @@
  * later rounds (over the budget, never lost); uffd_region_flush() tries
  * it again.
  *
- * Locks: lk (state, lists, slots), slk (the store handle, which is one
+ * Locks: lk (state, lists, slots), slk and wlk (the two store handles:
+ * faults read through one, rounds write through a dup of it, so that a
+ * read never queues behind a round's writes for a lock; a handle is one
  * thread at a time), elk (one write-back round at a time).  Order lk
- * then slk; nobody holding slk takes lk.  Nothing holding lk waits for a
+ * then slk or wlk; nobody holding those takes lk.  Nothing holding lk waits for a
  * handler to read an event (raw ioctls that return EAGAIN drop lk and
  * retry), since a handler may be waiting for lk.
  */
@@ -74,6 +76,7 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
@@ -107,7 +110,7 @@ enum {
 #define EV_BATCH_MAX	1024
 #define EV_RA_DEF	32
 #define EV_RA_MAX	256
-#define EV_WCHUNK	8	/* write requests in flight at once */
+#define EV_WCHUNK	32	/* write requests in flight at once */
 
 struct wb {
 	uint32_t	page;
@@ -124,8 +127,10 @@ struct evict {
 	bool			clock;
 	int			mfd;		/* the region's userfaultfd */
 
-	struct uffd_store	*store;
-	pthread_mutex_t		slk;
+	struct uffd_store	*store;		/* faults' reads, discards */
+	struct uffd_store	*wstore;	/* rounds' writes (a dup) */
+	pthread_mutex_t		slk;		/* store */
+	pthread_mutex_t		wlk;		/* wstore */
 	pthread_mutex_t		lk;
 	pthread_mutex_t		elk;
 	pthread_cond_t		kick;
@@ -135,6 +140,7 @@ struct evict {
 	uint32_t		*next, *prev;	/* [npages] is the list head */
 	uint32_t		hand;		/* clock */
 	uint64_t		resident;	/* CLEAN, DIRTY, FILLING */
+	uint64_t		filling;	/* FILLING */
 	uint64_t		ra_next;
 	unsigned int		ra_win;
 	uint32_t		*slot_page;	/* page in each slot, EV_NIL */
@@ -142,6 +148,7 @@ struct evict {
 	uint32_t		buf_free;	/* bit i: read buffer i free */
 
 	int			sfd;		/* scratch userfaultfd */
+	int			pmfd;		/* /proc/self/pagemap */
 	uint8_t			*scratch;	/* batch + EV_SYNC_SLOTS slots */
 	size_t			scratch_len;
 	uint8_t			*bufs;		/* EV_SYNC_SLOTS x ra_max pages */
@@ -255,6 +262,16 @@ static uint32_t pick_victim(struct evict *e)
 
 /* ------------------------------------------------------------ slots */
 
+/* Whether slot @slot holds a page, by /proc/self/pagemap. */
+static bool slot_filled(struct evict *e, uint32_t slot)
+{
+	uint64_t ent = 0;
+	off_t at = (off_t)((uintptr_t)slot_addr(e, slot) / e->ps * 8);
+
+	return pread(e->pmfd, &ent, sizeof(ent), at) == sizeof(ent) &&
+	       (ent >> 62) != 0;	/* present or swapped */
+}
+
 /* Move region page @p into slot @slot (a hole).  Under lk. */
 static int move_out(struct evict *e, uint32_t p, uint32_t slot)
 {
@@ -265,9 +282,21 @@ static int move_out(struct evict *e, uint32_t p, uint32_t slot)
 		.mode = UFFDIO_MOVE_MODE_DONTWAKE,
 	};
 
+	int ret = 0;
+
 	count(e, LUFFD_CTR(ioctls), 1);
-	if (ioctl(e->sfd, UFFDIO_MOVE, &mv))
-		return -errno;
+	if (ioctl(e->sfd, UFFDIO_MOVE, &mv)) {
+		ret = -errno;
+		/*
+		 * 6.18 may move the page and still fail: under a racing
+		 * migration it retries internally after the move and then
+		 * finds its own page in the slot (-EEXIST).  The slot was
+		 * empty: if it holds a page now, the move happened.
+		 */
+		if (!slot_filled(e, slot))
+			return ret;
+		count(e, LUFFD_CTR(pager_misses), 1);
+	}
 	luffd_present_clear(e->region, (uint64_t)p * e->ps, e->ps);
 	return 0;
 }
@@ -370,14 +399,14 @@ static unsigned int take_out(struct evict *e, struct wb *w, unsigned int max,
 	return n;
 }
 
-/* Reap until every request of the round is back.  Holds slk. */
-static void reap_all(struct evict *e, unsigned int n)
+/* Reap until @n requests are back.  Holds the handle's lock. */
+static void reap_all(struct uffd_store *st, unsigned int n)
 {
 	struct uffd_store_io *done[64];
 	int got;
 
 	while (n) {
-		got = uffd_store_reap(e->store, done, 64, 1);
+		got = uffd_store_reap(st, done, 64, 1);
 		if (got <= 0)
 			break;
 		n -= (unsigned int)got;
@@ -388,9 +417,12 @@ static void reap_all(struct evict *e, unsigned int n)
  * Write the dirty ones of w[0..n) from their slots, neighbours (next
  * page, next slot) in one request.  Without lk.  Sets each w[].res.
  */
-static void write_out(struct evict *e, struct wb *w, unsigned int n,
-		      struct uffd_store_io *ios, struct uffd_store_io **iop)
+static void write_out(struct evict *e, bool round, struct wb *w,
+		      unsigned int n, struct uffd_store_io *ios,
+		      struct uffd_store_io **iop)
 {
+	struct uffd_store *st = round ? e->wstore : e->store;
+	pthread_mutex_t *lock = round ? &e->wlk : &e->slk;
 	unsigned int i, j, nio = 0;
 	int ret;
 
@@ -415,17 +447,17 @@ static void write_out(struct evict *e, struct wb *w, unsigned int n,
 		iop[nio++] = io;
 	}
 	/*
-	 * A few requests at a time, the store lock dropped in between: a
-	 * fault's read waits for one chunk at most, not for the round.
+	 * Rounds write through a handle of their own: a fault's read never
+	 * waits behind them for the store's lock, only for the disk.
 	 */
 	for (i = 0; i < nio; i += EV_WCHUNK) {
 		unsigned int k, c = LUFFD_MIN(EV_WCHUNK, nio - i);
 
-		pthread_mutex_lock(&e->slk);
-		ret = uffd_store_submit(e->store, iop + i, c);
+		pthread_mutex_lock(lock);
+		ret = uffd_store_submit(st, iop + i, c);
 		if (ret >= 0)
-			reap_all(e, c);
-		pthread_mutex_unlock(&e->slk);
+			reap_all(st, c);
+		pthread_mutex_unlock(lock);
 		for (k = i; k < i + c; k++) {
 			struct wb *first = ios[k].data;
 
@@ -528,7 +560,7 @@ static unsigned int evict_round(struct evict *e)
 	pthread_mutex_unlock(&e->lk);
 	if (!n)
 		return 0;
-	write_out(e, e->wb, n, e->ios, e->iop);
+	write_out(e, true, e->wb, n, e->ios, e->iop);
 	pthread_mutex_lock(&e->lk);
 	settle(e, e->wb, n, false);
 	pthread_mutex_unlock(&e->lk);
@@ -555,7 +587,7 @@ static void evict_one(struct evict *e)
 		struct uffd_store_io io, *iop = &io;
 
 		pthread_mutex_unlock(&e->lk);
-		write_out(e, &w, 1, &io, &iop);
+		write_out(e, false, &w, 1, &io, &iop);
 		pthread_mutex_lock(&e->lk);
 		settle(e, &w, 1, false);
 	}
@@ -599,12 +631,28 @@ static void *evictor_main(void *arg)
 
 /* ------------------------------------------------------------ faults */
 
+/*
+ * A fill wakes its thread before it settles the page's state under lk:
+ * wait for that (under lk, dropped meanwhile).  Fills take microseconds.
+ */
+static void wait_filled(struct evict *e, uint32_t p)
+{
+	unsigned int spins = 0;
+
+	while (e->st[p] == PG_FILLING && ++spins < 1000000) {
+		pthread_mutex_unlock(&e->lk);
+		sched_yield();
+		pthread_mutex_lock(&e->lk);
+	}
+}
+
 static int wp_fault(struct evict *e, struct uffd_resolver *res, uint32_t p)
 {
 	uint64_t off = (uint64_t)p * e->ps;
 	long ret;
 
 	pthread_mutex_lock(&e->lk);
+	wait_filled(e, p);
 	if (e->st[p] != PG_CLEAN && e->st[p] != PG_DIRTY) {
 		/* moved out meanwhile: the retry is a missing fault */
 		pthread_mutex_unlock(&e->lk);
@@ -741,16 +789,9 @@ again:
 		return ret;
 	case PG_ABSENT:
 		break;
-	case PG_FILLING: {
+	case PG_FILLING:
 		/* another handler fills it: wait, then the retry finds it */
-		unsigned int spins = 0;
-
-		while (e->st[p] == PG_FILLING && ++spins < 1000000) {
-			pthread_mutex_unlock(&e->lk);
-			sched_yield();
-			pthread_mutex_lock(&e->lk);
-		}
-	}
+		wait_filled(e, p);
 	/* fall through */
 	default:
 		/* filled by a neighbour's fault, or an event is on its way */
@@ -773,12 +814,14 @@ again:
 		e->fl[p + i] = 0;
 	}
 	e->resident += n;
+	e->filling += n;
 	pthread_mutex_unlock(&e->lk);
 
 	ret = fill_window(e, res, p, n, written, write,
 			  e->bufs + (size_t)b * e->ra_max * e->ps);
 
 	pthread_mutex_lock(&e->lk);
+	e->filling -= n;
 	if (written)
 		e->buf_free |= 1u << b;
 	for (i = 0; i < n; i++) {
@@ -852,6 +895,12 @@ static int evict_flush(void *state)
 
 	pthread_mutex_lock(&e->elk);
 	pthread_mutex_lock(&e->lk);
+	/* a write fault's page is dirty once its fill settles: wait */
+	for (i = 0; e->filling && i < 1000000; i++) {
+		pthread_mutex_unlock(&e->lk);
+		sched_yield();
+		pthread_mutex_lock(&e->lk);
+	}
 	for (p = e->next[head]; p != head; p = e->next[p])
 		if (e->st[p] == PG_DIRTY)
 			e->todo[ndirty++] = p;
@@ -883,7 +932,7 @@ static int evict_flush(void *state)
 		pthread_mutex_unlock(&e->lk);
 		if (!n)
 			continue;
-		write_out(e, e->wb, n, e->ios, e->iop);
+		write_out(e, true, e->wb, n, e->ios, e->iop);
 		pthread_mutex_lock(&e->lk);
 		for (i = 0; i < n; i++)
 			if (e->wb[i].res < 0 && !err)
@@ -892,9 +941,9 @@ static int evict_flush(void *state)
 		pthread_mutex_unlock(&e->lk);
 		slots_drop(e, 0, n);
 	}
-	pthread_mutex_lock(&e->slk);
-	ret = uffd_store_sync(e->store);
-	pthread_mutex_unlock(&e->slk);
+	pthread_mutex_lock(&e->wlk);
+	ret = uffd_store_sync(e->wstore);
+	pthread_mutex_unlock(&e->wlk);
 	pthread_mutex_unlock(&e->elk);
 	if (err)
 		return luffd_fail(-EIO, "evict: flush: a write failed: %s "
@@ -1037,10 +1086,12 @@ static int evict_init(struct uffd_region *region,
 		return -ENOMEM;
 	e->region = region;
 	e->sfd = -1;
+	e->pmfd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	e->ps = uffd_region_page_size(region);
 	e->npages = uffd_region_len(region) / e->ps;
 	e->mfd = uffd_ctx_fd(ctx);
 	pthread_mutex_init(&e->slk, NULL);
+	pthread_mutex_init(&e->wlk, NULL);
 	pthread_mutex_init(&e->lk, NULL);
 	pthread_mutex_init(&e->elk, NULL);
 	pthread_cond_init(&e->kick, NULL);
@@ -1051,6 +1102,8 @@ static int evict_init(struct uffd_region *region,
 		ret = store_spec(args, spec, sizeof(spec));
 	if (!ret)
 		ret = uffd_store_open(spec, e->npages * e->ps, &e->store);
+	if (!ret)
+		ret = uffd_store_dup(e->store, &e->wstore);
 	if (!ret && uffd_store_page_size(e->store) != e->ps)
 		ret = luffd_fail(-EINVAL, "evict: store pages are not the "
 				 "region's");
@@ -1138,6 +1191,7 @@ static void evict_fini(void *state)
 	if (!e)
 		return;
 	evict_stop(e);
+	uffd_store_close(e->wstore);
 	uffd_store_close(e->store);
 	if (e->scratch)
 		munmap(e->scratch, e->scratch_len);
@@ -1145,6 +1199,8 @@ static void evict_fini(void *state)
 		munmap(e->bufs, e->bufs_len);
 	if (e->sfd >= 0)
 		close(e->sfd);
+	if (e->pmfd >= 0)
+		close(e->pmfd);
 	free(e->st);
 	free(e->fl);
 	free(e->next);
@@ -1158,6 +1214,7 @@ static void evict_fini(void *state)
 	pthread_mutex_destroy(&e->elk);
 	pthread_mutex_destroy(&e->lk);
 	pthread_mutex_destroy(&e->slk);
+	pthread_mutex_destroy(&e->wlk);
 	free(e);
 }
 

@@ -526,6 +526,40 @@ static int file_pool(void *state, void **buf, size_t *len)
 	return 0;
 }
 
+/* The same file through a descriptor, a ring and a pool of its own. */
+static int file_dup(void *state, void **out)
+{
+	struct file_store *fs = state, *d = malloc(sizeof(*d));
+	int ret;
+
+	if (!d) {
+		uffd_set_error("file: out of memory");
+		return -ENOMEM;
+	}
+	*d = *fs;
+	d->uring = false;
+	d->inflight = 0;
+	d->pool = NULL;
+	d->pool_len = 0;
+	d->fixed = false;
+	d->fd = fcntl(fs->fd, F_DUPFD_CLOEXEC, 0);
+	if (d->fd < 0) {
+		ret = -errno;
+		uffd_set_error("file: dup: %s", strerror(errno));
+		free(d);
+		return ret;
+	}
+	if (fs->uring) {
+		ret = file_ring(d, fs->pool_len / fs->ps);
+		if (ret < 0) {
+			file_close(d);
+			return ret;
+		}
+	}
+	*out = d;
+	return 0;
+}
+
 const struct uffd_store_ops luffd_store_file = {
 	.version	= LIBUFFD_STORE_OPS_VERSION,
 	.name		= "file",
@@ -538,4 +572,5 @@ const struct uffd_store_ops luffd_store_file = {
 	.sync		= file_sync,
 	.pool		= file_pool,
 	.close		= file_close,
+	.dup		= file_dup,
 };

@@ -28,6 +28,7 @@ struct memfd_store {
 	uint64_t	len;
 	uint64_t	ps;
 	uint64_t	inject;		/* page that fails, or MS_NONE */
+	int		refs;		/* handles beyond the first (dups) */
 };
 
 static const char *const memfd_keys[] = { "inject_eio", NULL };
@@ -36,6 +37,9 @@ static void memfd_close(void *state)
 {
 	struct memfd_store *ms = state;
 
+	/* memcpy needs no lock: dups share the whole state */
+	if (__atomic_fetch_sub(&ms->refs, 1, __ATOMIC_ACQ_REL) > 0)
+		return;
 	if (ms->map)
 		munmap(ms->map, ms->len);
 	if (ms->fd >= 0)
@@ -127,6 +131,15 @@ static int memfd_discard(void *state, uint64_t page, uint64_t npages)
 	return 0;
 }
 
+static int memfd_dup(void *state, void **out)
+{
+	struct memfd_store *ms = state;
+
+	__atomic_fetch_add(&ms->refs, 1, __ATOMIC_RELAXED);
+	*out = ms;
+	return 0;
+}
+
 const struct uffd_store_ops luffd_store_memfd = {
 	.version	= LIBUFFD_STORE_OPS_VERSION,
 	.name		= "memfd",
@@ -134,4 +147,5 @@ const struct uffd_store_ops luffd_store_memfd = {
 	.submit		= memfd_submit,
 	.discard	= memfd_discard,
 	.close		= memfd_close,
+	.dup		= memfd_dup,
 };

@@ -1277,12 +1277,14 @@ START_TEST(evict_kernel_swap)
 {
 	const char *args[] = {
 		"evict", "--budget", "32M", "--ws", "0.5,2", "--reps", "1",
-		"--pattern", "random", "--json", NULL
+		"--pattern", "random", "--rows", "evict-file", "--json", NULL
 	};
+	/* the evict pager's row needs UFFDIO_MOVE */
+	bool pager = (kernel_features() & LIBUFFD_FEATURE_MOVE) != 0;
 	char cg[256], swap[256], line[512];
 	struct jrows rows;
 	struct result res;
-	bool swapped = false;
+	bool swapped = false, evicted = false;
 	FILE *f;
 	int i;
 
@@ -1299,12 +1301,13 @@ START_TEST(evict_kernel_swap)
 	fclose(f);
 
 	parse_rows(res.out, "evict", &rows);
-	/* random-read and random-write, 2 sizes, kernel and native */
-	ck_assert_int_eq(rows.n, 2 * 2 * 2);
+	/* random-read and random-write, 2 sizes, kernel, native, pager */
+	ck_assert_int_eq(rows.n, 2 * 2 * (pager ? 3 : 2));
 	for (i = 0; i < rows.n; i++) {
 		const struct jrow *r = &rows.v[i];
 		double ws = jnum(r, "ws_ratio"), b = jnum(r, "budget_bytes");
 		bool kernel = !strcmp(jstr(r, "strategy"), "kernel");
+		bool evict = !strcmp(jstr(r, "strategy"), "evict-file");
 
 		ck_assert_double_eq(b, 32.0 * 1024 * 1024);
 		ck_assert_double_eq(jnum(r, "size_bytes"), ws * b);
@@ -1337,11 +1340,21 @@ START_TEST(evict_kernel_swap)
 			ck_assert_double_lt(b / 1024 + 16 * 1024,
 					    ws * b / 1024);
 			swapped = true;
+		} else if (evict) {
+			/* the pager's own write-back and read-in */
+			ck_assert_double_gt(jnum(r, "swap_out"), 0);
+			ck_assert_double_gt(jnum(r, "swap_in"), 0);
+			ck_assert_double_gt(jnum(r, "minflt"),
+					    jnum(r, "accesses") / 4);
+			ck_assert_double_lt(jnum(r, "rss_kib"),
+					    b / 1024 + 16 * 1024);
+			evicted = true;
 		} else {
 			ck_assert_double_ge(jnum(r, "rss_kib"), ws * b / 1024);
 		}
 	}
 	ck_assert(swapped);
+	ck_assert(evicted == pager);
 	free(rows.v);
 	result_free(&res);
 }

@@ -418,8 +418,13 @@ START_TEST(store_read_fails_sigbus)
 		(void)x;
 	}
 	sigaction(SIGBUS, &old, NULL);
-	ck_assert_msg(bus_code != 0, "no SIGBUS from a failed store read");
 	ck_assert_int_eq(uffd_region_stats(r, &st, sizeof(st)), 0);
+	ck_assert_msg(bus_code != 0, "no SIGBUS from a failed store read "
+		      "(read in %llu, faults %llu, errors %llu, copied %llu)",
+		      (unsigned long long)st.pages_read_in,
+		      (unsigned long long)st.faults_read,
+		      (unsigned long long)st.pager_errors,
+		      (unsigned long long)st.pages_copy);
 	ck_assert_uint_eq(st.pager_errors, 1);
 	uffd_ctx_destroy(c);
 }

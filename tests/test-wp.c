@@ -128,7 +128,11 @@ static struct uffd_stats stats_of(struct uffd_region *r)
 	return settled_stats(r);
 }
 
-/* A read maps a protected zero page; the first write is a WP fault. */
+/*
+ * A read maps zeros, protected; the first write is a WP fault.  The
+ * zeros are copied (pages_copy), not the shared zero page, which
+ * UFFDIO_ZEROPAGE cannot map protected in the same step.
+ */
 static void read_then_write(enum uffd_mem_type type)
 {
 	struct uffd_region *r = region(type, LIBUFFD_REG_MISSING |
@@ -150,6 +154,8 @@ static void read_then_write(enum uffd_mem_type type)
 	ck_assert_uint_eq(st.faults_wp, 1);
 	ck_assert_uint_ge(st.pages_protected, 1);
 	ck_assert_uint_eq(st.pages_released, 1);
+	ck_assert_uint_eq(st.pages_zero, 0);
+	ck_assert_uint_eq(st.pages_copy, 1);
 	ck_assert_int_eq(last->wp[3], 1);
 	uffd_region_destroy(r);
 }
