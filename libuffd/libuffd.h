@@ -995,7 +995,8 @@ void uffd_store_complete(struct uffd_store_io *io, int res);
  *      (a multiple of the page size, and of 4096 with direct=1).
  *      engine=uring (default; asynchronous, requests from the pool=N
  *      pages buffer pool, 256 by default, use READ_FIXED/WRITE_FIXED) or
- *      pread (synchronous).  direct=1: O_DIRECT (page-aligned buffers).
+ *      pread (synchronous; a pool only if pool=N asks for one).
+ *      direct=1: O_DIRECT (page-aligned buffers).
  *      readonly=1: opened read-only, never extended, writes fail with
  *      -EBADF; pages past the file's end at open read as zeros without
  *      I/O, and the page straddling it is zeroed from there on.

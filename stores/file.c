@@ -24,7 +24,9 @@
  * with READ_FIXED/WRITE_FIXED, which spares the kernel pinning the pages
  * for every I/O (what matters with direct=1); other buffers get plain
  * READ/WRITE.  Where io_uring is unavailable (or engine=pread) each run
- * is one pread/pwrite inside submit.
+ * is one pread/pwrite inside submit.  A pool asked for is there whatever
+ * the engine (with pread it saves the caller allocating its own aligned
+ * buffers; by default pread has none, as it gains nothing from one).
  *
  * Holes: unless fresh=1, open asks the file system where data lies
  * (SEEK_DATA/SEEK_HOLE), and only those pages count as written, so a
@@ -177,7 +179,23 @@ static int file_length(struct file_store *fs, const char *path,
 	return 0;
 }
 
-static int file_ring(struct file_store *fs, uint64_t pool_pages)
+static int file_pool_map(struct file_store *fs, uint64_t pool_pages)
+{
+	fs->pool_len = pool_pages * fs->ps;
+	/* page aligned (O_DIRECT), populated: no fault on first use */
+	fs->pool = mmap(NULL, fs->pool_len, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (fs->pool == MAP_FAILED) {
+		fs->pool = NULL;
+		uffd_set_error("file: buffer pool of %zu bytes: %s",
+			       fs->pool_len, strerror(errno));
+		return -ENOMEM;
+	}
+	madvise(fs->pool, fs->pool_len, MADV_DONTFORK);
+	return 0;
+}
+
+static void file_ring(struct file_store *fs)
 {
 	struct io_uring_params prm = {
 		/* completions are reaped by the submitter: no IPI needed */
@@ -190,26 +208,14 @@ static int file_ring(struct file_store *fs, uint64_t pool_pages)
 	if (ret == -EINVAL)		/* before 5.19: no COOP_TASKRUN */
 		ret = io_uring_queue_init(FS_RING_DEPTH, &fs->ring, 0);
 	if (ret < 0)
-		return 0;		/* pread/pwrite then */
+		return;			/* pread/pwrite then */
 	fs->uring = true;
-	if (!pool_pages)
-		return 0;
-	fs->pool_len = pool_pages * fs->ps;
-	/* page aligned (O_DIRECT), populated: no fault on first use */
-	fs->pool = mmap(NULL, fs->pool_len, PROT_READ | PROT_WRITE,
-			MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	if (fs->pool == MAP_FAILED) {
-		fs->pool = NULL;
-		uffd_set_error("file: buffer pool of %zu bytes: %s",
-			       fs->pool_len, strerror(errno));
-		return -ENOMEM;
-	}
-	madvise(fs->pool, fs->pool_len, MADV_DONTFORK);
+	if (!fs->pool)
+		return;
 	iov.iov_base = fs->pool;
 	iov.iov_len = fs->pool_len;
 	/* refused (memlock limit): the pool is used with plain I/O */
 	fs->fixed = io_uring_register_buffers(&fs->ring, &iov, 1) == 0;
-	return 0;
 }
 
 static int file_open(const struct uffd_args *args, uint64_t *len,
@@ -218,7 +224,9 @@ static int file_open(const struct uffd_args *args, uint64_t *len,
 	struct file_store *fs;
 	const char *path = uffd_args_get(args, "path");
 	const char *engine = uffd_args_get(args, "engine");
-	uint64_t direct = 0, ro = 0, fresh = 0, pool = FS_POOL_DEFAULT;
+	bool uring = !engine || !strcmp(engine, "uring");
+	uint64_t direct = 0, ro = 0, fresh = 0;
+	uint64_t pool = uring ? FS_POOL_DEFAULT : 0;
 	int flags, ret;
 
 	ret = uffd_args_check(args, file_keys);
@@ -275,11 +283,13 @@ static int file_open(const struct uffd_args *args, uint64_t *len,
 	ret = file_length(fs, path, len);
 	if (ret < 0)
 		goto fail;
-	if (!engine || !strcmp(engine, "uring")) {
-		ret = file_ring(fs, pool);
+	if (pool) {
+		ret = file_pool_map(fs, pool);
 		if (ret < 0)
 			goto fail;
 	}
+	if (uring)
+		file_ring(fs);
 	*state = fs;
 	return 0;
 fail:
@@ -573,7 +583,8 @@ static int file_pool(void *state, void **buf, size_t *len)
 	struct file_store *fs = state;
 
 	if (!fs->pool) {
-		uffd_set_error("file: no buffer pool (pool=0 or engine=pread)");
+		uffd_set_error("file: no buffer pool (pool=0, or engine=pread "
+			       "without pool=N)");
 		return -EOPNOTSUPP;
 	}
 	*buf = fs->pool;

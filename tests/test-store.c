@@ -720,8 +720,8 @@ END_TEST
 
 /*
  * Requests whose buffers come from the pool use registered buffers
- * (READ_FIXED/WRITE_FIXED); others do not; without io_uring's pool
- * there is none to ask for.
+ * (READ_FIXED/WRITE_FIXED); others do not.  engine=pread has a pool
+ * only when pool=N asks for one (plain memory, no FIXED), memfd none.
  */
 START_TEST(file_pool)
 {
@@ -760,6 +760,14 @@ START_TEST(file_pool)
 	snprintf(s, sizeof(s), "%s", spec_of(2));	/* engine=pread */
 	ck_assert_int_eq(uffd_store_open(s, NPAGES * ps, &st), 0);
 	ck_assert_int_eq(uffd_store_pool(st, &pool, &len), -EOPNOTSUPP);
+	uffd_store_close(st);
+	snprintf(s, sizeof(s), "%s,pool=8", spec_of(2));
+	ck_assert_int_eq(uffd_store_open(s, NPAGES * ps, &st), 0);
+	ck_assert_int_eq(uffd_store_pool(st, &pool, &len), 0);
+	ck_assert_uint_eq(len, 8 * ps);
+	ck_assert_uint_eq((uintptr_t)pool % ps, 0);
+	ck_assert_int_eq(uffd_store_read(st, 0, 8, pool), 0);
+	ck_assert_int_eq(check_fill(pool, 0, 8, 9), -1);
 	uffd_store_close(st);
 	ck_assert_int_eq(uffd_store_open("memfd", ps, &st), 0);
 	ck_assert_int_eq(uffd_store_pool(st, &pool, &len), -EOPNOTSUPP);
