@@ -1027,15 +1027,20 @@ void uffd_store_complete(struct uffd_store_io *io, int res);
  *  memfd[:inject_eio=PAGE]
  *      memory (memfd_create, mapped): synchronous memcpy, nothing
  *      outlives the handle.  The fastest bound for a store.
- *  file:path=P[,direct=1][,readonly=1][,fresh=1][,pool=N][,engine=E]
- *       [,inject_eio=PAGE]
+ *  file:path=P[,offset=O][,direct=1][,readonly=1][,fresh=1][,pool=N]
+ *       [,engine=E][,inject_eio=PAGE]
  *      a regular file (created if missing, extended sparse to the
- *      length) or a block device.  engine=uring (default; asynchronous,
- *      requests from the pool=N pages buffer pool, 256 by default, use
- *      READ_FIXED/WRITE_FIXED) or pread (synchronous).  direct=1: O_DIRECT
- *      (page-aligned buffers).  readonly=1: opened read-only, writes
- *      fail with -EBADF.  fresh=1: forget what the file holds: every page
- *      starts never written (a block device reused as scratch).
+ *      length) or a block device.  offset=O: page 0 is the file's byte O
+ *      (a multiple of the page size, and of 4096 with direct=1).
+ *      engine=uring (default; asynchronous, requests from the pool=N
+ *      pages buffer pool, 256 by default, use READ_FIXED/WRITE_FIXED) or
+ *      pread (synchronous; a pool only if pool=N asks for one).
+ *      direct=1: O_DIRECT (page-aligned buffers).
+ *      readonly=1: opened read-only, never extended, writes fail with
+ *      -EBADF; pages past the file's end at open read as zeros without
+ *      I/O, and the page straddling it is zeroed from there on.
+ *      fresh=1: forget what the file holds: every page starts never
+ *      written (a block device reused as scratch).
  *  inject_eio=PAGE (testing): every I/O that covers page PAGE and reaches
  *      the store fails with -EIO.
  */

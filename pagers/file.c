@@ -8,33 +8,57 @@
  *   file:path=P[,offset=O][,readahead=N][,prefetch=1][,direct=1]
  *       [,engine=uring|pread|mmap][,inject_eio=PAGE]
  *
+ * The file is read through a page store (libuffd.h, "Page stores"): a
+ * read-only file store over the region's length,
+ *
+ *   file:path=P,readonly=1,offset=O,pool=N[,direct=1],engine=uring|pread
+ *
+ * so that the library has one way to read a snapshot, not two: io_uring
+ * with registered buffers, O_DIRECT, short reads, the end of the file
+ * and its holes are the store's business, and this pager only decides
+ * what to read and how to map it.  O must be a multiple of the page size
+ * (the store's I/O stays page aligned).
+ *
  * A fault reads its window of N pages (the N-aligned block holding it,
- * clipped to the region, trimmed of pages already filled) and resolves it
- * in runs: runs of data pages with UFFDIO_COPY, runs of all-zero pages
- * with UFFDIO_ZEROPAGE (the shared zero page: no memory, and a hole in a
- * sparse image costs no copy).  A write fault on an all-zero page gets a
+ * clipped to the region, trimmed of pages already filled).  The store's
+ * map of never-written pages (uffd_store_extent: the file's holes at
+ * init, seeded from SEEK_DATA/SEEK_HOLE, and whatever lies past its end)
+ * splits the window into runs: runs of holes are mapped with
+ * UFFDIO_ZEROPAGE without any I/O (the shared zero page: no memory);
+ * runs of data are read in one batch (one submit and one reap, so one
+ * io_uring_enter for all of them) into the store's buffer pool, then
+ * copied with UFFDIO_COPY, except pages that turn out to hold only
+ * zeros, which are zero-mapped too.  A write fault on a zero page gets a
  * fresh zeroed page instead, as the zero pager does, so that the write
  * does not take a second, copy-on-write fault.  The run holding the
  * faulting page is resolved first, so the faulting thread waits for its
  * own page and not for the rest of the window.
  *
  * Engines:
- *  uring (default)  io_uring reads into bounce buffers registered with
- *                   the ring at init (IORING_OP_READ_FIXED).  A window
- *                   whose missing pages form several runs is read with one
- *                   SQE per run and a single io_uring_enter.  With one
+ *  uring (default)  the store's io_uring: READ_FIXED into its pool of N
+ *                   pages, registered with the ring at init.  With one
  *                   run per fault, the usual case, it is no faster than
  *                   pread (measured by bench-restore: within noise, with
  *                   and without read-ahead); it pays off where a window
- *                   has holes, and with O_DIRECT, where the registered
- *                   buffers save pinning the pages for every read.
- *  pread            one pread per run of the window: the simple handler.
+ *                   has several runs, and with O_DIRECT, where the
+ *                   registered buffers save pinning the pages for every
+ *                   read.
+ *  pread            the store's pread, one per run: the simple handler.
  *  mmap             UFFDIO_COPY straight from a MAP_PRIVATE mapping of the
- *                   file, as Firecracker's example handler does.  The
- *                   pager never reads that mapping itself (a page the file
- *                   lost would raise SIGBUS in the handler; the kernel's
- *                   copy fails with EFAULT instead), so it cannot tell
- *                   zero pages: every page inside the file is copied.
+ *                   file, as Firecracker's example handler does.  The one
+ *                   exception to reading through the store, kept because
+ *                   it is not a read at all (the kernel copies from the
+ *                   page cache; no buffer, no I/O request) and because it
+ *                   is the baseline bench-restore measures the others
+ *                   against, so it must do what Firecracker does: copy
+ *                   every page the file holds, zeros and holes included.
+ *                   The pager never reads that mapping itself (a page the
+ *                   file lost would raise SIGBUS in the handler; the
+ *                   kernel's copy fails with EFAULT instead), so it
+ *                   cannot tell zero pages.  The page straddling the end
+ *                   of the file and the pages past it are not in the
+ *                   mapping: they go through the store, as with the
+ *                   other engines (with engine=pread).
  *
  * readahead=N defaults to 16 pages (64 KiB): the kernel's own fault-around
  * size (fault_around_bytes), and where the sequential gain levels off.
@@ -50,32 +74,44 @@
  * prefetch=1 starts a helper thread at the first fault.  It walks the
  * region once, from the first faulting page on and wrapping around, and
  * fills every page nobody has filled yet through its own resolver
- * (uffd_resolver_create), with its own ring and buffer.  Like CRIU's
- * lazy-pages it reads in chunks that double (from 64 KiB to 4 MiB) while
- * no fault arrives and drop back to the minimum as soon as one does, so
- * that its I/O never queues a fault behind a large read.  Faults take
- * priority: the fault path never waits for the helper (no lock, no shared
- * buffer; a page both want is filled by whoever comes first, the other
- * sees EEXIST), and the helper runs as SCHED_IDLE (nice 19 where that is
+ * (uffd_resolver_create) and its own read-only store handle.  A store
+ * handle is used by one thread at a time; the helper opens a second
+ * one rather than share the fault path's under a lock, because the
+ * fault path must never wait for the helper: the lock would be held
+ * across the helper's reads (up to 4 MiB), and in SIGBUS delivery mode
+ * a fault is served in a signal handler, where waiting for a lock the
+ * interrupted thread may hold never ends.  The price: a second
+ * descriptor, ring and pool, a second bitmap of one bit per page, and a
+ * second SEEK_DATA walk of the file at init.  Like CRIU's lazy-pages it
+ * reads in chunks that double (from 64 KiB to 4 MiB) while no fault
+ * arrives and drop back to the minimum as soon as one does, so that its
+ * I/O never queues a fault behind a large read.  Faults take priority:
+ * the fault path never waits for the helper (no lock, no shared buffer;
+ * a page both want is filled by whoever comes first, the other sees
+ * EEXIST), and the helper runs as SCHED_IDLE (nice 19 where that is
  * refused), so that on a shared CPU the handler and the application
- * always win.  Each page is filled exactly once:
- * the resolvers skip pages they know are present and the kernel's EEXIST
- * settles the races.
+ * always win.  Each page is filled exactly once: the resolvers skip
+ * pages they know are present and the kernel's EEXIST settles the races.
  *
- * direct=1 opens the file O_DIRECT (page-aligned buffers and offsets; the
- * offset must then be a multiple of 4096).  Not with engine=mmap.
+ * direct=1 opens the file O_DIRECT (the store's pool is page aligned).
+ * Not with engine=mmap.
  *
- * Errors never become zeros.  The file's length at init is where "past
- * the end" starts: region pages beyond it are zero-mapped without any I/O
- * (a page straddling it is read and its tail zeroed).  A read that fails,
- * or comes back short of what the file held at init (it shrank under
- * us), fails the fault: the library poisons the faulting page, the
- * toucher gets SIGBUS, and the handler goes on serving other pages.  A
- * window read that fails is retried for the faulting page alone, so one
- * bad page does not take its neighbours down with it.
+ * Errors never become zeros.  The file's length and holes at init are
+ * what "no data" means: region pages past the end, or in a hole, are
+ * zero-mapped without any I/O (a page straddling the end is read and its
+ * tail zeroed, even if the file has grown since).  A read that fails, or
+ * that the file ends before its length at init (it shrank under us),
+ * fails the fault: the library poisons the faulting page, the toucher
+ * gets SIGBUS, and the handler goes on serving other pages.  A window
+ * read that fails is retried for the faulting page alone, so one bad
+ * page does not take its neighbours down with it.  A hole filled in
+ * after init still reads as zeros: the snapshot is the file at init.
  *
- * inject_eio=PAGE is a testing aid: every read that covers region page
- * PAGE fails with EIO (with the mmap engine, its copy does).
+ * inject_eio=PAGE is a testing aid: every run of a window that holds
+ * region page PAGE fails with EIO, before any I/O: a run to read, a run
+ * of holes or of pages past the end, or (engine=mmap) a run to copy.
+ * The pager does it rather than the store, whose inject_eio only a
+ * request that reaches the file meets: a hole's page fails here too.
  *
  * After MADV_DONTNEED (a REMOVE event) a page reads back as zeros, like
  * anonymous memory: the application threw the contents away.  A prefetch
@@ -93,20 +129,16 @@
 #include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <linux/fs.h>
 #include <linux/futex.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
 
-#include <liburing.h>
 #include <libuffd.h>
 
 #define FP_RA_DEFAULT		16
@@ -115,10 +147,6 @@
 /* prefetch chunk bounds, bytes */
 #define FP_PF_MIN_BYTES		(64ull << 10)
 #define FP_PF_MAX_BYTES		(4ull << 20)
-#define FP_RING_DEPTH		16
-#define FP_DIRECT_ALIGN		4096
-/* a read that keeps saying EINTR/EAGAIN fails after this many tries */
-#define FP_RETRIES		64
 #define FP_NONE			UINT64_MAX
 
 enum fp_engine { ENG_URING, ENG_PREAD, ENG_MMAP };
@@ -127,52 +155,39 @@ enum fp_engine { ENG_URING, ENG_PREAD, ENG_MMAP };
 enum {
 	K_SKIP,		/* filled already, or not ours to fill */
 	K_WANT,		/* to be read */
-	K_BUF,		/* data, in the bounce buffer */
+	K_BUF,		/* data, in the buffer */
 	K_MAP,		/* data, in the file mapping (engine=mmap) */
-	K_ZERO,		/* all zero, or past the end of the file */
+	K_ZERO,		/* all zero, a hole, or past the end of the file */
 	K_ERR,		/* the read failed or came back short */
 };
 
-/* One read: a run of consecutive missing pages. */
-struct fp_run {
-	uint64_t	p;		/* first region page */
-	uint64_t	n;		/* pages */
-	uint64_t	want;		/* bytes the file held at init */
-	uint64_t	got;		/* bytes read so far */
-	int		err;
-	unsigned int	retries;	/* EINTR/EAGAIN so far */
-	bool		fin, inflight;
-};
-
-/* A reader: the fault path has one, the prefetch thread another. */
+/*
+ * A reader: the fault path has one, the prefetch thread another, each
+ * with a store handle of its own (one thread at a time uses a handle).
+ */
 struct fp_io {
-	struct io_uring	ring;
-	bool		ring_init;	/* ring set up */
-	bool		ring_ok;	/* ...and healthy */
-	bool		fixed;		/* buf registered */
-	char		*buf;
-	size_t		buf_len;
-	uint8_t		*st;		/* per page of a window */
-	struct fp_run	*runs;
-	uint64_t	max_pages;
+	struct uffd_store	*st;
+	char			*buf;	/* the store's pool */
+	uint8_t			*kind;	/* per page of a window */
+	struct uffd_store_io	*ios;	/* per run of a window */
+	struct uffd_store_io	**req;
 };
 
 struct file_pager {
 	struct uffd_region *region;
 	enum fp_engine	engine;
-	int		fd;
 	bool		direct;
 	uint64_t	ps;
 	unsigned int	shift;
 	uint64_t	npages;
+	uint64_t	k;		/* store pages per region page */
 	uint64_t	foff;		/* file offset of region byte 0 */
-	uint64_t	data_end;	/* region bytes in the file at init */
 	uint64_t	window;		/* pages per fault */
 	uint64_t	inject;		/* page that fails, or FP_NONE */
 
 	char		*map;		/* engine=mmap */
 	size_t		map_len;
-	size_t		map_delta;	/* foff - mapping's offset */
+	uint64_t	map_pages;	/* region pages wholly in the map */
 
 	/* bitmaps, atomic: shared by the fault path and the prefetcher */
 	uint64_t	*done;		/* filled (or gone) */
@@ -248,187 +263,118 @@ static bool page_is_zero(const char *page, size_t len)
 	return true;
 }
 
-static void run_done(struct fp_run *r, int err)
-{
-	r->err = err;
-	r->fin = true;
-	r->inflight = false;
-}
-
-/* Account @res bytes (or -errno) for a read of run @r. */
-static void run_result(struct fp_run *r, long res)
-{
-	r->inflight = false;
-	/* resubmit as it was, but a fault must not spin for ever */
-	if ((res == -EINTR || res == -EAGAIN) && ++r->retries < FP_RETRIES)
-		return;
-	if (res < 0)
-		run_done(r, (int)res);
-	else if (res == 0)
-		run_done(r, 0);			/* end of file: short */
-	else if ((r->got += (uint64_t)res) >= r->want)
-		run_done(r, 0);
-}
-
-static int read_pread(struct file_pager *fp, struct fp_run *runs, size_t nr,
-		      char *buf, uint64_t p0)
-{
-	size_t i;
-
-	for (i = 0; i < nr; i++) {
-		struct fp_run *r = &runs[i];
-		char *dst = buf + ((r->p - p0) << fp->shift);
-		uint64_t len = r->n << fp->shift;
-		off_t off = (off_t)(fp->foff + (r->p << fp->shift));
-
-		while (!r->fin) {
-			ssize_t got = pread(fp->fd, dst + r->got, len - r->got,
-					    off + (off_t)r->got);
-
-			run_result(r, got < 0 ? -errno : (long)got);
-		}
-	}
-	return 0;
-}
-
 /*
- * One SQE per run, all submitted by one io_uring_enter; short reads are
- * resubmitted for the rest.  Returns 0, or -errno when the ring itself
- * failed (the caller then reads with pread).
+ * The K_WANT pages of the window [p0, p0 + n) that the store holds no
+ * data for (holes, past the end) become K_ZERO: no I/O for them.  A
+ * region page is a hole only if all its store pages are (hugetlb).
  */
-static int read_uring(struct file_pager *fp, struct fp_io *io,
-		      struct fp_run *runs, size_t nr, char *buf, uint64_t p0)
+static void mark_holes(const struct file_pager *fp, const struct fp_io *io,
+		       uint64_t p0, uint64_t n, uint8_t *kind)
 {
-	unsigned int inflight = 0;
-	size_t left = 0, i;
+	uint64_t i = 0, j, whole;
+	int64_t run;
+	int written;
 
-	for (i = 0; i < nr; i++)
-		left += !runs[i].fin;
-
-	while (left) {
-		struct io_uring_cqe *cqe;
-		unsigned int head, seen = 0;
-		int ret;
-
-		for (i = 0; i < nr; i++) {
-			struct fp_run *r = &runs[i];
-			struct io_uring_sqe *sqe;
-			uint64_t len, off;
-			char *dst;
-
-			if (r->fin || r->inflight)
-				continue;
-			sqe = io_uring_get_sqe(&io->ring);
-			if (!sqe)
-				break;
-			dst = buf + ((r->p - p0) << fp->shift) + r->got;
-			len = (r->n << fp->shift) - r->got;
-			off = fp->foff + (r->p << fp->shift) + r->got;
-			if (io->fixed)
-				io_uring_prep_read_fixed(sqe, fp->fd, dst,
-							 (unsigned int)len,
-							 off, 0);
-			else
-				io_uring_prep_read(sqe, fp->fd, dst,
-						   (unsigned int)len, off);
-			io_uring_sqe_set_data64(sqe, i);
-			r->inflight = true;
-			inflight++;
+	while (i < n) {
+		run = uffd_store_extent(io->st, (p0 + i) * fp->k,
+					(n - i) * fp->k, &written);
+		if (run <= 0)
+			return;		/* cannot happen: in range */
+		whole = (uint64_t)run / fp->k;
+		if (!whole) {		/* this page mixes both: data */
+			i++;
+			continue;
 		}
-		ret = io_uring_submit_and_wait(&io->ring, inflight);
-		if (ret < 0 && ret != -EINTR && ret != -EAGAIN &&
-		    ret != -EBUSY)
-			return ret;
-		io_uring_for_each_cqe(&io->ring, head, cqe) {
-			struct fp_run *r = &runs[cqe->user_data];
-
-			run_result(r, cqe->res);
-			if (r->fin)
-				left--;
-			inflight--;
-			seen++;
-		}
-		io_uring_cq_advance(&io->ring, seen);
+		for (j = i; !written && j < i + whole; j++)
+			if (kind[j] == K_WANT)
+				kind[j] = K_ZERO;
+		i += whole;
 	}
-	return 0;
 }
 
 /*
- * Read what the pages of [p0, p0 + n) marked K_WANT in @st need, into
- * @buf (page p0 at @buf), and mark each K_BUF, K_MAP, K_ZERO or K_ERR.
+ * inject_eio: the run of the window holding the page, all of one kind,
+ * fails as a read of it would.
+ */
+static void fail_injected(const struct file_pager *fp, uint64_t p0,
+			  uint64_t n, uint8_t *kind)
+{
+	uint64_t a, b;
+	uint8_t k;
+
+	if (fp->inject < p0 || fp->inject >= p0 + n)
+		return;
+	a = fp->inject - p0;
+	k = kind[a];
+	if (k == K_SKIP)
+		return;
+	for (b = a + 1; b < n && kind[b] == k; b++)
+		;
+	while (a > 0 && kind[a - 1] == k)
+		a--;
+	memset(kind + a, K_ERR, b - a);
+}
+
+/*
+ * Before a read reuses the buffer, reap what an earlier read left in
+ * flight when its reap failed: the kernel may still write into it.
+ */
+static int drain(struct fp_io *io)
+{
+	unsigned int out = uffd_store_inflight(io->st);
+	int ret;
+
+	if (!out)
+		return 0;
+	ret = uffd_store_reap(io->st, io->req, out, out);
+	return ret < 0 ? ret : uffd_store_inflight(io->st) ? -EIO : 0;
+}
+
+/*
+ * Classify the pages of [p0, p0 + n) marked K_WANT in @kind and read
+ * those that need it into @buf (page p0 at @buf): each becomes K_BUF,
+ * K_MAP, K_ZERO or K_ERR.
  */
 static void fp_read(struct file_pager *fp, struct fp_io *io, uint64_t p0,
-		    uint64_t n, uint8_t *st, char *buf)
+		    uint64_t n, uint8_t *kind, char *buf)
 {
-	struct fp_run *runs = io->runs;
-	uint64_t i, full = fp->data_end >> fp->shift;
-	size_t nr = 0, k;
+	unsigned int nr = 0, i;
+	uint64_t a, b, p;
+	int got;
 
-	for (i = 0; i < n; i++) {
-		uint64_t p = p0 + i;
-
-		if (st[i] != K_WANT)
+	for (a = 0; a < n && p0 + a < fp->map_pages; a++)
+		if (kind[a] == K_WANT)
+			kind[a] = K_MAP;	/* engine=mmap: no read */
+	mark_holes(fp, io, p0, n, kind);
+	fail_injected(fp, p0, n, kind);
+	for (a = 0; a < n; a = b) {
+		b = a + 1;
+		if (kind[a] != K_WANT)
 			continue;
-		if ((p << fp->shift) >= fp->data_end) {
-			st[i] = K_ZERO;	/* past the end at init */
-			continue;
-		}
-		if (fp->engine == ENG_MMAP && p < full) {
-			st[i] = p == fp->inject ? K_ERR : K_MAP;
-			continue;
-		}
-		if (nr && runs[nr - 1].p + runs[nr - 1].n == p) {
-			runs[nr - 1].n++;
-			continue;
-		}
-		runs[nr++] = (struct fp_run){ .p = p, .n = 1 };
+		while (b < n && kind[b] == K_WANT)
+			b++;
+		io->ios[nr] = (struct uffd_store_io){
+			.op = LIBUFFD_STORE_READ,
+			.page = (p0 + a) * fp->k,
+			.npages = (b - a) * fp->k,
+			.buf = buf + (a << fp->shift),
+		};
+		io->req[nr] = &io->ios[nr];
+		nr++;
+		memset(kind + a, K_ERR, b - a);	/* until it comes back */
 	}
-	if (!nr)
+	if (!nr || drain(io) < 0 || uffd_store_submit(io->st, io->req, nr) < 0)
 		return;
-	for (k = 0; k < nr; k++) {
-		struct fp_run *r = &runs[k];
-		uint64_t start = r->p << fp->shift;
+	got = uffd_store_reap(io->st, io->req, nr, nr);
+	for (i = 0; got > 0 && i < (unsigned int)got; i++) {
+		const struct uffd_store_io *d = io->req[i];
 
-		r->want = fp->data_end - start;
-		if (r->want > r->n << fp->shift)
-			r->want = r->n << fp->shift;
-		if (fp->inject >= r->p && fp->inject < r->p + r->n)
-			run_done(r, -EIO);
-	}
-	if (fp->engine == ENG_URING && io->ring_ok &&
-	    read_uring(fp, io, runs, nr, buf, p0) < 0) {
-		/*
-		 * The ring failed as a whole: SQEs may be stuck in it, and
-		 * would land in the buffer later.  Never use it again.
-		 */
-		io->ring_ok = false;
-		for (k = 0; k < nr; k++)
-			if (!runs[k].fin)
-				runs[k].inflight = false;
-	}
-	read_pread(fp, runs, nr, buf, p0);	/* whatever is left */
-
-	for (k = 0; k < nr; k++) {
-		struct fp_run *r = &runs[k];
-		uint64_t j;
-
-		for (j = 0; j < r->n; j++) {
-			uint64_t rel = j << fp->shift, end = rel + fp->ps;
-			char *page = buf + ((r->p + j - p0) << fp->shift);
-			uint8_t *s = &st[r->p + j - p0];
-
-			if (end > r->want)
-				end = r->want;
-			if (r->got < end) {
-				*s = K_ERR;	/* error, or short */
-				continue;
-			}
-			/* the file may have grown since init: cut it there */
-			if (rel + fp->ps > r->want)
-				memset(page + (r->want - rel), 0,
-				       fp->ps - (r->want - rel));
-			*s = page_is_zero(page, fp->ps) ? K_ZERO : K_BUF;
-		}
+		if (d->res < 0)
+			continue;
+		for (p = d->page / fp->k; p < (d->page + d->npages) / fp->k;
+		     p++)
+			kind[p - p0] = page_is_zero(buf + ((p - p0) << fp->shift),
+						    fp->ps) ? K_ZERO : K_BUF;
 	}
 }
 
@@ -454,8 +400,7 @@ static long fill_run(struct file_pager *fp, struct uffd_resolver *res,
 		ret = uffd_resolve_copy(res, off,
 					buf + ((a - p0) << fp->shift), len);
 	else
-		ret = uffd_resolve_copy(res, off,
-					fp->map + fp->map_delta + off, len);
+		ret = uffd_resolve_copy(res, off, fp->map + off, len);
 	if (ret >= 0)
 		bits_change(fp->done, a, b, true);
 	return ret;
@@ -621,9 +566,9 @@ static void *prefetch_main(void *arg)
 		for (n = 1; n < fp->chunk && p + n < fp->npages &&
 		     !page_skip(fp, p + n); n++)
 			;
-		memset(fp->pio.st, K_WANT, n);
-		fp_read(fp, &fp->pio, p, n, fp->pio.st, fp->pio.buf);
-		ret = fp_fill(fp, fp->pres, p, n, fp->pio.st, fp->pio.buf,
+		memset(fp->pio.kind, K_WANT, n);
+		fp_read(fp, &fp->pio, p, n, fp->pio.kind, fp->pio.buf);
+		ret = fp_fill(fp, fp->pres, p, n, fp->pio.kind, fp->pio.buf,
 			      FP_NONE, FP_NONE);
 		/* pages that failed stay for their faults to report */
 		fp->pos = p + n == fp->npages ? 0 : p + n;
@@ -654,63 +599,54 @@ static void prefetch_arm(struct file_pager *fp, uint64_t pf)
 
 /* ------------------------------------------------------- ops */
 
-static int io_setup(struct file_pager *fp, struct fp_io *io, uint64_t pages)
+/*
+ * A reader for windows of up to @pages region pages: a read-only store
+ * handle of its own, and the store's buffer pool of that size.
+ */
+static int io_setup(struct file_pager *fp, struct fp_io *io,
+		    const char *path, uint64_t pages)
 {
-	struct io_uring_params prm = {
-		/* completions are reaped in the same call: no IPI needed */
-		.flags = IORING_SETUP_COOP_TASKRUN,
-	};
-	struct iovec iov;
+	size_t len = strlen(path) + 128, pool_len = 0;
+	char *spec = malloc(len);
+	void *pool = NULL;
 	int ret;
 
-	io->max_pages = pages;
-	io->buf_len = pages << fp->shift;
-	/* page aligned (O_DIRECT), populated: no fault on first use */
-	io->buf = mmap(NULL, io->buf_len, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	if (io->buf == MAP_FAILED) {
-		io->buf = NULL;
-		uffd_set_error("file: bounce buffer of %zu bytes: %s",
-			       io->buf_len, strerror(errno));
-		return -ENOMEM;
-	}
-	madvise(io->buf, io->buf_len, MADV_DONTFORK);
-	io->st = calloc(pages, 1);
-	io->runs = calloc(pages, sizeof(*io->runs));
-	if (!io->st || !io->runs) {
+	if (!spec) {
 		uffd_set_error("file: out of memory");
 		return -ENOMEM;
 	}
-	if (fp->engine != ENG_URING)
-		return 0;
-	ret = io_uring_queue_init_params(FP_RING_DEPTH, &io->ring, &prm);
-	if (ret == -EINVAL)		/* before 5.19: no COOP_TASKRUN */
-		ret = io_uring_queue_init(FP_RING_DEPTH, &io->ring, 0);
-	if (ret < 0) {
-		uffd_set_error("file: io_uring: %s (try engine=pread)",
-			       strerror(-ret));
+	/* engine=mmap reads through the store only past its mapping */
+	snprintf(spec, len, "file:path=%s,readonly=1,offset=%llu,pool=%llu,"
+		 "engine=%s%s", path, (unsigned long long)fp->foff,
+		 (unsigned long long)(pages * fp->k),
+		 fp->engine == ENG_URING ? "uring" : "pread",
+		 fp->direct ? ",direct=1" : "");
+	ret = uffd_store_open(spec, fp->npages << fp->shift, &io->st);
+	free(spec);
+	if (ret < 0)
 		return ret;
+	/* asked for with pool=N: there with every engine, page aligned */
+	ret = uffd_store_pool(io->st, &pool, &pool_len);
+	if (ret < 0)
+		return ret;
+	io->buf = pool;
+	io->kind = calloc(pages, 1);
+	io->ios = calloc(pages, sizeof(*io->ios));
+	io->req = calloc(pages, sizeof(*io->req));
+	if (!io->kind || !io->ios || !io->req) {
+		uffd_set_error("file: out of memory");
+		return -ENOMEM;
 	}
-	io->ring_init = io->ring_ok = true;
-	iov.iov_base = io->buf;
-	iov.iov_len = io->buf_len;
-	/* without (memlock limit), plain reads into the same buffer */
-	io->fixed = io_uring_register_buffers(&io->ring, &iov, 1) == 0;
 	return 0;
 }
 
 static void io_teardown(struct fp_io *io)
 {
-	if (io->ring_init)
-		io_uring_queue_exit(&io->ring);
-	io->ring_init = io->ring_ok = io->fixed = false;
-	if (io->buf)
-		munmap(io->buf, io->buf_len);
-	io->buf = NULL;
-	free(io->st);
-	free(io->runs);
-	io->st = NULL;
-	io->runs = NULL;
+	uffd_store_close(io->st);	/* waits for what is in flight */
+	free(io->kind);
+	free(io->ios);
+	free(io->req);
+	memset(io, 0, sizeof(*io));
 }
 
 static int parse_bool(const struct uffd_args *args, const char *key,
@@ -723,30 +659,6 @@ static int parse_bool(const struct uffd_args *args, const char *key,
 	return ret;
 }
 
-static int file_size(int fd, const char *path, uint64_t *size)
-{
-	struct stat sb;
-
-	if (fstat(fd, &sb) < 0) {
-		uffd_set_error("file: stat %s: %s", path, strerror(errno));
-		return -errno;
-	}
-	if (S_ISREG(sb.st_mode)) {
-		*size = (uint64_t)sb.st_size;
-		return 0;
-	}
-	if (S_ISBLK(sb.st_mode)) {
-		if (ioctl(fd, BLKGETSIZE64, size) < 0) {
-			uffd_set_error("file: size of %s: %s", path,
-				       strerror(errno));
-			return -errno;
-		}
-		return 0;
-	}
-	uffd_set_error("file: %s: not a regular file or block device", path);
-	return -EINVAL;
-}
-
 static void file_fini(void *state);
 
 static int file_parse(struct file_pager *fp, const struct uffd_args *args,
@@ -754,6 +666,7 @@ static int file_parse(struct file_pager *fp, const struct uffd_args *args,
 {
 	const char *eng;
 	uint64_t len = fp->npages << fp->shift;
+	uint64_t sys_ps = (uint64_t)sysconf(_SC_PAGESIZE);
 	int ret;
 
 	ret = uffd_args_check(args, file_keys);
@@ -802,39 +715,63 @@ static int file_parse(struct file_pager *fp, const struct uffd_args *args,
 		uffd_set_error("file: direct=1 does not go with engine=mmap");
 		return -EINVAL;
 	}
-	if (fp->direct && fp->foff % FP_DIRECT_ALIGN) {
-		uffd_set_error("file: direct=1 needs offset to be a multiple "
-			       "of %d", FP_DIRECT_ALIGN);
+	/* the store's I/O, and the mapping, start on a page */
+	if (fp->foff % sys_ps) {
+		uffd_set_error("file: offset=%llu is not a multiple of the "
+			       "page size (%llu)",
+			       (unsigned long long)fp->foff,
+			       (unsigned long long)sys_ps);
 		return -EINVAL;
 	}
 	return 0;
 }
 
-static int map_file(struct file_pager *fp)
+/*
+ * engine=mmap: map the region pages wholly inside the file (the store,
+ * opened already, has checked that it is a file and can be read).
+ */
+static int map_file(struct file_pager *fp, const char *path)
 {
-	uint64_t sys_ps = (uint64_t)sysconf(_SC_PAGESIZE);
-	uint64_t full = fp->data_end - fp->data_end % fp->ps;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), ret = 0;
+	off_t size;
+	uint64_t held;
 
-	if (!full)
-		return 0;
-	fp->map_delta = fp->foff % sys_ps;
-	fp->map_len = fp->map_delta + full;
-	fp->map = mmap(NULL, fp->map_len, PROT_READ, MAP_PRIVATE, fp->fd,
-		       (off_t)(fp->foff - fp->map_delta));
-	if (fp->map == MAP_FAILED) {
-		fp->map = NULL;
-		uffd_set_error("file: mmap: %s", strerror(errno));
+	if (fd < 0) {
+		uffd_set_error("file: open %s: %s", path, strerror(errno));
 		return -errno;
 	}
-	return 0;
+	size = lseek(fd, 0, SEEK_END);		/* a block device's too */
+	if (size < 0) {
+		ret = -errno;
+		uffd_set_error("file: size of %s: %s", path, strerror(errno));
+		goto out;
+	}
+	held = (uint64_t)size > fp->foff ? (uint64_t)size - fp->foff : 0;
+	fp->map_pages = held >> fp->shift;
+	if (fp->map_pages > fp->npages)
+		fp->map_pages = fp->npages;
+	if (!fp->map_pages)
+		goto out;
+	fp->map_len = fp->map_pages << fp->shift;
+	fp->map = mmap(NULL, fp->map_len, PROT_READ, MAP_PRIVATE, fd,
+		       (off_t)fp->foff);
+	if (fp->map == MAP_FAILED) {
+		ret = -errno;
+		fp->map = NULL;
+		fp->map_pages = 0;
+		uffd_set_error("file: mmap: %s", strerror(errno));
+	}
+out:
+	close(fd);
+	return ret;
 }
 
 static int file_init(struct uffd_region *region, const struct uffd_args *args,
 		     void **state)
 {
-	uint64_t words, size, len;
 	const char *path = NULL;
 	struct file_pager *fp;
+	uint64_t words;
 	int ret;
 
 	fp = calloc(1, sizeof(*fp));
@@ -842,31 +779,15 @@ static int file_init(struct uffd_region *region, const struct uffd_args *args,
 		uffd_set_error("file: out of memory");
 		return -ENOMEM;
 	}
-	fp->fd = -1;
 	fp->inject = FP_NONE;
 	fp->region = region;
 	fp->ps = uffd_region_page_size(region);
 	fp->shift = (unsigned int)__builtin_ctzll(fp->ps);
-	len = uffd_region_len(region);
-	fp->npages = len >> fp->shift;
+	fp->k = fp->ps / (uint64_t)sysconf(_SC_PAGESIZE);
+	fp->npages = uffd_region_len(region) >> fp->shift;
 	ret = file_parse(fp, args, &path);
 	if (ret < 0)
 		goto fail;
-
-	fp->fd = open(path, O_RDONLY | O_CLOEXEC | (fp->direct ? O_DIRECT : 0));
-	if (fp->fd < 0) {
-		ret = -errno;
-		uffd_set_error("file: open %s%s: %s", path,
-			       fp->direct ? " (O_DIRECT)" : "",
-			       strerror(errno));
-		goto fail;
-	}
-	ret = file_size(fp->fd, path, &size);
-	if (ret < 0)
-		goto fail;
-	fp->data_end = size > fp->foff ? size - fp->foff : 0;
-	if (fp->data_end > len)
-		fp->data_end = len;
 
 	words = (fp->npages + 63) / 64;
 	fp->done = calloc(words, sizeof(uint64_t));
@@ -876,14 +797,14 @@ static int file_init(struct uffd_region *region, const struct uffd_args *args,
 		ret = -ENOMEM;
 		goto fail;
 	}
+	ret = io_setup(fp, &fp->fio, path, fp->window);
+	if (ret < 0)
+		goto fail;
 	if (fp->engine == ENG_MMAP) {
-		ret = map_file(fp);
+		ret = map_file(fp, path);
 		if (ret < 0)
 			goto fail;
 	}
-	ret = io_setup(fp, &fp->fio, fp->window);
-	if (ret < 0)
-		goto fail;
 
 	if (fp->prefetch) {
 		fp->pf_min = FP_PF_MIN_BYTES >> fp->shift;
@@ -898,7 +819,7 @@ static int file_init(struct uffd_region *region, const struct uffd_args *args,
 			fp->pf_min = fp->pf_max;
 		fp->chunk = fp->pf_min;
 		fp->pos = FP_NONE;
-		ret = io_setup(fp, &fp->pio, fp->pf_max);
+		ret = io_setup(fp, &fp->pio, path, fp->pf_max);
 		if (ret < 0)
 			goto fail;
 		ret = uffd_resolver_create(region, &fp->pres);
@@ -918,7 +839,7 @@ static int file_fault(void *state, struct uffd_resolver *res,
 	struct file_pager *fp = state;
 	uint64_t pf = f->offset >> fp->shift, w0, w1, p;
 	uint64_t wf = (f->flags & LIBUFFD_FAULT_WRITE) ? pf : FP_NONE;
-	uint8_t *st = fp->fio.st;
+	uint8_t *kind = fp->fio.kind;
 	long ret;
 
 	if (fp->prefetch)
@@ -940,16 +861,16 @@ static int file_fault(void *state, struct uffd_resolver *res,
 	while (w1 - 1 > pf && page_skip(fp, w1 - 1))
 		w1--;
 	for (p = w0; p < w1; p++)
-		st[p - w0] = p == pf || !page_skip(fp, p) ? K_WANT : K_SKIP;
+		kind[p - w0] = p == pf || !page_skip(fp, p) ? K_WANT : K_SKIP;
 
-	fp_read(fp, &fp->fio, w0, w1 - w0, st, fp->fio.buf);
-	if (st[pf - w0] == K_ERR && w1 - w0 > 1) {
+	fp_read(fp, &fp->fio, w0, w1 - w0, kind, fp->fio.buf);
+	if (kind[pf - w0] == K_ERR && w1 - w0 > 1) {
 		/* one bad page must not fail its neighbours: just ours */
-		st[pf - w0] = K_WANT;
-		fp_read(fp, &fp->fio, pf, 1, &st[pf - w0],
+		kind[pf - w0] = K_WANT;
+		fp_read(fp, &fp->fio, pf, 1, &kind[pf - w0],
 			fp->fio.buf + ((pf - w0) << fp->shift));
 	}
-	ret = fp_fill(fp, res, w0, w1 - w0, st, fp->fio.buf, pf, wf);
+	ret = fp_fill(fp, res, w0, w1 - w0, kind, fp->fio.buf, pf, wf);
 	return ret < 0 ? (int)ret : 0;
 }
 
@@ -1011,8 +932,6 @@ static void file_fini(void *state)
 	io_teardown(&fp->pio);
 	if (fp->map)
 		munmap(fp->map, fp->map_len);
-	if (fp->fd >= 0)
-		close(fp->fd);
 	free(fp->done);
 	free(fp->removed);
 	free(fp);

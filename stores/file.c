@@ -1,15 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * file: a page store in a sparse file or on a block device.  Store page
- * p is the file's bytes at p * page size.
+ * p is the file's bytes at offset + p * page size.
  *
- *   file:path=P[,direct=1][,readonly=1][,fresh=1][,pool=N]
+ *   file:path=P[,offset=O][,direct=1][,readonly=1][,fresh=1][,pool=N]
  *       [,engine=uring|pread][,inject_eio=PAGE]
  *
- * A missing file is created; a regular file shorter than the length
- * asked for is extended (sparse, so the new pages cost nothing).  A
- * block device is never resized.  Length 0 takes the file's own size,
- * rounded up to a page.
+ * offset=O (bytes, 0 by default) is where page 0 starts: a snapshot
+ * whose memory follows a header.  It must be a multiple of the page
+ * size (of 4096 with direct=1), so that every I/O stays page aligned.
+ * The bytes before it are never read or written.
+ *
+ * A missing file is created; a regular file shorter than offset plus the
+ * length asked for is extended (sparse, so the new pages cost nothing).
+ * A block device is never resized.  Length 0 takes what the file holds
+ * past the offset, rounded up to a page.
  *
  * engine=uring (default) is asynchronous: submit queues one SQE per run
  * (split at 1 GiB) and enters the kernel once per batch; wait reaps
@@ -19,7 +24,9 @@
  * with READ_FIXED/WRITE_FIXED, which spares the kernel pinning the pages
  * for every I/O (what matters with direct=1); other buffers get plain
  * READ/WRITE.  Where io_uring is unavailable (or engine=pread) each run
- * is one pread/pwrite inside submit.
+ * is one pread/pwrite inside submit.  A pool asked for is there whatever
+ * the engine (with pread it saves the caller allocating its own aligned
+ * buffers; by default pread has none, as it gains nothing from one).
  *
  * Holes: unless fresh=1, open asks the file system where data lies
  * (SEEK_DATA/SEEK_HOLE), and only those pages count as written, so a
@@ -27,10 +34,13 @@
  * holes to report: all of it counts as written, unless fresh=1 says its
  * old contents are garbage to forget.
  *
- * readonly=1 opens O_RDONLY: writes fail with -EBADF before any I/O.
- * A read that ends early at the end of the file (a file shorter than
- * the store, read-only) reads zeros for the part past what the file held
- * at open; a file that shrank under the store fails the read with -EIO.
+ * readonly=1 opens O_RDONLY: writes fail with -EBADF before any I/O,
+ * and the file is never extended.  Its length at open is then where the
+ * store's data ends: pages past it are never written (zeros without
+ * I/O), the page straddling it is read and zeroed from that length on,
+ * even if the file has grown since, and a read that the file ends
+ * before that length (it shrank under the store) fails with -EIO.  A
+ * block device shorter than the store is allowed read-only, likewise.
  *
  * inject_eio=PAGE is a testing aid: every request covering PAGE that
  * reaches the store fails with -EIO, without I/O.
@@ -69,7 +79,9 @@ struct file_store {
 	bool		fresh;
 	uint64_t	ps;
 	uint64_t	len;
+	uint64_t	off;		/* file offset of page 0 */
 	uint64_t	size0;		/* the file's size at open */
+	uint64_t	eof;		/* reads are cut here (file offset) */
 	uint64_t	inject;		/* page that fails, or FS_NONE */
 
 	bool		uring;		/* ring set up and used */
@@ -81,7 +93,7 @@ struct file_store {
 };
 
 static const char *const file_keys[] = {
-	"path", "direct", "readonly", "fresh", "pool", "engine",
+	"path", "offset", "direct", "readonly", "fresh", "pool", "engine",
 	"inject_eio", NULL
 };
 
@@ -125,35 +137,65 @@ static int file_size(struct file_store *fs, const char *path)
 	return -EINVAL;
 }
 
-/* The length: the caller's, or the file's; a regular file grows to it. */
+/*
+ * The length: the caller's, or what the file holds past the offset; a
+ * regular file opened for writing grows to it.
+ */
 static int file_length(struct file_store *fs, const char *path,
 		       uint64_t *len)
 {
+	uint64_t held = fs->size0 > fs->off ? fs->size0 - fs->off : 0;
+
 	if (!*len) {
-		*len = (fs->size0 + fs->ps - 1) / fs->ps * fs->ps;
+		*len = (held + fs->ps - 1) / fs->ps * fs->ps;
 		if (!*len) {
-			uffd_set_error("file: %s is empty and no length was given",
-				       path);
+			uffd_set_error("file: %s is empty%s and no length was given",
+				       path, fs->off ? " past offset" : "");
 			return -EINVAL;
 		}
 	}
-	if (fs->blk && *len > fs->size0) {
-		uffd_set_error("file: %s holds %llu bytes, %llu asked for",
-			       path, (unsigned long long)fs->size0,
+	if (*len > (uint64_t)INT64_MAX - fs->off) {
+		uffd_set_error("file: offset=%llu: past the largest file",
+			       (unsigned long long)fs->off);
+		return -EINVAL;
+	}
+	fs->eof = fs->size0;
+	if (fs->blk && !fs->readonly && *len > held) {
+		uffd_set_error("file: %s holds %llu bytes past offset %llu, %llu asked for",
+			       path, (unsigned long long)held,
+			       (unsigned long long)fs->off,
 			       (unsigned long long)*len);
 		return -EINVAL;
 	}
-	if (!fs->blk && !fs->readonly && fs->size0 < *len &&
-	    ftruncate(fs->fd, (off_t)*len) < 0) {
-		uffd_set_error("file: extending %s: %s", path,
-			       strerror(errno));
-		return -errno;
+	if (!fs->blk && !fs->readonly && held < *len) {
+		if (ftruncate(fs->fd, (off_t)(fs->off + *len)) < 0) {
+			uffd_set_error("file: extending %s: %s", path,
+				       strerror(errno));
+			return -errno;
+		}
+		fs->eof = fs->off + *len;
 	}
 	fs->len = *len;
 	return 0;
 }
 
-static int file_ring(struct file_store *fs, uint64_t pool_pages)
+static int file_pool_map(struct file_store *fs, uint64_t pool_pages)
+{
+	fs->pool_len = pool_pages * fs->ps;
+	/* page aligned (O_DIRECT), populated: no fault on first use */
+	fs->pool = mmap(NULL, fs->pool_len, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (fs->pool == MAP_FAILED) {
+		fs->pool = NULL;
+		uffd_set_error("file: buffer pool of %zu bytes: %s",
+			       fs->pool_len, strerror(errno));
+		return -ENOMEM;
+	}
+	madvise(fs->pool, fs->pool_len, MADV_DONTFORK);
+	return 0;
+}
+
+static void file_ring(struct file_store *fs)
 {
 	struct io_uring_params prm = {
 		/* completions are reaped by the submitter: no IPI needed */
@@ -166,26 +208,14 @@ static int file_ring(struct file_store *fs, uint64_t pool_pages)
 	if (ret == -EINVAL)		/* before 5.19: no COOP_TASKRUN */
 		ret = io_uring_queue_init(FS_RING_DEPTH, &fs->ring, 0);
 	if (ret < 0)
-		return 0;		/* pread/pwrite then */
+		return;			/* pread/pwrite then */
 	fs->uring = true;
-	if (!pool_pages)
-		return 0;
-	fs->pool_len = pool_pages * fs->ps;
-	/* page aligned (O_DIRECT), populated: no fault on first use */
-	fs->pool = mmap(NULL, fs->pool_len, PROT_READ | PROT_WRITE,
-			MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	if (fs->pool == MAP_FAILED) {
-		fs->pool = NULL;
-		uffd_set_error("file: buffer pool of %zu bytes: %s",
-			       fs->pool_len, strerror(errno));
-		return -ENOMEM;
-	}
-	madvise(fs->pool, fs->pool_len, MADV_DONTFORK);
+	if (!fs->pool)
+		return;
 	iov.iov_base = fs->pool;
 	iov.iov_len = fs->pool_len;
 	/* refused (memlock limit): the pool is used with plain I/O */
 	fs->fixed = io_uring_register_buffers(&fs->ring, &iov, 1) == 0;
-	return 0;
 }
 
 static int file_open(const struct uffd_args *args, uint64_t *len,
@@ -194,7 +224,9 @@ static int file_open(const struct uffd_args *args, uint64_t *len,
 	struct file_store *fs;
 	const char *path = uffd_args_get(args, "path");
 	const char *engine = uffd_args_get(args, "engine");
-	uint64_t direct = 0, ro = 0, fresh = 0, pool = FS_POOL_DEFAULT;
+	bool uring = !engine || !strcmp(engine, "uring");
+	uint64_t direct = 0, ro = 0, fresh = 0;
+	uint64_t pool = uring ? FS_POOL_DEFAULT : 0;
 	int flags, ret;
 
 	ret = uffd_args_check(args, file_keys);
@@ -220,9 +252,18 @@ static int file_open(const struct uffd_args *args, uint64_t *len,
 	    (ret = uffd_args_u64(args, "readonly", &ro, 0, 1)) < 0 ||
 	    (ret = uffd_args_u64(args, "fresh", &fresh, 0, 1)) < 0 ||
 	    (ret = uffd_args_u64(args, "pool", &pool, 0, FS_POOL_MAX)) < 0 ||
+	    (ret = uffd_args_u64(args, "offset", &fs->off, 0, INT64_MAX)) < 0 ||
 	    (ret = uffd_args_u64(args, "inject_eio", &fs->inject, 0,
 				 FS_NONE - 1)) < 0)
 		goto fail;
+	if (fs->off % fs->ps || (direct && fs->off % FS_DIRECT_ALIGN)) {
+		uffd_set_error("file: offset=%llu is not a multiple of %llu",
+			       (unsigned long long)fs->off,
+			       (unsigned long long)(fs->off % fs->ps ? fs->ps :
+						    FS_DIRECT_ALIGN));
+		ret = -EINVAL;
+		goto fail;
+	}
 	fs->direct = direct;
 	fs->readonly = ro;
 	fs->fresh = fresh;
@@ -242,11 +283,13 @@ static int file_open(const struct uffd_args *args, uint64_t *len,
 	ret = file_length(fs, path, len);
 	if (ret < 0)
 		goto fail;
-	if (!engine || !strcmp(engine, "uring")) {
-		ret = file_ring(fs, pool);
+	if (pool) {
+		ret = file_pool_map(fs, pool);
 		if (ret < 0)
 			goto fail;
 	}
+	if (uring)
+		file_ring(fs);
 	*state = fs;
 	return 0;
 fail:
@@ -260,17 +303,28 @@ static void set_bits(uint64_t *map, uint64_t p, uint64_t end)
 		map[p / 64] |= 1ull << (p % 64);
 }
 
-/* The pages that hold data now, from the file system's own map. */
+/* Store page of file offset @at (>= fs->off), rounded down or up. */
+static uint64_t page_of(const struct file_store *fs, uint64_t at, bool up)
+{
+	return (at - fs->off + (up ? fs->ps - 1 : 0)) / fs->ps;
+}
+
+/*
+ * The pages that hold data now, from the file system's own map; pages
+ * past the file's end hold none.
+ */
 static int file_data(void *state, uint64_t npages, uint64_t *bitmap)
 {
 	struct file_store *fs = state;
-	uint64_t end = fs->size0 < fs->len ? fs->size0 : fs->len;
-	off_t pos = 0;
+	uint64_t end = fs->size0 < fs->off + fs->len ? fs->size0
+						     : fs->off + fs->len;
+	off_t pos = (off_t)fs->off;
 
-	if (fs->fresh)
+	(void)npages;
+	if (fs->fresh || end <= fs->off)
 		return 0;
 	if (fs->blk) {
-		set_bits(bitmap, 0, npages);
+		set_bits(bitmap, 0, page_of(fs, end, true));
 		return 0;
 	}
 	while ((uint64_t)pos < end) {
@@ -280,15 +334,17 @@ static int file_data(void *state, uint64_t npages, uint64_t *bitmap)
 			break;			/* holes to the end */
 		if (data < 0) {
 			/* no SEEK_DATA here: all of it is data */
-			set_bits(bitmap, (uint64_t)pos / fs->ps,
-				 (end + fs->ps - 1) / fs->ps);
+			set_bits(bitmap, page_of(fs, (uint64_t)pos, false),
+				 page_of(fs, end, true));
 			break;
 		}
+		if ((uint64_t)data >= end)
+			break;
 		hole = lseek(fs->fd, data, SEEK_HOLE);
 		if (hole < 0 || (uint64_t)hole > end)
 			hole = (off_t)end;
-		set_bits(bitmap, (uint64_t)data / fs->ps,
-			 ((uint64_t)hole + fs->ps - 1) / fs->ps);
+		set_bits(bitmap, page_of(fs, (uint64_t)data, false),
+			 page_of(fs, (uint64_t)hole, true));
 		pos = hole;
 	}
 	return 0;
@@ -311,7 +367,8 @@ static bool io_result(struct file_store *fs, struct uffd_store_io *io,
 		      long res)
 {
 	uint64_t len = io->npages * fs->ps;
-	uint64_t off = io->page * fs->ps + io->priv[0];
+	uint64_t at = fs->off + io->page * fs->ps;	/* in the file */
+	bool read = io->op == LIBUFFD_STORE_READ;
 
 	if ((res == -EINTR || res == -EAGAIN) && ++io->priv[1] < FS_RETRIES)
 		return false;
@@ -319,18 +376,25 @@ static bool io_result(struct file_store *fs, struct uffd_store_io *io,
 		uffd_store_complete(io, (int)res);
 		return true;
 	}
-	if (res == 0) {
-		/* the end of the file: zeros past what it held at open */
-		if (io->op == LIBUFFD_STORE_READ && off >= fs->size0) {
-			memset((char *)io->buf + io->priv[0], 0,
-			       len - io->priv[0]);
-			uffd_store_complete(io, 0);
-		} else {
-			uffd_store_complete(io, -EIO);
-		}
+	if (res == 0 && (!read || at + io->priv[0] < fs->eof)) {
+		/* the file ends before it did at open: it shrank */
+		uffd_store_complete(io, -EIO);
 		return true;
 	}
 	io->priv[0] += (uint64_t)res;
+	if (read && at + io->priv[0] >= fs->eof) {
+		/*
+		 * Done at the end: zeros from there on, whatever the file
+		 * gained since open.  No read past it either: with O_DIRECT
+		 * the rest would start at an unaligned offset.
+		 */
+		uint64_t keep = fs->eof > at ? fs->eof - at : 0;
+
+		if (keep < len)
+			memset((char *)io->buf + keep, 0, len - keep);
+		uffd_store_complete(io, 0);
+		return true;
+	}
 	if (io->priv[0] < len)
 		return false;
 	uffd_store_complete(io, 0);
@@ -343,7 +407,7 @@ static void rw_sync(struct file_store *fs, struct uffd_store_io *io)
 
 	do {
 		char *b = (char *)io->buf + io->priv[0];
-		off_t off = (off_t)(io->page * fs->ps + io->priv[0]);
+		off_t off = (off_t)(fs->off + io->page * fs->ps + io->priv[0]);
 		ssize_t got;
 
 		if (io->op == LIBUFFD_STORE_WRITE)
@@ -364,7 +428,7 @@ static void prep(struct file_store *fs, struct io_uring_sqe *sqe,
 	unsigned int n = (unsigned int)(left < FS_CHUNK_MAX ? left
 							     : FS_CHUNK_MAX);
 	char *b = (char *)io->buf + io->priv[0];
-	uint64_t off = io->page * fs->ps + io->priv[0];
+	uint64_t off = fs->off + io->page * fs->ps + io->priv[0];
 
 	if (in_pool(fs, io->buf, io->npages * fs->ps)) {
 		io->out_flags |= LIBUFFD_STORE_IO_FIXED;
@@ -492,7 +556,8 @@ static int file_discard(void *state, uint64_t page, uint64_t npages)
 	if (fs->readonly || fs->blk)
 		return 0;
 	if (fallocate(fs->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-		      (off_t)(page * fs->ps), (off_t)(npages * fs->ps)) < 0 &&
+		      (off_t)(fs->off + page * fs->ps),
+		      (off_t)(npages * fs->ps)) < 0 &&
 	    errno != EOPNOTSUPP) {
 		uffd_set_error("file: punching a hole: %s", strerror(errno));
 		return -errno;
@@ -518,7 +583,8 @@ static int file_pool(void *state, void **buf, size_t *len)
 	struct file_store *fs = state;
 
 	if (!fs->pool) {
-		uffd_set_error("file: no buffer pool (pool=0 or engine=pread)");
+		uffd_set_error("file: no buffer pool (pool=0, or engine=pread "
+			       "without pool=N)");
 		return -EOPNOTSUPP;
 	}
 	*buf = fs->pool;

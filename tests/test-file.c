@@ -293,6 +293,56 @@ START_TEST(zero_pages_mmap)
 }
 END_TEST
 
+/* Bytes this process has read with read(2) and kin: /proc/self/io rchar. */
+static uint64_t rchar(void)
+{
+	char buf[512];
+	const char *at;
+	ssize_t n;
+	int fd = open("/proc/self/io", O_RDONLY | O_CLOEXEC);
+
+	ck_assert_int_ge(fd, 0);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	ck_assert_int_gt(n, 0);
+	buf[n] = 0;
+	at = strstr(buf, "rchar: ");
+	ck_assert_ptr_nonnull(at);
+	return strtoull(at + 7, NULL, 10);
+}
+
+/*
+ * The hole and the pages past the end are mapped without reading the
+ * file: the store's map of holes answers.  With engine=pread the
+ * handler's reads count in rchar; touching all of them adds only the
+ * fault messages the handler reads (32 bytes each), while one data page
+ * adds a page: the oracle sees reads.
+ */
+START_TEST(holes_without_io)
+{
+	struct uffd_region *r = make(path, "engine=pread,readahead=4",
+				     REGION_PAGES);
+	const uint8_t *base = uffd_region_addr(r);
+	uint64_t before, p, zpfn = zero_page_pfn(), pfn;
+	int present;
+
+	before = rchar();
+	for (p = HOLE_A; p < HOLE_B; p++)
+		check_page(base, p, file_len);
+	for (p = FILE_PAGES + 4; p < REGION_PAGES; p++)
+		check_page(base, p, file_len);
+	ck_assert_uint_lt(rchar() - before, ps);
+	for (p = HOLE_A; p < HOLE_B; p++) {
+		ck_assert_int_eq(page_lookup(base + p * ps, &present, &pfn),
+				 0);
+		ck_assert(present && pfn == zpfn);
+	}
+	before = rchar();
+	check_page(base, 0, file_len);
+	ck_assert_uint_ge(rchar() - before, ps);
+}
+END_TEST
+
 /* A write to a zero page gets a page of its own, in one fault. */
 START_TEST(write_zero_page)
 {
@@ -485,29 +535,37 @@ START_TEST(truncated_sigbus)
 }
 END_TEST
 
-static const char *const inject_engines[] = {
-	"engine=uring,readahead=8,inject_eio=13",
-	"engine=uring,readahead=8,prefetch=1,inject_eio=13",
-	"engine=pread,readahead=1,inject_eio=13",
-	"engine=mmap,readahead=8,inject_eio=13",
+static const struct {
+	const char	*args;
+	uint64_t	page;		/* its inject_eio */
+} inject_engines[] = {
+	{ "engine=uring,readahead=8,inject_eio=13", 13 },
+	{ "engine=uring,readahead=8,prefetch=1,inject_eio=13", 13 },
+	{ "engine=pread,readahead=1,inject_eio=13", 13 },
+	{ "engine=mmap,readahead=8,inject_eio=13", 13 },
+	/* a hole's page, read without I/O, fails all the same */
+	{ "engine=uring,readahead=8,inject_eio=22", HOLE_A + 2 },
+	{ "engine=mmap,readahead=8,inject_eio=22", HOLE_A + 2 },
 };
 
 /* A read that fails: SIGBUS on that page only, its window still served. */
 START_TEST(injected_eio)
 {
-	struct uffd_region *r = make(path, inject_engines[_i], REGION_PAGES);
+	const uint64_t bad = inject_engines[_i].page;
+	struct uffd_region *r = make(path, inject_engines[_i].args,
+				     REGION_PAGES);
 	uint8_t *base = uffd_region_addr(r);
 	struct uffd_stats st;
 	uint8_t v;
 	uint64_t p;
 
 	/* a neighbour first: its window holds the bad page */
-	check_page(base, 12, file_len);
-	ck_assert_int_eq(touch_catch_sigbus(base + 13 * ps, 0, &v, NULL), 1);
+	check_page(base, bad - 1, file_len);
+	ck_assert_int_eq(touch_catch_sigbus(base + bad * ps, 0, &v, NULL), 1);
 	v = 1;
-	ck_assert_int_eq(touch_catch_sigbus(base + 13 * ps, 1, &v, NULL), 1);
+	ck_assert_int_eq(touch_catch_sigbus(base + bad * ps, 1, &v, NULL), 1);
 	for (p = 0; p < REGION_PAGES; p++)
-		if (p != 13)
+		if (p != bad)
 			check_page(base, p, file_len);
 	st = final_stats(r);
 	ck_assert_uint_eq(st.poisoned, poisoned_pages(1));
@@ -537,6 +595,7 @@ static const struct bad_spec bad_specs[] = {
 	{ "path=%s,engine=aio", -EINVAL, "engine" },
 	{ "path=%s,engine=mmap,direct=1", -EINVAL, "direct" },
 	{ "path=%s,direct=1,offset=512", -EINVAL, "offset" },
+	{ "path=%s,offset=100", -EINVAL, "offset=100 is not a multiple" },
 	{ "path=%s,inject_eio=80", -EINVAL, "inject_eio" },
 	{ "path=%s,colour=blue", -EINVAL, "colour" },
 	{ "path=/tmp", -EINVAL, "regular" },
@@ -643,6 +702,7 @@ static Suite *file_suite(void)
 	add_engines(tc, zero_pages_mapped, zero_engines,
 		    ARRAY_SIZE(zero_engines), 0);
 	tcase_add_test(tc, zero_pages_mmap);
+	tcase_add_test(tc, holes_without_io);
 	tcase_add_test(tc, write_zero_page);
 	tcase_add_test(tc, removed_reads_zero);
 

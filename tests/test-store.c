@@ -460,6 +460,10 @@ static const struct {
 	{ "file:path=@,pool=x", 4096, "pool" },
 	{ "file:path=/dev/null", 4096, "not a regular file" },
 	{ "file:path=@", 0, "is empty and no length" },
+	{ "file:path=@,offset=100", 4096, "offset=100 is not a multiple" },
+	{ "file:path=@,offset=4x", 4096, "offset" },
+	{ "file:path=@,offset=-1", 4096, "offset" },
+	{ "file:path=@,offset=8M", 0, "is empty past offset" },
 };
 
 START_TEST(bad_spec)
@@ -716,8 +720,8 @@ END_TEST
 
 /*
  * Requests whose buffers come from the pool use registered buffers
- * (READ_FIXED/WRITE_FIXED); others do not; without io_uring's pool
- * there is none to ask for.
+ * (READ_FIXED/WRITE_FIXED); others do not.  engine=pread has a pool
+ * only when pool=N asks for one (plain memory, no FIXED), memfd none.
  */
 START_TEST(file_pool)
 {
@@ -757,6 +761,14 @@ START_TEST(file_pool)
 	ck_assert_int_eq(uffd_store_open(s, NPAGES * ps, &st), 0);
 	ck_assert_int_eq(uffd_store_pool(st, &pool, &len), -EOPNOTSUPP);
 	uffd_store_close(st);
+	snprintf(s, sizeof(s), "%s,pool=8", spec_of(2));
+	ck_assert_int_eq(uffd_store_open(s, NPAGES * ps, &st), 0);
+	ck_assert_int_eq(uffd_store_pool(st, &pool, &len), 0);
+	ck_assert_uint_eq(len, 8 * ps);
+	ck_assert_uint_eq((uintptr_t)pool % ps, 0);
+	ck_assert_int_eq(uffd_store_read(st, 0, 8, pool), 0);
+	ck_assert_int_eq(check_fill(pool, 0, 8, 9), -1);
+	uffd_store_close(st);
 	ck_assert_int_eq(uffd_store_open("memfd", ps, &st), 0);
 	ck_assert_int_eq(uffd_store_pool(st, &pool, &len), -EOPNOTSUPP);
 	uffd_store_close(st);
@@ -777,6 +789,197 @@ START_TEST(file_direct_align)
 	ck_assert_int_eq(uffd_store_written(st, 0), 0);
 	uffd_store_close(st);
 	free(buf);
+}
+END_TEST
+
+/* @spec (a file spec) with ",@extra" appended. */
+static const char *spec_with(int i, const char *extra, char *out, size_t len)
+{
+	snprintf(out, len, "%s,%s", spec_of(i), extra);
+	return out;
+}
+
+/* A file of @hdr pages of 0xee, then @n pages of fill(gen) at @hdr. */
+static int make_at(uint64_t hdr, uint64_t n, uint64_t gen)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	char *b = pages(n);
+
+	ck_assert_int_ge(fd, 0);
+	if (hdr)
+		put(fd, 0, hdr, 0xee);
+	fill(b, 0, n, gen);
+	ck_assert_int_eq(pwrite(fd, b, n * ps, (off_t)(hdr * ps)),
+			 (ssize_t)(n * ps));
+	free(b);
+	return fd;
+}
+
+/*
+ * offset=O: page p is the file's bytes at O + p * page size, for reads,
+ * for the hole map (a hole is seen at its page counted from O, not from
+ * the file's start), for writes and for discard; the header before O is
+ * never touched, and the length taken from the file is what follows O.
+ */
+START_TEST(file_offset)
+{
+	const uint64_t hdr = 3, n = 40;
+	struct uffd_store *st = NULL;
+	char s[600], x[64], *buf = pages(n), *disk = pages(hdr);
+	bool holes;
+	int fd, w;
+
+	/* data at store pages 0..15 and 32..39, a hole at 16..31 */
+	fd = make_at(hdr, n, 11);
+	ck_assert_int_eq(fallocate(fd, FALLOC_FL_PUNCH_HOLE |
+				   FALLOC_FL_KEEP_SIZE,
+				   (off_t)((hdr + 16) * ps), (off_t)(16 * ps)),
+			 0);
+	ck_assert_int_eq(fsync(fd), 0);
+	holes = lseek(fd, (off_t)(hdr * ps), SEEK_HOLE) ==
+		(off_t)((hdr + 16) * ps);
+	close(fd);
+
+	snprintf(x, sizeof(x), "offset=%zu,readonly=1", hdr * ps);
+	ck_assert_int_eq(uffd_store_open(spec_with(_i, x, s, sizeof(s)), 0,
+					 &st), 0);
+	ck_assert_uint_eq(uffd_store_len(st), n * ps);
+	ck_assert_int_eq(uffd_store_read(st, 0, 16, buf), 0);
+	ck_assert_int_eq(check_fill(buf, 0, 16, 11), -1);
+	ck_assert_int_eq(uffd_store_read(st, 32, 8, buf), 0);
+	ck_assert_int_eq(check_fill(buf, 32, 8, 11), -1);
+	memset(buf, 0x55, 16 * ps);
+	ck_assert_int_eq(uffd_store_read(st, 16, 16, buf), holes ? 16 : 0);
+	ck_assert(all_zero(buf, 16 * ps));
+	if (holes) {
+		ck_assert_int_eq(uffd_store_extent(st, 0, n, &w), 16);
+		ck_assert_int_eq(w, 1);
+		ck_assert_int_eq(uffd_store_extent(st, 16, n, &w), 16);
+		ck_assert_int_eq(w, 0);
+		ck_assert_int_eq(uffd_store_extent(st, 32, n, &w), 8);
+		ck_assert_int_eq(w, 1);
+	}
+	uffd_store_close(st);
+
+	/* writable, longer than the file: grown to O + length, sparse */
+	snprintf(x, sizeof(x), "offset=%zu", hdr * ps);
+	ck_assert_int_eq(uffd_store_open(spec_with(_i, x, s, sizeof(s)),
+					 (n + 8) * ps, &st), 0);
+	fill(buf, n + 4, 1, 12);
+	ck_assert_int_eq(uffd_store_write(st, n + 4, 1, buf), 0);
+	fill(buf, 1, 1, 12);
+	ck_assert_int_eq(uffd_store_write(st, 1, 1, buf), 0);
+	ck_assert_int_eq(uffd_store_discard(st, 2, 1), 0);
+	ck_assert_int_eq(uffd_store_sync(st), 0);
+	ck_assert_int_eq(uffd_store_read(st, 0, 3, buf), 1);
+	ck_assert_int_eq(check_fill(buf, 0, 1, 11), -1);
+	ck_assert_int_eq(check_fill(buf + ps, 1, 1, 12), -1);
+	ck_assert(all_zero(buf + 2 * ps, ps));
+	uffd_store_close(st);
+
+	fd = open_ro();
+	ck_assert_int_eq(lseek(fd, 0, SEEK_END), (off_t)((hdr + n + 8) * ps));
+	ck_assert_int_eq(pread(fd, buf, ps, (off_t)((hdr + n + 4) * ps)),
+			 (ssize_t)ps);
+	ck_assert_int_eq(check_fill(buf, n + 4, 1, 12), -1);
+	ck_assert_int_eq(pread(fd, buf, ps, (off_t)((hdr + 1) * ps)),
+			 (ssize_t)ps);
+	ck_assert_int_eq(check_fill(buf, 1, 1, 12), -1);
+	/* the header: never written, never punched */
+	ck_assert_int_eq(pread(fd, disk, hdr * ps, 0), (ssize_t)(hdr * ps));
+	for (w = 0; w < (int)(hdr * ps); w++)
+		ck_assert_int_eq((unsigned char)disk[w], 0xee);
+	if (holes)	/* the discard punched page 2 at O, nothing else */
+		ck_assert_int_eq(lseek(fd, (off_t)(hdr * ps), SEEK_HOLE),
+				 (off_t)((hdr + 2) * ps));
+	close(fd);
+	free(buf);
+	free(disk);
+}
+END_TEST
+
+/*
+ * Read-only, longer than a file that ends inside a page (at offset 0
+ * and at an offset): pages past the end are never written and read as
+ * zeros without I/O; the page straddling the end reads the file's bytes
+ * then zeros, alone or in one run with its neighbours (with direct=1
+ * too, where the rest of a short read would start unaligned); the file
+ * growing later does not show, and shrinking fails the read (-EIO)
+ * instead of giving zeros.
+ */
+START_TEST(file_short_tail)
+{
+	const uint64_t full = 10, tail = 123, n = 16;
+	uint64_t hdr;
+
+	for (hdr = 0; hdr <= 2; hdr += 2) {
+		struct uffd_store *st = NULL;
+		struct uffd_store_stats s0;
+		char s[600], x[64], *buf = pages(n), *want = pages(1);
+		uint64_t p;
+		int fd, w;
+
+		fd = make_at(hdr, full + 1, 13);
+		ck_assert_int_eq(ftruncate(fd, (off_t)((hdr + full) * ps +
+						       tail)), 0);
+		close(fd);
+		fill(want, full, 1, 13);
+		memset(want + tail, 0, ps - tail);
+
+		snprintf(x, sizeof(x), "offset=%zu,readonly=1", hdr * ps);
+		ck_assert_int_eq(uffd_store_open(spec_with(_i, x, s,
+							   sizeof(s)),
+						 n * ps, &st), 0);
+		for (p = 0; p < n; p++)
+			ck_assert_int_eq(uffd_store_written(st, p), p <= full);
+		ck_assert_int_eq(uffd_store_extent(st, full + 1, n, &w),
+				 (int64_t)(n - full - 1));
+		ck_assert_int_eq(w, 0);
+
+		s0 = stats(st);
+		memset(buf, 0x77, n * ps);
+		ck_assert_int_eq(uffd_store_read(st, full + 1, n - full - 1,
+						 buf), (int)(n - full - 1));
+		ck_assert(all_zero(buf, (n - full - 1) * ps));
+		ck_assert_uint_eq(stats(st).store_ios, s0.store_ios);
+
+		memset(buf, 0x77, n * ps);
+		ck_assert_int_eq(uffd_store_read(st, full, 1, buf), 0);
+		ck_assert(!memcmp(buf, want, ps));
+
+		/* 8, 9 data, 10 the tail, 11.. past the end: one run */
+		memset(buf, 0x77, n * ps);
+		ck_assert_int_eq(uffd_store_read(st, full - 2, n - full + 2,
+						 buf), (int)(n - full - 1));
+		ck_assert_int_eq(check_fill(buf, full - 2, 2, 13), -1);
+		ck_assert(!memcmp(buf + 2 * ps, want, ps));
+		ck_assert(all_zero(buf + 3 * ps, (n - full - 1) * ps));
+
+		/* the file grows: the store still ends where it did */
+		fd = open(path, O_RDWR);
+		ck_assert_int_ge(fd, 0);
+		put(fd, hdr + full + 1, 4, 0xcc);
+		memset(buf, 0xcc, ps - tail);
+		ck_assert_int_eq(pwrite(fd, buf, ps - tail,
+					(off_t)((hdr + full) * ps + tail)),
+				 (ssize_t)(ps - tail));
+		ck_assert_int_eq(fsync(fd), 0);
+		memset(buf, 0x77, n * ps);
+		ck_assert_int_eq(uffd_store_read(st, full, 2, buf), 1);
+		ck_assert(!memcmp(buf, want, ps));
+		ck_assert(all_zero(buf + ps, ps));
+
+		/* it shrinks: what it held at open is an error, not zeros */
+		ck_assert_int_eq(ftruncate(fd, (off_t)((hdr + 5) * ps)), 0);
+		close(fd);
+		ck_assert_int_eq(uffd_store_read(st, full - 2, 2, buf), -EIO);
+		ck_assert_int_eq(uffd_store_read(st, full, 1, buf), -EIO);
+		ck_assert_int_eq(uffd_store_read(st, 3, 2, buf), 0);
+		ck_assert_int_eq(check_fill(buf, 3, 2, 13), -1);
+		uffd_store_close(st);
+		free(buf);
+		free(want);
+	}
 }
 END_TEST
 
@@ -942,6 +1145,8 @@ int main(void)
 	tcase_add_loop_test(tc, file_snapshot_holes, 1, NSPECS);
 	tcase_add_loop_test(tc, file_fresh_garbage, 1, NSPECS);
 	tcase_add_loop_test(tc, file_readonly, 1, NSPECS);
+	tcase_add_loop_test(tc, file_offset, 1, NSPECS);
+	tcase_add_loop_test(tc, file_short_tail, 1, NSPECS);
 	tcase_add_test(tc, file_pool);
 	tcase_add_test(tc, file_direct_align);
 	return run_suite(s);
