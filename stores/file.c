@@ -615,13 +615,15 @@ static int file_dup(void *state, void **out)
 		free(d);
 		return ret;
 	}
-	if (fs->uring) {
-		ret = file_ring(d, fs->pool_len / fs->ps);
+	if (fs->pool) {
+		ret = file_pool_map(d, fs->pool_len / fs->ps);
 		if (ret < 0) {
 			file_close(d);
 			return ret;
 		}
 	}
+	if (fs->uring)
+		file_ring(d);
 	*out = d;
 	return 0;
 }

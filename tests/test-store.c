@@ -403,6 +403,53 @@ START_TEST(discard)
 }
 END_TEST
 
+/*
+ * A second handle (uffd_store_dup): what one writes the other reads,
+ * holes and discards included, each with its own requests in flight;
+ * closed in either order.
+ */
+START_TEST(dup_handle)
+{
+	struct uffd_store *st = open_store(_i, NPAGES), *d = NULL;
+	struct uffd_store_io io = { .op = LIBUFFD_STORE_WRITE, .page = 8,
+				    .npages = 4 }, *ptr = &io, *done;
+	char *buf = pages(8), *other = pages(4);
+
+	ck_assert_int_eq(uffd_store_dup(st, &d), 0);
+	ck_assert_ptr_nonnull(d);
+	ck_assert_uint_eq(uffd_store_len(d), uffd_store_len(st));
+	fill(buf, 0, 4, 7);
+	ck_assert_int_eq(uffd_store_write(d, 0, 4, buf), 0);
+	ck_assert_int_eq(uffd_store_written(st, 3), 1);
+	memset(buf, 0, 8 * ps);
+	ck_assert_int_eq(uffd_store_read(st, 0, 8, buf), 4);
+	ck_assert_int_eq(check_fill(buf, 0, 4, 7), -1);
+	ck_assert(all_zero(buf + 4 * ps, 4 * ps));
+	/* one request out on the dup while the original does I/O */
+	fill(other, 8, 4, 8);
+	io.buf = other;
+	ck_assert_int_eq(uffd_store_submit(d, &ptr, 1), 1);
+	ck_assert_int_eq(uffd_store_write(st, 4, 1, buf), 0);
+	ck_assert_int_eq(uffd_store_reap(d, &done, 1, 1), 1);
+	ck_assert_int_eq(io.res, 0);
+	ck_assert_uint_eq(uffd_store_inflight(st), 0);
+	ck_assert_int_eq(uffd_store_read(st, 8, 4, buf), 0);
+	ck_assert_int_eq(check_fill(buf, 8, 4, 8), -1);
+	/* a discard through the original is a hole through the dup */
+	ck_assert_int_eq(uffd_store_discard(st, 9, 1), 0);
+	ck_assert_int_eq(uffd_store_read(d, 8, 2, buf), 1);
+	ck_assert(all_zero(buf + ps, ps));
+	uffd_store_close(st);
+	/* the dup outlives the original */
+	ck_assert_int_eq(uffd_store_read(d, 0, 4, buf), 0);
+	ck_assert_int_eq(check_fill(buf, 0, 4, 7), -1);
+	uffd_store_close(d);
+	ck_assert_int_eq(uffd_store_dup(NULL, &d), -EINVAL);
+	free(buf);
+	free(other);
+}
+END_TEST
+
 /* inject_eio: requests covering the page fail; holes never reach it. */
 START_TEST(inject_eio)
 {
@@ -1131,6 +1178,7 @@ int main(void)
 	tcase_add_loop_test(tc, mixed_sync_async, 0, NSPECS);
 	tcase_add_loop_test(tc, out_of_range, 0, NSPECS);
 	tcase_add_loop_test(tc, discard, 0, NSPECS);
+	tcase_add_loop_test(tc, dup_handle, 0, NSPECS);
 	tcase_add_loop_test(tc, inject_eio, 0, NSPECS);
 
 	tc = add_tcase(s, "specs", setup, teardown);
