@@ -1028,7 +1028,7 @@ void uffd_store_complete(struct uffd_store_io *io, int res);
  *      memory (memfd_create, mapped): synchronous memcpy, nothing
  *      outlives the handle.  The fastest bound for a store.
  *  file:path=P[,offset=O][,direct=1][,readonly=1][,fresh=1][,pool=N]
- *       [,engine=E][,inject_eio=PAGE]
+ *       [,engine=E][,spin=US][,inject_eio=PAGE]
  *      a regular file (created if missing, extended sparse to the
  *      length) or a block device.  offset=O: page 0 is the file's byte O
  *      (a multiple of the page size, and of 4096 with direct=1).
@@ -1041,6 +1041,10 @@ void uffd_store_complete(struct uffd_store_io *io, int res);
  *      I/O, and the page straddling it is zeroed from there on.
  *      fresh=1: forget what the file holds: every page starts never
  *      written (a block device reused as scratch).
+ *      spin=US (uring): a wait for a completion polls the ring for up to
+ *      US microseconds before it sleeps (0, the default: sleep at once);
+ *      for a thread that has nothing else to do meanwhile.  A dup
+ *      (uffd_store_dup) sleeps.
  *  inject_eio=PAGE (testing): every I/O that covers page PAGE and reaches
  *      the store fails with -EIO.
  */

@@ -53,6 +53,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
@@ -83,6 +84,7 @@ struct file_store {
 	uint64_t	size0;		/* the file's size at open */
 	uint64_t	eof;		/* reads are cut here (file offset) */
 	uint64_t	inject;		/* page that fails, or FS_NONE */
+	uint64_t	spin_ns;	/* spin=US, in ns */
 
 	bool		uring;		/* ring set up and used */
 	struct io_uring	ring;
@@ -94,7 +96,7 @@ struct file_store {
 
 static const char *const file_keys[] = {
 	"path", "offset", "direct", "readonly", "fresh", "pool", "engine",
-	"inject_eio", NULL
+	"inject_eio", "spin", NULL
 };
 
 /* io->priv[0]: bytes done; io->priv[1]: EINTR/EAGAIN retries */
@@ -225,7 +227,7 @@ static int file_open(const struct uffd_args *args, uint64_t *len,
 	const char *path = uffd_args_get(args, "path");
 	const char *engine = uffd_args_get(args, "engine");
 	bool uring = !engine || !strcmp(engine, "uring");
-	uint64_t direct = 0, ro = 0, fresh = 0;
+	uint64_t direct = 0, ro = 0, fresh = 0, spin = 0;
 	uint64_t pool = uring ? FS_POOL_DEFAULT : 0;
 	int flags, ret;
 
@@ -253,9 +255,11 @@ static int file_open(const struct uffd_args *args, uint64_t *len,
 	    (ret = uffd_args_u64(args, "fresh", &fresh, 0, 1)) < 0 ||
 	    (ret = uffd_args_u64(args, "pool", &pool, 0, FS_POOL_MAX)) < 0 ||
 	    (ret = uffd_args_u64(args, "offset", &fs->off, 0, INT64_MAX)) < 0 ||
+	    (ret = uffd_args_u64(args, "spin", &spin, 0, 1000000)) < 0 ||
 	    (ret = uffd_args_u64(args, "inject_eio", &fs->inject, 0,
 				 FS_NONE - 1)) < 0)
 		goto fail;
+	fs->spin_ns = spin * 1000;
 	if (fs->off % fs->ps || (direct && fs->off % FS_DIRECT_ALIGN)) {
 		uffd_set_error("file: offset=%llu is not a multiple of %llu",
 			       (unsigned long long)fs->off,
@@ -510,6 +514,37 @@ static int file_submit(void *state, struct uffd_store_io *const *ios,
 	return 0;
 }
 
+/*
+ * spin=US: look for a completion for up to US microseconds, running the
+ * ring's task work each time, before sleeping for it.  The thread that
+ * waits for a fault's read has nothing else to do, and a sleep's wake-up
+ * (an interrupt, then the scheduler) is a good part of a fast disk's
+ * latency in a virtual machine.
+ */
+static int spin_cqe(struct file_store *fs, struct io_uring_cqe **cqe)
+{
+	struct timespec t;
+	uint64_t end;
+	int ret;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	end = (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec +
+	      fs->spin_ns;
+	for (;;) {
+		ret = io_uring_peek_cqe(&fs->ring, cqe);
+		if (ret != -EAGAIN)
+			return ret;
+		io_uring_get_events(&fs->ring);
+		ret = io_uring_peek_cqe(&fs->ring, cqe);
+		if (ret != -EAGAIN)
+			return ret;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if ((uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec >
+		    end)
+			return io_uring_wait_cqe(&fs->ring, cqe);
+	}
+}
+
 static int file_wait(void *state, unsigned int min)
 {
 	struct file_store *fs = state;
@@ -520,7 +555,9 @@ static int file_wait(void *state, unsigned int min)
 		struct uffd_store_io *io;
 		int ret;
 
-		if (done < min)
+		if (done < min && fs->spin_ns)
+			ret = spin_cqe(fs, &cqe);
+		else if (done < min)
 			ret = io_uring_wait_cqe(&fs->ring, &cqe);
 		else
 			ret = io_uring_peek_cqe(&fs->ring, &cqe);
@@ -608,6 +645,7 @@ static int file_dup(void *state, void **out)
 	d->pool = NULL;
 	d->pool_len = 0;
 	d->fixed = false;
+	d->spin_ns = 0;		/* a dup is another thread's: it sleeps */
 	d->fd = fcntl(fs->fd, F_DUPFD_CLOEXEC, 0);
 	if (d->fd < 0) {
 		ret = -errno;

@@ -40,6 +40,7 @@ static const char *const specs[] = {
 	"file:path=@,engine=pread",
 	"file:path=@,direct=1",
 	"file:path=@,pool=0",
+	"file:path=@,direct=1,spin=200",	/* waits poll first */
 };
 #define NSPECS	((int)(sizeof(specs) / sizeof(specs[0])))
 
