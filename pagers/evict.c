@@ -159,7 +159,6 @@ struct evict {
 	uint8_t			*bufs;		/* EV_SYNC_SLOTS x ra_max pages */
 	size_t			bufs_len;
 	struct wb		*wb;		/* a round's pages */
-	uint32_t		*todo;		/* flush: dirty pages */
 	struct uffd_store_io	*ios;
 	struct uffd_store_io	**iop;
 
@@ -851,10 +850,21 @@ again:
 
 /* ------------------------------------------------------------ events */
 
+/* Forget the store's copy of [p, end): they read as zeros again. */
+static void discard_run(struct evict *e, uint64_t p, uint64_t end)
+{
+	if (p >= end)
+		return;
+	pthread_mutex_lock(&e->slk);
+	uffd_store_discard(e->store, p, end - p);
+	pthread_mutex_unlock(&e->slk);
+}
+
 static void evict_event(void *state, const struct uffd_event *ev)
 {
 	struct evict *e = state;
 	uint64_t p = ev->offset / e->ps, end = (ev->offset + ev->len) / e->ps;
+	uint64_t run = p;
 
 	if (ev->type == LIBUFFD_EVENT_REMAP)
 		return;		/* addresses are looked up afresh each time */
@@ -865,6 +875,8 @@ static void evict_event(void *state, const struct uffd_event *ev)
 		if (s == PG_OUT) {
 			/* its write-back discards it once written */
 			e->fl[p] |= PF_ZAP;
+			discard_run(e, run, p);
+			run = p + 1;
 			continue;
 		}
 		if (s == PG_FILLING)
@@ -882,10 +894,8 @@ static void evict_event(void *state, const struct uffd_event *ev)
 			if (ev->type == LIBUFFD_EVENT_REMOVE)
 				drop_page(e, (uint32_t)p);
 		}
-		pthread_mutex_lock(&e->slk);
-		uffd_store_discard(e->store, p, 1);
-		pthread_mutex_unlock(&e->slk);
 	}
+	discard_run(e, run, end);
 	pthread_mutex_unlock(&e->lk);
 }
 
@@ -894,10 +904,14 @@ static void evict_event(void *state, const struct uffd_event *ev)
 static int evict_flush(void *state)
 {
 	struct evict *e = state;
-	uint32_t head = (uint32_t)e->npages, p;
+	uint32_t head = (uint32_t)e->npages, p, *todo;
 	uint64_t ndirty = 0, done = 0, i;
 	int err = 0, ret;
 
+	/* not at init: a flush is rare, and this is 4 bytes a page */
+	todo = malloc((e->npages ? e->npages : 1) * sizeof(*todo));
+	if (!todo)
+		return luffd_fail(-ENOMEM, "evict: flush: out of memory");
 	pthread_mutex_lock(&e->elk);
 	pthread_mutex_lock(&e->lk);
 	/* a write fault's page is dirty once its fill settles: wait */
@@ -908,7 +922,7 @@ static int evict_flush(void *state)
 	}
 	for (p = e->next[head]; p != head; p = e->next[p])
 		if (e->st[p] == PG_DIRTY)
-			e->todo[ndirty++] = p;
+			todo[ndirty++] = p;
 	pthread_mutex_unlock(&e->lk);
 
 	while (done < ndirty) {
@@ -918,7 +932,7 @@ static int evict_flush(void *state)
 		for (; done < ndirty && n < e->batch; done++) {
 			struct wb *w = &e->wb[n];
 
-			p = e->todo[done];
+			p = todo[done];
 			if (e->st[p] != PG_DIRTY)
 				continue;
 			if (move_out(e, p, n) < 0)
@@ -950,6 +964,7 @@ static int evict_flush(void *state)
 	ret = uffd_store_sync(e->wstore);
 	pthread_mutex_unlock(&e->wlk);
 	pthread_mutex_unlock(&e->elk);
+	free(todo);
 	if (err)
 		return luffd_fail(-EIO, "evict: flush: a write failed: %s "
 				  "(those pages stay dirty)", strerror(-err));
@@ -1122,7 +1137,6 @@ static int evict_init(struct uffd_region *region,
 	e->fl = calloc(e->npages, 1);
 	e->next = malloc((e->npages + 1) * sizeof(uint32_t));
 	e->prev = malloc((e->npages + 1) * sizeof(uint32_t));
-	e->todo = malloc(e->npages * sizeof(uint32_t));
 	e->slot_page = malloc((e->batch + EV_SYNC_SLOTS) * sizeof(uint32_t));
 	e->wb = calloc(e->batch, sizeof(*e->wb));
 	e->ios = calloc(e->batch, sizeof(*e->ios));
@@ -1132,7 +1146,7 @@ static int evict_init(struct uffd_region *region,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (e->bufs == MAP_FAILED)
 		e->bufs = NULL;
-	if (!e->st || !e->fl || !e->next || !e->prev || !e->todo ||
+	if (!e->st || !e->fl || !e->next || !e->prev ||
 	    !e->slot_page || !e->wb || !e->ios || !e->iop || !e->bufs) {
 		ret = luffd_fail(-ENOMEM, "evict: out of memory");
 		goto fail;
@@ -1214,7 +1228,6 @@ static void evict_fini(void *state)
 	free(e->fl);
 	free(e->next);
 	free(e->prev);
-	free(e->todo);
 	free(e->slot_page);
 	free(e->wb);
 	free(e->ios);

@@ -56,6 +56,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <linux/fs.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -279,6 +280,18 @@ static int file_open(const struct uffd_args *args, uint64_t *len,
 		uffd_set_error("file: open %s%s: %s", path,
 			       fs->direct ? " (O_DIRECT)" : "",
 			       strerror(errno));
+		goto fail;
+	}
+	/*
+	 * One writer or many readers: two handles writing one file (two
+	 * evict regions given the same path) would corrupt each other
+	 * silently.  A dup shares this lock (same open file).
+	 */
+	if (flock(fs->fd, (fs->readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0 &&
+	    errno != ENOLCK && errno != EINVAL) {
+		ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		uffd_set_error("file: %s is %s by another store handle", path,
+			       fs->readonly ? "being written" : "in use");
 		goto fail;
 	}
 	ret = file_size(fs, path);

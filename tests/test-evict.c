@@ -543,6 +543,17 @@ START_TEST(refusals)
 	ck_assert_int_eq(uffd_ctx_create(&sig, &so), 0);
 	ck_assert_int_eq(try_spec(sig, "evict:limit=1M", LIBUFFD_MEM_ANON),
 			 -ENOTSUP);
+	/* two regions paging to one file would corrupt each other */
+	{
+		char spec[200];
+		struct uffd_region *first;
+
+		snprintf(spec, sizeof(spec), "evict:limit=1M,store=file,"
+			 "direct=0,path=%s", store_path);
+		first = ev_region(c, spec, 64);
+		ck_assert_int_eq(try_spec(c, spec, LIBUFFD_MEM_ANON), -EBUSY);
+		uffd_region_destroy(first);
+	}
 	/* a pager that keeps no dirty pages has nothing to flush */
 	r = make_region_zero(c);
 	ck_assert_int_eq(uffd_region_flush(r), -EOPNOTSUPP);

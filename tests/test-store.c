@@ -451,6 +451,29 @@ START_TEST(dup_handle)
 }
 END_TEST
 
+/* One writer or many readers per file: never two handles writing it. */
+START_TEST(file_one_writer)
+{
+	struct uffd_store *w = NULL, *w2 = NULL, *r1 = NULL, *r2 = NULL;
+	char s[600], ro[600];
+
+	snprintf(s, sizeof(s), "file:path=%s", path);
+	snprintf(ro, sizeof(ro), "file:path=%s,readonly=1", path);
+	ck_assert_int_eq(uffd_store_open(s, NPAGES * ps, &w), 0);
+	ck_assert_int_eq(uffd_store_open(s, NPAGES * ps, &w2), -EBUSY);
+	ck_assert_ptr_nonnull(strstr(uffd_last_error(), "in use"));
+	ck_assert_int_eq(uffd_store_open(ro, 0, &r1), -EBUSY);
+	uffd_store_close(w);
+	ck_assert_int_eq(uffd_store_open(ro, 0, &r1), 0);
+	ck_assert_int_eq(uffd_store_open(ro, 0, &r2), 0);
+	ck_assert_int_eq(uffd_store_open(s, NPAGES * ps, &w2), -EBUSY);
+	uffd_store_close(r1);
+	uffd_store_close(r2);
+	ck_assert_int_eq(uffd_store_open(s, NPAGES * ps, &w2), 0);
+	uffd_store_close(w2);
+}
+END_TEST
+
 /* inject_eio: requests covering the page fail; holes never reach it. */
 START_TEST(inject_eio)
 {
@@ -1180,6 +1203,7 @@ int main(void)
 	tcase_add_loop_test(tc, out_of_range, 0, NSPECS);
 	tcase_add_loop_test(tc, discard, 0, NSPECS);
 	tcase_add_loop_test(tc, dup_handle, 0, NSPECS);
+	tcase_add_test(tc, file_one_writer);
 	tcase_add_loop_test(tc, inject_eio, 0, NSPECS);
 
 	tc = add_tcase(s, "specs", setup, teardown);
