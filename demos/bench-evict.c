@@ -866,7 +866,9 @@ static void evict_plot(const struct rows *rows)
 {
 	char *data, *script, title[256], b[32];
 	const char **ser = xcalloc(rows->n, sizeof(*ser));
-	size_t ns = 0, len, i, s, r;
+	const char **swl = xcalloc(rows->n, sizeof(*swl));
+	const char **wls = xcalloc(rows->n, sizeof(*wls));
+	size_t ns = 0, nw = 0, len, i, s, r, w;
 	FILE *f;
 
 	for (i = 0; i < rows->n; i++) {
@@ -875,8 +877,14 @@ static void evict_plot(const struct rows *rows)
 
 		for (s = 0; s < ns && strcmp(ser[s], name); s++)
 			;
-		if (s == ns)
+		if (s == ns) {
+			swl[ns] = rows->v[i].workload;
 			ser[ns++] = name;
+		}
+		for (w = 0; w < nw && strcmp(wls[w], rows->v[i].workload); w++)
+			;
+		if (w == nw)
+			wls[nw++] = rows->v[i].workload;
 	}
 	f = xmemstream(&data, &len);
 	fputs("ws", f);
@@ -913,18 +921,36 @@ static void evict_plot(const struct rows *rows)
 	f = xmemstream(&script, &len);
 	gp_line_plot(f, title, "working set / budget (log2)",
 		     "ns per access, median (log scale)");
-	fputs("set logscale y\nplot ", f);
-	for (s = 0; s < ns; s++)
-		fprintf(f, "%sdata using 1:%zu with linespoints lw 2 %s"
-			"title columnheader(%zu)", s ? ", " : "", s + 2,
-			strncmp(ser[s], "native", 6) ? "" : "dt 2 ", s + 2);
-	fputc('\n', f);
+	/* one panel per workload: its rows, the kernel's among them */
+	fprintf(f, "set terminal pngcairo size 1500,%d noenhanced\n"
+		"set output out\nset logscale y\nset key inside right center font ',9'\n"
+		"set multiplot layout %zu,%zu title '%s'\n",
+		nw > 3 ? 900 : 500, (nw + 2) / 3, nw < 3 ? nw : (size_t)3,
+		title);
+	for (w = 0; w < nw; w++) {
+		bool first = true;
+
+		fprintf(f, "set title '%s'\nplot ", wls[w]);
+		for (s = 0; s < ns; s++) {
+			if (strcmp(swl[s], wls[w]))
+				continue;
+			fprintf(f, "%sdata using 1:%zu with linespoints lw 2 %s"
+				"title '%.*s'", first ? "" : ", ", s + 2,
+				strncmp(ser[s], "native", 6) ? "" : "dt 2 ",
+				(int)strcspn(ser[s], " "), ser[s]);
+			first = false;
+		}
+		fputc('\n', f);
+	}
+	fputs("unset multiplot\n", f);
 	fclose(f);
 	if (gnuplot_found())
 		gnuplot_run(script, data);
 	free(data);
 	free(script);
 	free(ser);
+	free(swl);
+	free(wls);
 }
 
 /*
