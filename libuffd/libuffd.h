@@ -29,7 +29,7 @@ extern "C" {
 #endif
 
 #define LIBUFFD_VERSION_MAJOR	0
-#define LIBUFFD_VERSION_MINOR	2
+#define LIBUFFD_VERSION_MINOR	3
 
 /* ------------------------------------------------------------------ */
 /* Probing the kernel                                                  */
