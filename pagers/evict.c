@@ -574,18 +574,18 @@ static unsigned int evict_round(struct evict *e)
 
 /*
  * The budget is full: take one victim out from a fault, now.  Under lk
- * (dropped while a dirty victim is written).
+ * (dropped while a dirty victim is written).  false: none could go.
  */
-static void evict_one(struct evict *e)
+static bool evict_one(struct evict *e)
 {
 	uint32_t slot = sync_slot_get(e);
 	struct wb w;
 
 	if (slot == EV_NIL)
-		return;
+		return false;
 	if (!take_out(e, &w, 1, slot, 0)) {
 		e->sync_free |= 1u << (slot - e->batch);
-		return;
+		return false;
 	}
 	if (w.dirty) {
 		struct uffd_store_io io, *iop = &io;
@@ -596,6 +596,7 @@ static void evict_one(struct evict *e)
 		settle(e, &w, 1, false);
 	}
 	sync_slot_put(e, slot);
+	return true;
 }
 
 static void *evictor_main(void *arg)
@@ -675,13 +676,14 @@ static void make_room(struct evict *e, uint64_t need)
 {
 	unsigned int guard = EV_SYNC_SLOTS * 4;
 
-	while (e->resident + need > e->limit && guard--) {
-		uint64_t before = e->resident;
-
-		evict_one(e);
-		if (e->resident >= before)
-			break;		/* nothing could go: over budget */
-	}
+	/*
+	 * Another handler may fill while a dirty victim is written (lk is
+	 * dropped then): look again after each.  Over the budget only when
+	 * nothing can go (every page failed to write, or no slot).
+	 */
+	while (e->resident + need > e->limit && guard--)
+		if (!evict_one(e))
+			break;
 	if (e->resident + need > e->high && !e->stop)
 		pthread_cond_signal(&e->kick);
 }
@@ -830,10 +832,13 @@ again:
 		e->buf_free |= 1u << b;
 	for (i = 0; i < n; i++) {
 		uint32_t q = p + i;
+		/* a fill that failed part way filled what it filled */
+		bool in = ret >= 0 ||
+			  luffd_present_test(e->region, (uint64_t)q * e->ps);
 
-		if (ret < 0 || (e->fl[q] & PF_ZAP)) {
-			/* failed, or thrown away while it came in */
-			if (ret >= 0)
+		if (!in || (e->fl[q] & PF_ZAP)) {
+			/* not filled, or thrown away while it came in */
+			if (in)
 				drop_page(e, q);
 			e->st[q] = PG_ABSENT;
 			e->fl[q] = 0;
@@ -845,6 +850,9 @@ again:
 		list_add(e, q);
 	}
 	pthread_mutex_unlock(&e->lk);
+	/* the faulting page came in: a readahead page's failure is no error */
+	if (ret < 0 && luffd_present_test(e->region, (uint64_t)p * e->ps))
+		ret = 0;
 	return ret;
 }
 
