@@ -702,7 +702,12 @@ static Suite *file_suite(void)
 	add_engines(tc, zero_pages_mapped, zero_engines,
 		    ARRAY_SIZE(zero_engines), 0);
 	tcase_add_test(tc, zero_pages_mmap);
-	tcase_add_test(tc, holes_without_io);
+	/* its oracle, rchar, needs CONFIG_TASK_IO_ACCOUNTING */
+	if (access("/proc/self/io", R_OK) == 0)
+		tcase_add_test(tc, holes_without_io);
+	else
+		skip_case("holes_without_io", "no /proc/self/io (a kernel "
+			  "without CONFIG_TASK_IO_ACCOUNTING)");
 	tcase_add_test(tc, write_zero_page);
 	tcase_add_test(tc, removed_reads_zero);
 
