@@ -221,7 +221,7 @@ static const struct strat default_strats[] = {
 };
 
 #define MAX_STRATS	24
-#define R_MMAP		0	/* kernel-mmap: the baseline of "x mmap" */
+#define R_MMAP		0	/* kernel-mmap: baseline of "x mmap" */
 #define R_POPULATE	1	/* kernel-populate */
 #define R_PAGERS	2	/* the first pager: the baseline of "ratio" */
 #define MAX_THREADS	8
@@ -248,7 +248,7 @@ struct sample {
 	uint64_t	faults, copy, zero, poisoned, eexist;
 	uint64_t	bad;		/* pages that read wrong */
 	uint64_t	helper_ns;
-	uint64_t	minflt, majflt;	/* the process's, in the timed part */
+	uint64_t	minflt, majflt;	/* the process's, timed part */
 	uint64_t	rss_kib;	/* of the restored range, after it */
 };
 
@@ -259,7 +259,7 @@ static struct {
 	int		app_cpu, handler_cpu, ncpus;
 	const char	*pin;
 	bool		json, verify_all;
-	int		cache;		/* restore_drop_cache()'s, last */
+	int		cache;		/* last restore_drop_cache() */
 	char		cache_why[256];
 	struct strat	strats[MAX_STRATS];
 	size_t		nstrats;
@@ -417,7 +417,7 @@ struct team {
 	bool		go;
 	unsigned int	busy;		/* made members not done yet */
 	unsigned int	n, made;
-	char		*base;		/* NULL at go: nothing to touch */
+	char		*base;		/* NULL at go: no touch */
 	const uint32_t	*ord;
 	bool		write;
 	struct member	m[MAX_THREADS];
