@@ -1,23 +1,31 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The "restore" experiment: restore one snapshot image (bench-restore.h)
- * through each engine of the file pager, touched in order and at random,
- * and compare each with the mmap engine (Firecracker's way) in the same
- * run: total restore time, and p50/p99 fault service time from the
- * statistics histogram.  Runs are interleaved (rep, then order, then
- * strategy) and every figure is a median over the reps of per-rep ratios.
+ * through each engine of the file pager, and through the kernel's own
+ * mmap(MAP_PRIVATE) of the file (the path a VM or checkpoint tool takes
+ * without userfaultfd: Firecracker's default File backend), in the same
+ * run: touched in order and at random, a word read per page or read and
+ * then written back, by 1 or more application threads, from a cold or a
+ * warm page cache.  Each table reports total restore time and p50/p99
+ * fault service time from the statistics histogram, against the pager's
+ * own engine=mmap ("ratio") and against kernel-mmap ("x mmap").  Runs are
+ * interleaved (rep, then table, then row) and every figure is a median
+ * over the reps of per-rep ratios.  Every run's touch checks the word it
+ * reads and the first rep's (every rep's with --verify-all) checks every
+ * byte: a wrong page stops the bench before any table.
  *
- * The page cache is dropped before every run (vm.drop_caches, after
+ * The page cache is dropped before every cold run (vm.drop_caches, after
  * fdatasync), so that each restore reads the image from the disk as a
  * fresh restore would; where that is not allowed, the file's pages are
  * dropped with POSIX_FADV_DONTNEED instead, and where even that fails the
- * runs say "warm".  --warm keeps the cache on purpose.
+ * header says so.  A warm run reads the whole image first, untimed.
  *
  * The application thread and the handler share CPU 0 by default (--pin
  * same): a cross-CPU wake-up costs tens of microseconds here, more than a
- * whole fault served on one CPU.  The pager's prefetch thread is left to
- * the scheduler: the contexts are started before the application thread
- * pins itself, so it does not inherit the pin.
+ * whole fault served on one CPU.  A second application thread goes on the
+ * next CPU.  The pager's prefetch thread is left to the scheduler: the
+ * contexts are started before the application thread pins itself, so it
+ * does not inherit the pin.
  *
  * Self-contained (its own options and output), so that uffd-bench can
  * call bench_restore() as its "restore" experiment and snapshot-restore
@@ -27,6 +35,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +43,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <libuffd.h>
@@ -180,8 +190,20 @@ int restore_drop_cache(const char *path, char *why, size_t len)
 	return 0;
 }
 
-/* ------------------------------------------------------- the runs */
+/* ------------------------------------------------------- the rows */
 
+/*
+ * The rows of every table.  The kernel's own restore comes first:
+ * kernel-mmap is mmap(MAP_PRIVATE) of the image, writable as a VM's
+ * memory is, faulted in by the touch itself (page cache readahead, and
+ * fault-around on read faults; a write after the read costs a
+ * copy-on-write fault per page); kernel-populate is the same mapping
+ * with MAP_POPULATE, which on a writable private mapping breaks
+ * copy-on-write for every page up front (populate_vma_page_range()
+ * faults such a mapping for write): the eager restore, in either touch.
+ * Then the file pager's strategies; the first of them is the baseline
+ * of the "ratio" columns, as before the kernel rows existed.
+ */
 struct strat {
 	const char	*name;
 	const char	*args;		/* after "file:path=IMAGE," */
@@ -199,6 +221,25 @@ static const struct strat default_strats[] = {
 };
 
 #define MAX_STRATS	24
+#define R_MMAP		0	/* kernel-mmap: baseline of "x mmap" */
+#define R_POPULATE	1	/* kernel-populate */
+#define R_PAGERS	2	/* the first pager: the baseline of "ratio" */
+#define MAX_THREADS	8
+#define MAX_TLIST	4	/* thread counts in one run */
+
+/*
+ * One table of the report, and the unit of interleaving: the page
+ * cache's state, the thread count (an index into o.threads), the order
+ * and the touch.
+ */
+struct cell {
+	int	cache;		/* 0 cold, 1 warm */
+	int	ti;
+	int	ord;		/* 0 in order, 1 at random */
+	int	touch;		/* 0 read, 1 read then write */
+};
+
+#define NCELLS		(2 * MAX_TLIST * 2 * 2)
 
 struct sample {
 	bool		valid;
@@ -207,21 +248,84 @@ struct sample {
 	uint64_t	faults, copy, zero, poisoned, eexist;
 	uint64_t	bad;		/* pages that read wrong */
 	uint64_t	helper_ns;
+	uint64_t	minflt, majflt;	/* the process's, timed part */
+	uint64_t	rss_kib;	/* of the restored range, after it */
 };
 
 static struct {
 	const char	*file;
 	uint64_t	size;
 	unsigned int	reps;
-	int		app_cpu, handler_cpu;
+	int		app_cpu, handler_cpu, ncpus;
 	const char	*pin;
-	bool		warm, json, verify_all;
-	int		cache;		/* restore_drop_cache()'s */
+	bool		json, verify_all;
+	int		cache;		/* last restore_drop_cache() */
 	char		cache_why[256];
 	struct strat	strats[MAX_STRATS];
 	size_t		nstrats;
 	bool		orders[2];	/* seq, random */
+	bool		touches[2];	/* read, read then write */
+	bool		caches[2];	/* cold, warm */
+	unsigned int	threads[MAX_TLIST];
+	unsigned int	nthreads;
 } o;
+
+static size_t nrows(void)
+{
+	return R_PAGERS + o.nstrats;
+}
+
+static const char *row_name(size_t k, int touch)
+{
+	if (k == R_MMAP)
+		return touch ? "kernel-mmap-rw" : "kernel-mmap";
+	if (k == R_POPULATE)
+		return "kernel-populate";
+	return o.strats[k - R_PAGERS].name;
+}
+
+static struct cell cell_at(int i)
+{
+	struct cell c = {
+		.touch = i % 2,
+		.ord = i / 2 % 2,
+		.ti = i / 4 % MAX_TLIST,
+		.cache = i / (4 * MAX_TLIST),
+	};
+
+	return c;
+}
+
+static int cell_index(const struct cell *c)
+{
+	return ((c->cache * MAX_TLIST + c->ti) * 2 + c->ord) * 2 + c->touch;
+}
+
+static bool cell_on(const struct cell *c)
+{
+	return o.caches[c->cache] && (unsigned int)c->ti < o.nthreads &&
+	       o.orders[c->ord] && o.touches[c->touch];
+}
+
+/* "seq-read", "rand-rw"...: the workload of a cell */
+static const char *cell_workload(const struct cell *c)
+{
+	static const char *const names[2][2] = {
+		{ "seq-read", "seq-rw" }, { "rand-read", "rand-rw" },
+	};
+
+	return names[c->ord][c->touch];
+}
+
+static const char *cell_cache(const struct cell *c)
+{
+	if (c->cache)
+		return "warm";
+	return o.cache == 1 ? "dropped" : o.cache == 0 ? "file-dropped" :
+	       "not-dropped";
+}
+
+/* ------------------------------------------------------- the runs */
 
 uint64_t restore_now_ns(void)
 {
@@ -265,28 +369,241 @@ uint32_t *restore_page_order(uint64_t pages, uint64_t seed)
 	return v;
 }
 
-/* The touch: one word per page, checked against the image. */
-static uint64_t touch(const char *base, uint64_t pages, const uint32_t *ord)
+/*
+ * The touch of one thread: entries [from, to) of @ord (NULL: the page
+ * numbers in order), one word per page read and checked against the
+ * image.  With @write the word is written back after its read, so that
+ * every page takes a write after the read that brought it in: in a
+ * private mapping of the file, a copy-on-write fault per page.  Returns
+ * the pages that read wrong.
+ */
+static uint64_t touch(char *base, const uint32_t *ord, uint64_t from,
+		      uint64_t to, bool write)
 {
 	uint64_t i, bad = 0;
 
-	for (i = 0; i < pages; i++) {
+	for (i = from; i < to; i++) {
 		uint64_t p = ord ? ord[i] : i;
-		uint64_t v = *(const volatile uint64_t *)(base +
-							   p * RESTORE_PAGE);
+		volatile uint64_t *w = (volatile uint64_t *)(base +
+							      p * RESTORE_PAGE);
+		uint64_t v = *w;
 
 		bad += v != restore_word(p, 0);
+		if (write)
+			*w = v;
 	}
 	return bad;
 }
 
 /*
- * One restore of the image with pager @args, touched in @ord (NULL: in
- * order).  Timed from the context's creation to the last page touched.
- * Returns 0, or -errno with a message on stderr.
+ * The application threads of one run.  Member 0 is the calling thread;
+ * the others are made before the clock starts and wait until the
+ * restored memory exists, so that no thread creation is timed.  Member i
+ * touches the i-th slice of the order: a contiguous part of the image in
+ * order, a part of one shuffle (pages all over the image) at random.
  */
-static int restore_run(const char *args, const uint32_t *ord, bool verify,
-		struct sample *out)
+struct team;
+
+struct member {
+	struct team	*team;
+	pthread_t	tid;
+	unsigned int	idx;
+	uint64_t	bad;
+};
+
+struct team {
+	pthread_mutex_t	lock;
+	pthread_cond_t	cond;
+	bool		go;
+	unsigned int	busy;		/* made members not done yet */
+	unsigned int	n, made;
+	char		*base;		/* NULL at go: no touch */
+	const uint32_t	*ord;
+	bool		write;
+	struct member	m[MAX_THREADS];
+};
+
+/* Member i's CPU: the next ones after the application CPU. */
+static int member_cpu(unsigned int i)
+{
+	return o.app_cpu < 0 ? -1 : (int)((o.app_cpu + i) % o.ncpus);
+}
+
+static void member_touch(struct team *t, struct member *m)
+{
+	uint64_t pages = o.size / RESTORE_PAGE;
+
+	m->bad = touch(t->base, t->ord, pages * m->idx / t->n,
+		       pages * (m->idx + 1) / t->n, t->write);
+}
+
+static void *member_main(void *arg)
+{
+	struct member *m = arg;
+	struct team *t = m->team;
+	bool run;
+
+	restore_pin_self(member_cpu(m->idx));
+	pthread_mutex_lock(&t->lock);
+	while (!t->go)
+		pthread_cond_wait(&t->cond, &t->lock);
+	run = t->base != NULL;
+	pthread_mutex_unlock(&t->lock);
+	if (run)
+		member_touch(t, m);
+	pthread_mutex_lock(&t->lock);
+	if (!--t->busy)
+		pthread_cond_broadcast(&t->cond);
+	pthread_mutex_unlock(&t->lock);
+	return NULL;
+}
+
+/*
+ * Let the members touch @base (NULL: only let them go), touch the
+ * caller's own slice, and wait for the others.  Returns the pages that
+ * read wrong.
+ */
+static uint64_t team_run(struct team *t, char *base)
+{
+	uint64_t bad = 0;
+	unsigned int i;
+
+	pthread_mutex_lock(&t->lock);
+	t->base = base;
+	t->go = true;
+	pthread_cond_broadcast(&t->cond);
+	pthread_mutex_unlock(&t->lock);
+	if (base)
+		member_touch(t, &t->m[0]);
+	pthread_mutex_lock(&t->lock);
+	while (t->busy)
+		pthread_cond_wait(&t->cond, &t->lock);
+	pthread_mutex_unlock(&t->lock);
+	for (i = 0; i < t->n; i++)
+		bad += t->m[i].bad;
+	return bad;
+}
+
+static void team_join(struct team *t)
+{
+	unsigned int i;
+
+	for (i = 1; i <= t->made; i++)
+		pthread_join(t->m[i].tid, NULL);
+	pthread_cond_destroy(&t->cond);
+	pthread_mutex_destroy(&t->lock);
+}
+
+/* @n members touching in @ord; 0, or -errno with nothing left running. */
+static int team_make(struct team *t, unsigned int n, const uint32_t *ord,
+		     bool write)
+{
+	unsigned int i;
+	int ret;
+
+	memset(t, 0, sizeof(*t));
+	pthread_mutex_init(&t->lock, NULL);
+	pthread_cond_init(&t->cond, NULL);
+	t->n = n;
+	t->ord = ord;
+	t->write = write;
+	for (i = 0; i < n; i++) {
+		t->m[i].team = t;
+		t->m[i].idx = i;
+	}
+	for (i = 1; i < n; i++) {
+		pthread_mutex_lock(&t->lock);
+		ret = pthread_create(&t->m[i].tid, NULL, member_main,
+				     &t->m[i]);
+		if (!ret) {
+			t->made++;
+			t->busy++;
+		}
+		pthread_mutex_unlock(&t->lock);
+		if (ret) {
+			team_run(t, NULL);
+			team_join(t);
+			return -ret;
+		}
+	}
+	return 0;
+}
+
+/* Rss of the mappings inside [addr, addr + len), from /proc/self/smaps. */
+static uint64_t rss_kib(const void *addr, uint64_t len)
+{
+	unsigned long long lo = (uintptr_t)addr, hi = lo + len, s, e, v;
+	uint64_t kib = 0;
+	char line[512];
+	bool in = false;
+	FILE *f;
+
+	f = fopen("/proc/self/smaps", "r");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%llx-%llx ", &s, &e) == 2)
+			in = s >= lo && e <= hi;
+		else if (in && sscanf(line, "Rss: %llu kB", &v) == 1)
+			kib += v;
+	}
+	fclose(f);
+	return kib;
+}
+
+/*
+ * A warm run starts with the whole image in the page cache: read it
+ * once, untimed (what is cached already costs a copy, no I/O).
+ */
+static int warm_cache(void)
+{
+	static char buf[1 << 20];
+	ssize_t n;
+	off_t off = 0;
+	int fd, ret = 0;
+
+	fd = open(o.file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	while ((n = pread(fd, buf, sizeof(buf), off)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			ret = -errno;
+			break;
+		}
+		off += n;
+	}
+	close(fd);
+	return ret;
+}
+
+/* The kernel's restore: a private, writable mapping of the image. */
+static char *kernel_map(bool populate)
+{
+	void *mem;
+	int fd;
+
+	fd = open(o.file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "restore: open %s: %s\n", o.file,
+			strerror(errno));
+		return NULL;
+	}
+	mem = mmap(NULL, o.size, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | (populate ? MAP_POPULATE : 0), fd, 0);
+	if (mem == MAP_FAILED) {
+		fprintf(stderr, "restore: mmap %s: %s\n", o.file,
+			strerror(errno));
+		mem = NULL;
+	}
+	close(fd);
+	return mem;
+}
+
+/* The file pager's restore: a context, a region, its handler running. */
+static char *pager_map(const char *args, struct uffd_ctx **ctx,
+		       struct uffd_region **r)
 {
 	struct uffd_ctx_opts co = {
 		.size = sizeof(co),
@@ -296,54 +613,101 @@ static int restore_run(const char *args, const uint32_t *ord, bool verify,
 	struct uffd_region_opts ro = {
 		.size = sizeof(ro), .type = LIBUFFD_MEM_ANON, .len = o.size,
 	};
-	uint64_t pages = o.size / RESTORE_PAGE, t0, t1;
-	struct uffd_region *r = NULL;
-	struct uffd_ctx *ctx = NULL;
-	struct uffd_stats st;
 	char spec[1024];
 	int ret;
 
-	memset(out, 0, sizeof(*out));
 	snprintf(spec, sizeof(spec), "file:path=%s,%s", o.file, args);
 	ro.pager = spec;
-	if (!o.warm)
-		o.cache = restore_drop_cache(o.file, o.cache_why,
-					     sizeof(o.cache_why));
-
-	/* start before pinning: helper threads must not inherit the pin */
-	t0 = restore_now_ns();
-	ret = uffd_ctx_create(&ctx, &co);
+	ret = uffd_ctx_create(ctx, &co);
 	if (!ret)
-		ret = uffd_region_create(ctx, &ro, &r);
+		ret = uffd_region_create(*ctx, &ro, r);
 	if (!ret)
-		ret = uffd_ctx_start(ctx);
+		ret = uffd_ctx_start(*ctx);
 	if (ret) {
 		fprintf(stderr, "restore: %s: %s (%s)\n", spec, strerror(-ret),
 			uffd_last_error());
-		uffd_ctx_destroy(ctx);
-		return ret;
+		return NULL;
 	}
-	restore_pin_self(o.app_cpu);
-	out->bad = touch(uffd_region_addr(r), pages, ord);
+	return uffd_region_addr(*r);
+}
+
+/*
+ * One restore of the image by row @k in cell @c: the page cache dropped
+ * or warmed first, then timed from the mapping's (or the context's)
+ * creation to the last page touched by the last thread.  @verify: check
+ * every byte afterwards, untimed.  Returns 0, or -1 with a message on
+ * stderr.
+ */
+static int run_one(size_t k, const struct cell *c, const uint32_t *order,
+		   bool verify, struct sample *out)
+{
+	uint64_t pages = o.size / RESTORE_PAGE, t0, t1;
+	struct uffd_region *r = NULL;
+	struct uffd_ctx *ctx = NULL;
+	struct rusage ru0, ru1;
+	struct uffd_stats st;
+	struct team team;
+	char *base;
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	if (c->cache) {
+		ret = warm_cache();
+		if (ret) {
+			fprintf(stderr, "restore: read %s: %s\n", o.file,
+				strerror(-ret));
+			return -1;
+		}
+	} else {
+		o.cache = restore_drop_cache(o.file, o.cache_why,
+					     sizeof(o.cache_why));
+	}
+	ret = team_make(&team, o.threads[c->ti], c->ord ? order : NULL,
+			c->touch);
+	if (ret) {
+		fprintf(stderr, "restore: threads: %s\n", strerror(-ret));
+		return -1;
+	}
+
+	/* made before pinning: the pager's threads must not inherit it */
+	getrusage(RUSAGE_SELF, &ru0);
+	t0 = restore_now_ns();
+	if (k < R_PAGERS)
+		base = kernel_map(k == R_POPULATE);
+	else
+		base = pager_map(o.strats[k - R_PAGERS].args, &ctx, &r);
+	restore_pin_self(member_cpu(0));
+	out->bad = team_run(&team, base);
 	t1 = restore_now_ns();
+	getrusage(RUSAGE_SELF, &ru1);
 	restore_pin_self(-1);
+	team_join(&team);
+	if (!base) {
+		uffd_ctx_destroy(ctx);
+		return -1;
+	}
+	out->rss_kib = rss_kib(base, o.size);
 	if (verify)
-		out->bad += restore_verify(uffd_region_addr(r), pages);
-
-	uffd_ctx_stop(ctx);	/* prefetch joined: counters final */
-	uffd_region_stats(r, &st, sizeof(st));
-	uffd_ctx_destroy(ctx);
-
+		out->bad += restore_verify(base, pages);
+	if (k < R_PAGERS) {
+		munmap(base, o.size);
+	} else {
+		uffd_ctx_stop(ctx);	/* prefetch joined: counters final */
+		uffd_region_stats(r, &st, sizeof(st));
+		uffd_ctx_destroy(ctx);
+		out->p50 = uffd_stats_quantile_us(&st, 0.5);
+		out->p99 = uffd_stats_quantile_us(&st, 0.99);
+		out->faults = st.faults_read + st.faults_write;
+		out->copy = st.pages_copy;
+		out->zero = st.pages_zero;
+		out->poisoned = st.poisoned;
+		out->eexist = st.eexist;
+		out->helper_ns = st.helper_cpu_ns;
+	}
 	out->valid = true;
 	out->ms = (double)(t1 - t0) / 1e6;
-	out->p50 = uffd_stats_quantile_us(&st, 0.5);
-	out->p99 = uffd_stats_quantile_us(&st, 0.99);
-	out->faults = st.faults_read + st.faults_write;
-	out->copy = st.pages_copy;
-	out->zero = st.pages_zero;
-	out->poisoned = st.poisoned;
-	out->eexist = st.eexist;
-	out->helper_ns = st.helper_cpu_ns;
+	out->minflt = (uint64_t)(ru1.ru_minflt - ru0.ru_minflt);
+	out->majflt = (uint64_t)(ru1.ru_majflt - ru0.ru_majflt);
 	return 0;
 }
 
@@ -364,46 +728,58 @@ static double med(double *v, size_t n)
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-#define AT(s, rep, ord, k)	(&(s)[((rep) * 2 + (ord)) * o.nstrats + (k)])
+#define AT(s, rep, cell, k)	(&(s)[((size_t)(rep) * NCELLS + (cell)) * \
+				      nrows() + (k)])
 
-/* Median over reps of field f of (ord, k), or of its ratio against @base. */
-static double stat_of(const struct sample *s, int ord, size_t k,
-		      size_t base, size_t f)
+enum field {
+	F_MS, F_P50, F_P99, F_FAULTS, F_COPY, F_ZERO, F_EEXIST, F_HELPER,
+	F_MINFLT, F_MAJFLT, F_RSS,
+};
+
+static double field_of(const struct sample *a, enum field f)
+{
+	switch (f) {
+	case F_MS: return a->ms;
+	case F_P50: return (double)a->p50;
+	case F_P99: return (double)a->p99;
+	case F_FAULTS: return (double)a->faults;
+	case F_COPY: return (double)a->copy;
+	case F_ZERO: return (double)a->zero;
+	case F_EEXIST: return (double)a->eexist;
+	case F_HELPER: return (double)a->helper_ns;
+	case F_MINFLT: return (double)a->minflt;
+	case F_MAJFLT: return (double)a->majflt;
+	case F_RSS: return (double)a->rss_kib;
+	}
+	return NAN;
+}
+
+/*
+ * Median over the reps of field @f of row @k in @cell, or of its ratio
+ * against row @base of the same cell and rep (SIZE_MAX: the value).
+ */
+static double stat_of(const struct sample *s, int cell, size_t k,
+		      size_t base, enum field f)
 {
 	double v[64];
 	size_t n = 0;
 	unsigned int rep;
 
 	for (rep = 0; rep < o.reps && n < 64; rep++) {
-		const struct sample *a = AT(s, rep, ord, k);
+		const struct sample *a = AT(s, rep, cell, k);
 		const struct sample *b = base == SIZE_MAX ? a :
-					 AT(s, rep, ord, base);
-		double x, y;
+					 AT(s, rep, cell, base);
+		double x = field_of(a, f), y = field_of(b, f);
 
-		if (!a->valid || (base != SIZE_MAX && !b->valid))
+		if (!a->valid || !b->valid)
 			continue;
-		switch (f) {
-		case 0: x = a->ms; y = b->ms; break;
-		case 1: x = (double)a->p50; y = (double)b->p50; break;
-		case 2: x = (double)a->p99; y = (double)b->p99; break;
-		case 3: x = (double)a->faults; y = 1; break;
-		case 4: x = (double)a->copy; y = 1; break;
-		case 5: x = (double)a->zero; y = 1; break;
-		case 6: x = (double)a->eexist; y = 1; break;
-		default: x = (double)a->helper_ns / 1e6; y = 1; break;
-		}
-		if (base == SIZE_MAX) {
+		if (base == SIZE_MAX)
 			v[n++] = x;
-		} else if (y > 0) {
+		else if (y > 0)
 			v[n++] = x / y;
-		}
 	}
 	return med(v, n);
 }
-
-#define F_MS	0
-#define F_P50	1
-#define F_P99	2
 
 static size_t strat_find(const char *name)
 {
@@ -411,18 +787,121 @@ static size_t strat_find(const char *name)
 
 	for (k = 0; k < o.nstrats; k++)
 		if (!strcmp(o.strats[k].name, name))
-			return k;
+			return R_PAGERS + k;
 	return SIZE_MAX;
+}
+
+/* ,"key":value with @prec decimals, or null where there is none */
+static void json_num(const char *key, double v, int prec)
+{
+	if (isnan(v))
+		printf(",\"%s\":null", key);
+	else
+		printf(",\"%s\":%.*f", key, prec, v);
+}
+
+static void report_json(const struct sample *s, int ci, size_t k)
+{
+	const struct cell c = cell_at(ci);
+	uint64_t pages = o.size / RESTORE_PAGE;
+	bool pager = k >= R_PAGERS;
+	double ms = stat_of(s, ci, k, SIZE_MAX, F_MS);
+	double none = NAN;
+
+	printf("{\"experiment\":\"restore\",\"workload\":\"%s\","
+	       "\"strategy\":\"%s%s\",\"label\":\"%s\",\"touch\":\"%s\","
+	       "\"threads\":%u,\"cache\":\"%s\",\"size_bytes\":%llu,"
+	       "\"pages\":%llu,\"reps\":%u", cell_workload(&c),
+	       pager ? "file:" : "",
+	       pager ? o.strats[k - R_PAGERS].args : row_name(k, c.touch),
+	       row_name(k, c.touch), c.touch ? "rw" : "read",
+	       o.threads[c.ti], cell_cache(&c), (unsigned long long)o.size,
+	       (unsigned long long)pages, o.reps);
+	json_num("ns_per_page", ms * 1e6 / (double)pages, 1);
+	json_num("total_ms", ms, 2);
+	json_num("ratio_vs_native", stat_of(s, ci, k, R_MMAP, F_MS), 3);
+	json_num("ratio_vs_mmap", stat_of(s, ci, k, R_PAGERS, F_MS), 3);
+	json_num("p50_us", pager ? stat_of(s, ci, k, SIZE_MAX, F_P50) : none,
+		 0);
+	json_num("p99_us", pager ? stat_of(s, ci, k, SIZE_MAX, F_P99) : none,
+		 0);
+	json_num("p50_ratio_vs_mmap",
+		 pager ? stat_of(s, ci, k, R_PAGERS, F_P50) : none, 3);
+	json_num("p99_ratio_vs_mmap",
+		 pager ? stat_of(s, ci, k, R_PAGERS, F_P99) : none, 3);
+	json_num("uffd_faults", stat_of(s, ci, k, SIZE_MAX, F_FAULTS), 0);
+	json_num("pages_copy", stat_of(s, ci, k, SIZE_MAX, F_COPY), 0);
+	json_num("pages_zero", stat_of(s, ci, k, SIZE_MAX, F_ZERO), 0);
+	json_num("minflt", stat_of(s, ci, k, SIZE_MAX, F_MINFLT), 0);
+	json_num("majflt", stat_of(s, ci, k, SIZE_MAX, F_MAJFLT), 0);
+	json_num("rss_kib", stat_of(s, ci, k, SIZE_MAX, F_RSS), 0);
+	json_num("helper_cpu_ns", stat_of(s, ci, k, SIZE_MAX, F_HELPER), 0);
+	json_num("helper_cpu_ms",
+		 stat_of(s, ci, k, SIZE_MAX, F_HELPER) / 1e6, 1);
+	printf(",\"pin\":\"%s\"}\n", o.pin);
+}
+
+static void report_row(const struct sample *s, int ci, size_t k)
+{
+	const struct cell c = cell_at(ci);
+	double ms = stat_of(s, ci, k, SIZE_MAX, F_MS);
+
+	printf("%-21s %9.1f %7.3f %7.3f", row_name(k, c.touch), ms,
+	       stat_of(s, ci, k, R_PAGERS, F_MS),
+	       stat_of(s, ci, k, R_MMAP, F_MS));
+	if (k < R_PAGERS) {
+		/* no fault of the kernel's reaches a histogram */
+		printf(" %6s %6s %6s %6s %9s %9s %8s\n", "-", "-", "-", "-",
+		       "-", "-", "-");
+		return;
+	}
+	printf(" %6.0f %6.0f %6.2f %6.2f %9.0f %9.0f %8.0f\n",
+	       stat_of(s, ci, k, SIZE_MAX, F_P50),
+	       stat_of(s, ci, k, SIZE_MAX, F_P99),
+	       stat_of(s, ci, k, R_PAGERS, F_P50),
+	       stat_of(s, ci, k, R_PAGERS, F_P99),
+	       stat_of(s, ci, k, SIZE_MAX, F_FAULTS),
+	       stat_of(s, ci, k, SIZE_MAX, F_COPY),
+	       stat_of(s, ci, k, SIZE_MAX, F_ZERO));
+}
+
+/* The targets of issue 11, in the first read-only cell of each order. */
+static void report_targets(const struct sample *s)
+{
+	struct cell c = { .cache = o.caches[0] ? 0 : 1, .ti = 0, .touch = 0 };
+	size_t best = strat_find("uring+ra16+prefetch");
+	size_t pr = strat_find("pread"), mm = strat_find("mmap");
+	char where[64];
+	double x;
+
+	if (!o.touches[0] || best == SIZE_MAX)
+		return;
+	snprintf(where, sizeof(where), "%s cache, %u thread%s, read",
+		 c.cache ? "warm" : "cold", o.threads[0],
+		 o.threads[0] > 1 ? "s" : "");
+	printf("\n");
+	c.ord = 1;
+	if (pr != SIZE_MAX && o.orders[1]) {
+		x = stat_of(s, cell_index(&c), pr, best, F_MS);
+		printf("# target 1 (%s): uring+ra16+prefetch %.2fx faster "
+		       "than pread (one pread per fault) on random access: "
+		       "%s (want >= 1.5)\n", where, x,
+		       x >= 1.5 ? "MET" : "NOT MET");
+	}
+	c.ord = 0;
+	if (mm != SIZE_MAX && o.orders[0]) {
+		x = stat_of(s, cell_index(&c), best, mm, F_MS);
+		printf("# target 2 (%s): uring+ra16+prefetch takes %.2fx the "
+		       "time of mmap on sequential access: %s (want <= 1.0)\n",
+		       where, x, x <= 1.0 ? "MET" : "NOT MET");
+	}
 }
 
 static void report(const struct sample *s)
 {
-	static const char *const oname[2] = { "seq-read", "rand-read" };
 	uint64_t pages = o.size / RESTORE_PAGE;
-	const char *cache = o.warm ? "warm" : o.cache == 1 ? "dropped" :
-			    o.cache == 0 ? "file-dropped" : "warm";
-	size_t k, best, pr, mm;
-	int ord;
+	int ci, group = -1;
+	size_t k;
 
 	{
 		struct uffd_probe facts = { .size = sizeof(facts) };
@@ -442,120 +921,100 @@ static void report(const struct sample *s)
 		       "sparse), median of %u reps, interleaved\n",
 		       (unsigned long long)(o.size >> 20),
 		       (unsigned long long)pages, o.reps);
-		printf("# page cache: %s%s%s\n", cache,
-		       o.cache == 1 || o.warm ? "" : " -- ",
-		       o.cache == 1 || o.warm ? "" : o.cache_why);
-		printf("# placement: %s (app CPU %d, handler CPU %d; "
-		       "prefetch thread unpinned)\n", o.pin, o.app_cpu,
-		       o.handler_cpu);
-		printf("# ratios are per-rep ratios against \"%s\" in the "
-		       "same rep (lower is better)\n", o.strats[0].name);
+		if (o.caches[0])
+			printf("# page cache, cold runs: %s%s%s\n",
+			       o.cache == 1 ? "dropped before each run" :
+			       o.cache == 0 ? "the image's pages dropped "
+			       "before each run" : "NOT dropped",
+			       o.cache == 1 ? "" : " -- ",
+			       o.cache == 1 ? "" : o.cache_why);
+		if (o.caches[1])
+			printf("# page cache, warm runs: the whole image read "
+			       "before each run\n");
+		if (o.app_cpu >= 0)
+			printf("# placement: %s (app thread i on CPU %d+i, "
+			       "handler CPU %d, one handler thread; prefetch "
+			       "thread unpinned)\n", o.pin, o.app_cpu,
+			       o.handler_cpu);
+		else
+			printf("# placement: none (app threads, the one "
+			       "handler thread and prefetch unpinned)\n");
+		printf("# kernel-mmap: mmap(MAP_PRIVATE) of the image, faulted "
+		       "by the touch; kernel-populate: the same with "
+		       "MAP_POPULATE, timed with the mmap\n");
+		printf("# ratio: against \"%s\" (the first strategy); x mmap: "
+		       "against kernel-mmap of the same table (-rw for "
+		       "read-then-write); medians of per-rep ratios, lower is "
+		       "better\n", o.strats[0].name);
 	}
-	for (ord = 0; ord < 2; ord++) {
-		if (!o.orders[ord])
+	for (ci = 0; ci < NCELLS; ci++) {
+		const struct cell c = cell_at(ci);
+
+		if (!cell_on(&c))
 			continue;
-		if (!o.json)
-			printf("\n%-21s %9s %7s %6s %6s %6s %6s %9s %9s %8s\n",
-			       oname[ord], "ms", "ratio", "p50us", "p99us",
-			       "p50r", "p99r", "faults", "copied", "zeroed");
-		for (k = 0; k < o.nstrats; k++) {
-			double ms = stat_of(s, ord, k, SIZE_MAX, F_MS);
-			double r = stat_of(s, ord, k, 0, F_MS);
-			double p50 = stat_of(s, ord, k, SIZE_MAX, F_P50);
-			double p99 = stat_of(s, ord, k, SIZE_MAX, F_P99);
-			double r50 = stat_of(s, ord, k, 0, F_P50);
-			double r99 = stat_of(s, ord, k, 0, F_P99);
-			double fl = stat_of(s, ord, k, SIZE_MAX, 3);
-			double cp = stat_of(s, ord, k, SIZE_MAX, 4);
-			double zr = stat_of(s, ord, k, SIZE_MAX, 5);
-			double hl = stat_of(s, ord, k, SIZE_MAX, 7);
-
-			if (isnan(ms))
-				continue;
-			if (o.json) {
-				printf("{\"experiment\":\"restore\","
-				       "\"workload\":\"%s\","
-				       "\"strategy\":\"file:%s\","
-				       "\"label\":\"%s\","
-				       "\"size_bytes\":%llu,\"pages\":%llu,"
-				       "\"reps\":%u,\"ns_per_page\":%.1f,"
-				       "\"total_ms\":%.2f,"
-				       "\"ratio_vs_mmap\":%.3f,"
-				       "\"p50_us\":%.0f,\"p99_us\":%.0f,"
-				       "\"p50_ratio_vs_mmap\":%.3f,"
-				       "\"p99_ratio_vs_mmap\":%.3f,"
-				       "\"uffd_faults\":%.0f,"
-				       "\"pages_copy\":%.0f,"
-				       "\"pages_zero\":%.0f,"
-				       "\"helper_cpu_ms\":%.1f,"
-				       "\"cache\":\"%s\",\"pin\":\"%s\"}\n",
-				       oname[ord], o.strats[k].args,
-				       o.strats[k].name,
-				       (unsigned long long)o.size,
-				       (unsigned long long)pages, o.reps,
-				       ms * 1e6 / (double)pages, ms, r, p50,
-				       p99, r50, r99, fl, cp, zr, hl, cache,
-				       o.pin);
-				continue;
-			}
-			printf("%-21s %9.1f %7.3f %6.0f %6.0f %6.2f %6.2f "
-			       "%9.0f %9.0f %8.0f\n", o.strats[k].name, ms, r,
-			       p50, p99, r50, r99, fl, cp, zr);
+		if (o.json) {
+			for (k = 0; k < nrows(); k++)
+				report_json(s, ci, k);
+			continue;
 		}
+		if (ci / 4 != group) {
+			group = ci / 4;
+			printf("\n## %s cache, %u thread%s\n",
+			       c.cache ? "warm" : "cold", o.threads[c.ti],
+			       o.threads[c.ti] > 1 ? "s" : "");
+		}
+		printf("\n%-21s %9s %7s %7s %6s %6s %6s %6s %9s %9s %8s\n",
+		       cell_workload(&c), "ms", "ratio", "x mmap", "p50us",
+		       "p99us", "p50r", "p99r", "faults", "copied", "zeroed");
+		for (k = 0; k < nrows(); k++)
+			report_row(s, ci, k);
 	}
-	if (o.json)
-		return;
-	/* the issue's targets */
-	best = strat_find("uring+ra16+prefetch");
-	pr = strat_find("pread");
-	mm = strat_find("mmap");
-	printf("\n");
-	if (best != SIZE_MAX && pr != SIZE_MAX && o.orders[1]) {
-		double x = stat_of(s, 1, pr, best, F_MS);
-
-		printf("# target 1: uring+ra16+prefetch %.2fx faster than "
-		       "pread (one pread per fault) on random access: %s "
-		       "(want >= 1.5)\n", x, x >= 1.5 ? "MET" : "NOT MET");
-	}
-	if (best != SIZE_MAX && mm != SIZE_MAX && o.orders[0]) {
-		double x = stat_of(s, 0, best, mm, F_MS);
-
-		printf("# target 2: uring+ra16+prefetch takes %.2fx the time "
-		       "of mmap on sequential access: %s (want <= 1.0)\n", x,
-		       x <= 1.0 ? "MET" : "NOT MET");
-	}
+	if (!o.json)
+		report_targets(s);
 }
 
-/* Every run, interleaved: rep, then order, then strategy. */
+/*
+ * Every run, interleaved: rep, then cell (cache, threads, order, touch),
+ * then row; cell_at() enumerates the cells in that order.
+ */
 static int run_all(struct sample *s, const uint32_t *order, bool tty)
 {
-	unsigned int total = o.reps * (o.orders[0] + o.orders[1]) *
-			     (unsigned int)o.nstrats;
-	unsigned int rep, done = 0;
+	unsigned int total = 0, rep, done = 0;
+	int ci;
 	size_t k;
-	int ord;
 
+	for (ci = 0; ci < NCELLS; ci++) {
+		const struct cell c = cell_at(ci);
+
+		total += cell_on(&c) ? o.reps * (unsigned int)nrows() : 0;
+	}
 	for (rep = 0; rep < o.reps; rep++) {
-		for (ord = 0; ord < 2; ord++) {
-			if (!o.orders[ord])
-				continue;
-			for (k = 0; k < o.nstrats; k++) {
-				struct sample *x = AT(s, rep, ord, k);
+		for (ci = 0; ci < NCELLS; ci++) {
+			const struct cell c = cell_at(ci);
 
-				fprintf(stderr, "%srestore: run %u/%u: %s %s%s",
-					tty ? "\r" : "", ++done, total,
-					o.strats[k].name,
-					ord ? "random" : "seq",
-					tty ? "   " : "\n");
-				if (restore_run(o.strats[k].args,
-						ord ? order : NULL,
-						rep == 0 || o.verify_all, x))
+			if (!cell_on(&c))
+				continue;
+			for (k = 0; k < nrows(); k++) {
+				struct sample *x = AT(s, rep, ci, k);
+
+				fprintf(stderr, "%srestore: run %u/%u: %s %s, "
+					"%u thread%s, %s%s", tty ? "\r" : "",
+					++done, total, row_name(k, c.touch),
+					cell_workload(&c), o.threads[c.ti],
+					o.threads[c.ti] > 1 ? "s" : "",
+					c.cache ? "warm" : "cold",
+					tty ? "      " : "\n");
+				if (run_one(k, &c, order,
+					    rep == 0 || o.verify_all, x))
 					return -1;
 				if (!x->bad && !x->poisoned)
 					continue;
-				fprintf(stderr, "\nrestore: %s: %llu pages "
-					"wrong, %llu poisoned\n",
-					o.strats[k].name,
+				fprintf(stderr, "\nrestore: %s %s, %u thread%s,"
+					" %s: %llu pages wrong, %llu "
+					"poisoned\n", row_name(k, c.touch),
+					cell_workload(&c), o.threads[c.ti],
+					o.threads[c.ti] > 1 ? "s" : "",
+					c.cache ? "warm" : "cold",
 					(unsigned long long)x->bad,
 					(unsigned long long)x->poisoned);
 				return -1;
@@ -571,22 +1030,29 @@ static void usage(FILE *f, const char *prog)
 {
 	fprintf(f,
 "usage: %s [options]\n"
-"Restore a snapshot image through the file pager's engines, touched in\n"
-"order and at random; compare with the mmap engine (first strategy).\n"
+"Restore a snapshot image through the file pager's engines and the kernel's\n"
+"own mmap(MAP_PRIVATE) of it (faulted, or MAP_POPULATE), in the same run.\n"
 "  --file PATH     image to use (made if missing; default /tmp/restore.img)\n"
 "  --remake        write the image again first\n"
 "  --size N        image size, K/M/G suffix (default 1G)\n"
 "  --reps N        repetitions, interleaved (default 3)\n"
 "  --quick         128M, 1 rep\n"
 "  --order O       seq, random or both (default both)\n"
+"  --touch T       read (a word per page), rw (the word written back after\n"
+"                  the read) or both (default both)\n"
+"  --threads LIST  application threads, e.g. 1,2 (default); they split the\n"
+"                  pages: halves of the image, or halves of one shuffle\n"
+"  --cache C       cold (dropped before each run; default), warm (the image\n"
+"                  read before each run) or both; --warm: warm\n"
 "  --strategy N=A  add strategy N with pager args A (repeatable); the\n"
 "                  first one given replaces the default list and is the\n"
-"                  baseline: give mmap first\n"
+"                  baseline of \"ratio\": give mmap first\n"
 "  --pin P         same (app and handler on CPU 0; default), split\n"
-"                  (app CPU 0, handler CPU 1) or none\n"
-"  --warm          keep the page cache (default: drop it before each run)\n"
+"                  (app CPU 0, handler CPU 1) or none; app thread i on\n"
+"                  the i-th CPU from the app's\n"
 "  --verify-all    check every byte in every run (default: first rep)\n"
-"  --json          one JSON object per row\n", prog);
+"  --json          one JSON object per row\n"
+"A page that reads wrong stops the bench (exit 1) before any table.\n", prog);
 }
 
 int restore_parse_size(const char *s, uint64_t *out)
@@ -610,6 +1076,39 @@ int restore_parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* "1,2": thread counts of 1..MAX_THREADS, at most MAX_TLIST; 0 or -1 */
+static int parse_threads(const char *s)
+{
+	const char *p = s;
+	char *end;
+	unsigned long v;
+
+	o.nthreads = 0;
+	for (;;) {
+		if (*p < '0' || *p > '9' || o.nthreads == MAX_TLIST)
+			return -1;
+		errno = 0;
+		v = strtoul(p, &end, 10);
+		if (errno || v < 1 || v > MAX_THREADS)
+			return -1;
+		o.threads[o.nthreads++] = (unsigned int)v;
+		if (!*end)
+			return 0;
+		if (*end != ',')
+			return -1;
+		p = end + 1;
+	}
+}
+
+/* @a, @b or both: which of the two is on; 0 or -1 */
+static int parse_pair(const char *s, const char *a, const char *b,
+		      bool on[2])
+{
+	on[0] = !strcmp(s, a) || !strcmp(s, "both");
+	on[1] = !strcmp(s, b) || !strcmp(s, "both");
+	return on[0] || on[1] ? 0 : -1;
+}
+
 int bench_restore(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -619,6 +1118,9 @@ int bench_restore(int argc, char **argv)
 		{ "reps", required_argument, NULL, 'r' },
 		{ "quick", no_argument, NULL, 'q' },
 		{ "order", required_argument, NULL, 'o' },
+		{ "touch", required_argument, NULL, 't' },
+		{ "threads", required_argument, NULL, 'T' },
+		{ "cache", required_argument, NULL, 'c' },
 		{ "strategy", required_argument, NULL, 'S' },
 		{ "pin", required_argument, NULL, 'p' },
 		{ "warm", no_argument, NULL, 'w' },
@@ -632,6 +1134,7 @@ int bench_restore(int argc, char **argv)
 	bool remake = false, tty = isatty(STDERR_FILENO);
 	struct stat sb;
 	char why[256];
+	long ncpus;
 	int c, ret = 1;
 
 	memset(&o, 0, sizeof(o));
@@ -640,6 +1143,11 @@ int bench_restore(int argc, char **argv)
 	o.reps = 3;
 	o.pin = "same";
 	o.orders[0] = o.orders[1] = true;
+	o.touches[0] = o.touches[1] = true;
+	o.caches[0] = true;
+	o.threads[0] = 1;
+	o.threads[1] = 2;
+	o.nthreads = 2;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
@@ -660,11 +1168,28 @@ int bench_restore(int argc, char **argv)
 			break;
 		case 'q': o.size = 128ull << 20; o.reps = 1; break;
 		case 'o':
-			o.orders[0] = strcmp(optarg, "random") != 0;
-			o.orders[1] = strcmp(optarg, "seq") != 0;
-			if (strcmp(optarg, "seq") && strcmp(optarg, "random") &&
-			    strcmp(optarg, "both")) {
+			if (parse_pair(optarg, "seq", "random", o.orders)) {
 				fprintf(stderr, "--order: seq, random, both\n");
+				return 2;
+			}
+			break;
+		case 't':
+			if (parse_pair(optarg, "read", "rw", o.touches)) {
+				fprintf(stderr, "--touch: read, rw, both\n");
+				return 2;
+			}
+			break;
+		case 'T':
+			if (parse_threads(optarg)) {
+				fprintf(stderr, "--threads: a list of 1..%d, "
+					"at most %d (e.g. 1,2)\n", MAX_THREADS,
+					MAX_TLIST);
+				return 2;
+			}
+			break;
+		case 'c':
+			if (parse_pair(optarg, "cold", "warm", o.caches)) {
+				fprintf(stderr, "--cache: cold, warm, both\n");
 				return 2;
 			}
 			break;
@@ -681,7 +1206,7 @@ int bench_restore(int argc, char **argv)
 			break;
 		}
 		case 'p': o.pin = optarg; break;
-		case 'w': o.warm = true; break;
+		case 'w': o.caches[0] = false; o.caches[1] = true; break;
 		case 'V': o.verify_all = true; break;
 		case 'j': o.json = true; break;
 		case 'h': usage(stdout, argv[0]); return 0;
@@ -705,6 +1230,8 @@ int bench_restore(int argc, char **argv)
 		fprintf(stderr, "--pin: same, split or none\n");
 		return 2;
 	}
+	ncpus = sysconf(_SC_NPROCESSORS_ONLN);
+	o.ncpus = ncpus > 0 ? (int)ncpus : 1;
 	if (!o.nstrats) {
 		memcpy(o.strats, default_strats, sizeof(default_strats));
 		o.nstrats = sizeof(default_strats) / sizeof(default_strats[0]);
@@ -720,7 +1247,7 @@ int bench_restore(int argc, char **argv)
 		}
 	}
 	order = restore_page_order(o.size / RESTORE_PAGE, 2024);
-	s = calloc((size_t)o.reps * 2 * o.nstrats, sizeof(*s));
+	s = calloc((size_t)o.reps * NCELLS * nrows(), sizeof(*s));
 	if (!order || !s) {
 		fprintf(stderr, "restore: out of memory\n");
 		goto out;

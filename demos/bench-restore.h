@@ -61,7 +61,9 @@ int restore_parse_size(const char *s, uint64_t *out);
 
 /*
  * The "restore" experiment: restore the image through each engine of the
- * file pager, touched in order and at random, against the mmap engine.
+ * file pager and through the kernel's own mmap(MAP_PRIVATE) of it, read
+ * or read then written, in order and at random, by 1 or 2 threads, from
+ * a cold or warm page cache; every row against kernel-mmap.
  * Own options (see --help); returns an exit status.
  */
 int bench_restore(int argc, char **argv);

@@ -1250,6 +1250,262 @@ START_TEST(sigint_prints_rows)
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* restore                                                            */
+/* ------------------------------------------------------------------ */
+
+#define RESTORE_MIB	8
+#define RESTORE_ARG	"8M"
+
+/* The row of @label in the table of (@workload, @threads, @warm). */
+static const struct jrow *restore_row(const struct jrows *rows,
+				      const char *workload, const char *label,
+				      int threads, bool warm)
+{
+	int i;
+
+	for (i = 0; i < rows->n; i++) {
+		const struct jrow *r = &rows->v[i];
+
+		if (!strcmp(jstr(r, "workload"), workload) &&
+		    !strcmp(jstr(r, "label"), label) &&
+		    jnum(r, "threads") == threads &&
+		    !strcmp(jstr(r, "cache"), "warm") == warm)
+			return r;
+	}
+	return NULL;
+}
+
+/* Flip word @w of page @p of the image at @path. */
+static void corrupt_word(const char *path, uint64_t p, uint64_t w)
+{
+	uint64_t v;
+	int fd = open(path, O_RDWR);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, &v, sizeof(v), (off_t)(p * 4096 + w * 8)),
+			 sizeof(v));
+	v = ~v;
+	ck_assert_int_eq(pwrite(fd, &v, sizeof(v), (off_t)(p * 4096 + w * 8)),
+			 sizeof(v));
+	close(fd);
+}
+
+/*
+ * Every table a run can hold (cold and warm, 1 and 2 threads, both
+ * orders and touches), the kernel's rows and three pager strategies:
+ * each row there, against kernel-mmap of its own table, with the page
+ * counts of the image.  Then one word of the image flipped: the bench
+ * must stop on it with exit 1 before printing anything.
+ */
+START_TEST(restore_json_rows)
+{
+	char dir[] = "/tmp/test-bench.XXXXXX", img[64];
+	const char *args[] = {
+		"restore", "--file", img, "--size", RESTORE_ARG, "--reps", "2",
+		"--threads", "1,2", "--cache", "both", "--json",
+		"--strategy", "mmap=engine=mmap,readahead=1",
+		"--strategy", "uring+ra16=engine=uring,readahead=16",
+		"--strategy", "prefetch=engine=uring,readahead=16,prefetch=1",
+		NULL
+	};
+	const char *bad[] = {
+		"restore", "--file", img, "--size", RESTORE_ARG, "--reps", "1",
+		"--threads", "1", "--order", "seq", "--touch", "read", "--json",
+		NULL
+	};
+	static const char *const workloads[] = {
+		"seq-read", "seq-rw", "rand-read", "rand-rw",
+	};
+	static const char *const pagers[] = {
+		"mmap", "uring+ra16", "prefetch",
+	};
+	double pages = (RESTORE_MIB << 20) / 4096, size_kib = pages * 4;
+	const struct jrow *r;
+	struct result res;
+	struct jrows rows;
+	int i, cell;
+	size_t k;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(img, sizeof(img), "%s/restore.img", dir);
+	run_bench(&res, args);
+	ck_assert_msg(res.status == 0, "exit %d: %s", res.status, res.err);
+	parse_rows(res.out, "restore", &rows);
+	/* 2 caches x 2 thread counts x 4 workloads x (2 kernel + 3) */
+	ck_assert_int_eq(rows.n, 2 * 2 * 4 * 5);
+	for (i = 0; i < rows.n; i++) {
+		r = &rows.v[i];
+		ck_assert_double_eq(jnum(r, "size_bytes"), RESTORE_MIB << 20);
+		ck_assert_double_eq(jnum(r, "pages"), pages);
+		ck_assert_double_eq(jnum(r, "reps"), 2);
+		ck_assert_double_gt(jnum(r, "ns_per_page"), 0);
+		ck_assert_double_gt(jnum(r, "ratio_vs_native"), 0);
+		ck_assert_str_eq(jstr(r, "touch"),
+				 strstr(jstr(r, "workload"), "-rw") ? "rw" :
+				 "read");
+	}
+	/* each table: cold and warm, 1 and 2 threads, 4 workloads */
+	for (cell = 0; cell < 2 * 2 * 4; cell++) {
+		int warm = cell / 8, t = cell / 4 % 2 + 1, w = cell % 4;
+		bool rw = strstr(workloads[w], "-rw") != NULL;
+		const char *kname = rw ? "kernel-mmap-rw" : "kernel-mmap";
+
+		/* the baseline of its own table: 1 exactly, no uffd */
+		r = restore_row(&rows, workloads[w], kname, t, warm);
+		ck_assert_msg(r, "no %s row in %s, %d threads, %s", kname,
+			      workloads[w], t, warm ? "warm" : "cold");
+		ck_assert_str_eq(jstr(r, "strategy"), kname);
+		ck_assert_double_eq(jnum(r, "ratio_vs_native"), 1.0);
+		ck_assert_double_eq(jnum(r, "uffd_faults"), 0);
+		/* every page touched is mapped, from the cache or copied */
+		ck_assert_double_ge(jnum(r, "rss_kib"), size_kib);
+		/* a write after the read: a copy-on-write fault per page */
+		if (rw)
+			ck_assert_double_ge(jnum(r, "minflt") +
+					    jnum(r, "majflt"), pages);
+
+		/* eager: every page copied before the touch */
+		r = restore_row(&rows, workloads[w], "kernel-populate", t,
+				warm);
+		ck_assert_ptr_nonnull(r);
+		ck_assert_double_eq(jnum(r, "uffd_faults"), 0);
+		ck_assert_double_ge(jnum(r, "rss_kib"), size_kib);
+
+		for (k = 0; k < ARRAY_SIZE(pagers); k++) {
+			r = restore_row(&rows, workloads[w], pagers[k], t,
+					warm);
+			ck_assert_msg(r, "no %s row in %s, %d threads, %s",
+				      pagers[k], workloads[w], t,
+				      warm ? "warm" : "cold");
+			ck_assert_ptr_nonnull(strstr(jstr(r, "strategy"),
+						     "file:engine="));
+			/* every page filled, once */
+			ck_assert_double_eq(jnum(r, "pages_copy") +
+					    jnum(r, "pages_zero"), pages);
+			ck_assert_double_gt(jnum(r, "uffd_faults"), 0);
+			ck_assert_double_le(jnum(r, "uffd_faults"), pages);
+			ck_assert_double_ge(jnum(r, "p99_us"),
+					    jnum(r, "p50_us"));
+			if (k == 0) {
+				/* the "ratio" baseline; it copies zeros */
+				ck_assert_double_eq(jnum(r, "ratio_vs_mmap"),
+						    1.0);
+				ck_assert_double_eq(jnum(r, "pages_zero"), 0);
+			} else {
+				/* holes map the zero page */
+				ck_assert_double_gt(jnum(r, "pages_zero"), 0);
+			}
+			/*
+			 * Read: the zero page costs no Rss.  Read then
+			 * write: every page is the region's own.
+			 */
+			if (rw)
+				ck_assert_double_eq(jnum(r, "rss_kib"),
+						    size_kib);
+			else
+				ck_assert_double_eq(jnum(r, "rss_kib"),
+						    jnum(r, "pages_copy") * 4);
+		}
+	}
+	free(rows.v);
+	result_free(&res);
+
+	/* one word, not the one the touch reads: the full check finds it */
+	corrupt_word(img, (uint64_t)pages / 2, 100);
+	run_bench(&res, bad);
+	ck_assert_msg(res.status == 1, "exit %d: %s", res.status, res.err);
+	ck_assert_str_eq(res.out, "");
+	ck_assert_msg(strstr(res.err, "kernel-mmap seq-read, 1 thread, cold: "
+			     "1 pages wrong"), "%s", res.err);
+	result_free(&res);
+	unlink(img);
+	rmdir(dir);
+}
+END_TEST
+
+/*
+ * The table: one header per cache state and thread count, an "x mmap"
+ * column, kernel-mmap at 1 in its own table; the pager rows read then
+ * written have a kernel-mmap-rw row to be compared with.
+ */
+START_TEST(restore_table)
+{
+	char dir[] = "/tmp/test-bench.XXXXXX", img[64];
+	const char *args[] = {
+		"restore", "--file", img, "--size", "4M", "--reps", "1",
+		"--threads", "2", "--order", "random", "--warm",
+		"--strategy", "mmap=engine=mmap,readahead=1",
+		"--strategy", "pread=engine=pread,readahead=1", NULL
+	};
+	static const char *const names[] = {
+		"\nkernel-mmap ", "\nkernel-mmap-rw ",
+	};
+	const char *p, *head;
+	struct result res;
+	double ms, ratio, x;
+	size_t i;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(img, sizeof(img), "%s/restore.img", dir);
+	run_bench(&res, args);
+	ck_assert_msg(res.status == 0, "exit %d: %s", res.status, res.err);
+	ck_assert_ptr_nonnull(strstr(res.out, "# machine: "));
+	ck_assert_ptr_nonnull(strstr(res.out, "\n## warm cache, 2 threads\n"));
+	ck_assert_ptr_null(strstr(res.out, "cold cache"));
+	head = strstr(res.out, "\nrand-read ");
+	ck_assert_msg(head, "no rand-read table: %s", res.out);
+	ck_assert_ptr_nonnull(strstr(head, " x mmap "));
+	ck_assert_ptr_nonnull(strstr(res.out, "\nrand-rw "));
+	ck_assert_ptr_null(strstr(res.out, "\nseq-"));
+	for (i = 0; i < ARRAY_SIZE(names); i++) {
+		p = strstr(res.out, names[i]);
+		ck_assert_msg(p, "no %s row: %s", names[i] + 1, res.out);
+		ck_assert_int_eq(sscanf(p, "%*s %lf %lf %lf", &ms, &ratio, &x),
+				 3);
+		ck_assert_double_gt(ms, 0);
+		ck_assert_double_gt(ratio, 0);
+		ck_assert_double_eq(x, 1.0);
+	}
+	/* both pager rows in both tables, each with an x mmap */
+	for (p = res.out, i = 0; (p = strstr(p, "\npread ")); p++, i++) {
+		ck_assert_int_eq(sscanf(p, "%*s %lf %lf %lf", &ms, &ratio, &x),
+				 3);
+		ck_assert_double_gt(x, 0);
+	}
+	ck_assert_int_eq(i, 2);
+	unlink(img);
+	rmdir(dir);
+	result_free(&res);
+}
+END_TEST
+
+/* restore's own options: bad values exit 2 and print no row */
+static const char *const *const restore_bad_args[] = {
+	(const char *const[]){ "restore", "--threads", "0", NULL },
+	(const char *const[]){ "restore", "--threads", "1,,2", NULL },
+	(const char *const[]){ "restore", "--threads", "9", NULL },
+	(const char *const[]){ "restore", "--threads", "1,2,3,4,5", NULL },
+	(const char *const[]){ "restore", "--threads", "2x", NULL },
+	(const char *const[]){ "restore", "--touch", "write", NULL },
+	(const char *const[]){ "restore", "--cache", "hot", NULL },
+	(const char *const[]){ "restore", "--order", "zigzag", NULL },
+};
+
+START_TEST(restore_bad_input)
+{
+	const char *const *args = restore_bad_args[_i];
+	struct result res;
+
+	run_bench(&res, args);
+	ck_assert_msg(res.status == 2, "%s %s: exit %d, stderr: %s", args[1],
+		      args[2], res.status, res.err);
+	ck_assert_str_eq(res.out, "");
+	ck_assert_int_eq(count_lines(res.err), 1);
+	result_free(&res);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 /* evict                                                              */
 /* ------------------------------------------------------------------ */
 
@@ -1459,6 +1715,14 @@ static Suite *bench_suite(void)
 	tcase_add_test(tc, app_json_rows);
 	tcase_add_test(tc, app_sweep_csv_plot);
 	tcase_add_test(tc, app_command_fails);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("restore");
+	tcase_set_timeout(tc, 2 * RUN_TIMEOUT_S);
+	tcase_add_loop_test(tc, restore_bad_input, 0,
+			    (int)ARRAY_SIZE(restore_bad_args));
+	tcase_add_test(tc, restore_json_rows);
+	tcase_add_test(tc, restore_table);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("evict");
