@@ -66,7 +66,13 @@
  * poisons the page: SIGBUS).  A write that fails puts the page back,
  * resident and dirty, counts it in writeback_errors, and keeps it out of
  * later rounds (over the budget, never lost); uffd_region_flush() tries
- * it again.
+ * it again.  A victim that cannot move now (pinned by the application's
+ * O_DIRECT I/O) stays and is tried again later; pager_misses counts such
+ * moves, and those 6.18 reported failed after moving (see move_out()).
+ *
+ * Memory: 10 bytes per region page (state, flags, list links), beside
+ * the store's bit per page; batch + 16 scratch slots and 16 read buffers
+ * of readahead pages, touched as used.
  *
  * Locks: lk (state, lists, slots), slk and wlk (the two store handles:
  * faults read through one, rounds write through a dup of it, so that a
@@ -374,9 +380,11 @@ static unsigned int take_out(struct evict *e, struct wb *w, unsigned int max,
 		tries++;
 		ret = move_out(e, p, slot);
 		if (ret < 0) {
-			/* pinned (-EBUSY), or not movable: keep it, skip it */
-			if (ret != -EAGAIN)
-				e->fl[p] |= PF_WFAIL;
+			/*
+			 * Pinned for a while (the application's O_DIRECT
+			 * I/O: -EBUSY), or raced: keep it, try another,
+			 * and this one again in a later round.
+			 */
 			count(e, LUFFD_CTR(pager_misses), 1);
 			if (!e->clock) {	/* to the tail, not first again */
 				list_del(e, p);
