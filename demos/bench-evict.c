@@ -1,17 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * evict: a working set W larger or smaller than a resident budget B, and
- * what paging it costs.  Today's rows:
+ * what paging it costs.  The rows:
  *
  *   kernel   the kernel's own swap: the workload in a child process inside
  *            a memory cgroup limited to B, with a swap file of at least the
  *            largest W on the disk of --swap-dir, both made by this bench
  *            for the run and removed afterwards (on error and Ctrl-C too)
  *   native   the same child with no limit: W fits in memory, the floor
+ *   evict-*  the same child, its area a region of the evict pager with
+ *            limit=B: a file store beside the swap file (FIFO, CLOCK) or
+ *            a memfd store (see enum row_kind)
  *
  * The workload is one function over a memory area (evict_populate() then
- * evict_walk()), so that a pager that keeps a region under a budget runs
- * the very same accesses: see the TODO at evict_rows_kinds[].
+ * evict_walk()), so that every row runs the very same accesses.
  *
  * Each run is a fresh child: its first pass writes every page of W, then
  * the timed pass makes N accesses from a sequence computed by the parent

@@ -920,13 +920,13 @@ static void evict_event(void *state, const struct uffd_event *ev)
 static int evict_flush(void *state)
 {
 	struct evict *e = state;
-	uint32_t head = (uint32_t)e->npages, p, *todo;
+	uint32_t head = (uint32_t)e->npages, p, *dirty;
 	uint64_t ndirty = 0, done = 0, i;
 	int err = 0, ret;
 
 	/* not at init: a flush is rare, and this is 4 bytes a page */
-	todo = malloc((e->npages ? e->npages : 1) * sizeof(*todo));
-	if (!todo)
+	dirty = malloc((e->npages ? e->npages : 1) * sizeof(*dirty));
+	if (!dirty)
 		return luffd_fail(-ENOMEM, "evict: flush: out of memory");
 	pthread_mutex_lock(&e->elk);
 	pthread_mutex_lock(&e->lk);
@@ -938,7 +938,7 @@ static int evict_flush(void *state)
 	}
 	for (p = e->next[head]; p != head; p = e->next[p])
 		if (e->st[p] == PG_DIRTY)
-			todo[ndirty++] = p;
+			dirty[ndirty++] = p;
 	pthread_mutex_unlock(&e->lk);
 
 	while (done < ndirty) {
@@ -948,7 +948,7 @@ static int evict_flush(void *state)
 		for (; done < ndirty && n < e->batch; done++) {
 			struct wb *w = &e->wb[n];
 
-			p = todo[done];
+			p = dirty[done];
 			if (e->st[p] != PG_DIRTY)
 				continue;
 			if (move_out(e, p, n) < 0)
@@ -980,7 +980,7 @@ static int evict_flush(void *state)
 	ret = uffd_store_sync(e->wstore);
 	pthread_mutex_unlock(&e->wlk);
 	pthread_mutex_unlock(&e->elk);
-	free(todo);
+	free(dirty);
 	if (err)
 		return luffd_fail(-EIO, "evict: flush: a write failed: %s "
 				  "(those pages stay dirty)", strerror(-err));
