@@ -361,6 +361,27 @@ static uint32_t slot_of(struct evict *e, uint32_t p)
 /* ------------------------------------------------------- write-back */
 
 /*
+ * Page @p has moved into slot @slot: out of the list and the count, and
+ * absent (clean) or out with its write to come (dirty).  Under lk.
+ */
+static void took(struct evict *e, struct wb *w, uint32_t p, uint32_t slot)
+{
+	list_del(e, p);
+	e->resident--;
+	w->page = p;
+	w->slot = slot;
+	w->res = 0;
+	w->dirty = e->st[p] == PG_DIRTY;
+	if (w->dirty) {
+		e->st[p] = PG_OUT;
+		e->fl[p] &= (uint8_t)~(PF_ZAP | PF_PROT);
+		e->slot_page[slot] = p;
+	} else {
+		e->st[p] = PG_ABSENT;
+	}
+}
+
+/*
  * Take @n victims out of the region into slots @slot0...: under lk.
  * Fills w[] and returns how many were taken.  @p0 (if not EV_NIL) is
  * the only victim; otherwise the policy chooses until the count drops
@@ -392,21 +413,8 @@ static unsigned int take_out(struct evict *e, struct wb *w, unsigned int max,
 			}
 			continue;
 		}
-		list_del(e, p);
-		e->resident--;
-		w[n].page = p;
-		w[n].slot = slot;
-		w[n].res = 0;
-		w[n].dirty = e->st[p] == PG_DIRTY;
-		if (w[n].dirty) {
-			e->st[p] = PG_OUT;
-			e->fl[p] &= (uint8_t)~(PF_ZAP | PF_PROT);
-			e->slot_page[slot] = p;
-		} else {
-			e->st[p] = PG_ABSENT;
-		}
+		took(e, &w[n++], p, slot);
 		count(e, LUFFD_CTR(pages_evicted), 1);
-		n++;
 	}
 	return n;
 }
@@ -563,6 +571,29 @@ static void settle(struct evict *e, struct wb *w, unsigned int n, bool keep)
  * One eviction round (holds elk): down to the low watermark, or one
  * batch.  Returns pages taken out.
  */
+/*
+ * The second half of a round (holds elk; @n pages in e->wb and slots
+ * 0..): write, settle (@keep: copy back clean), drop the slots.  Returns
+ * the first write's error, or 0.
+ */
+static int write_round(struct evict *e, unsigned int n, bool keep)
+{
+	unsigned int i;
+	int err = 0;
+
+	if (!n)
+		return 0;
+	write_out(e, true, e->wb, n, e->ios, e->iop);
+	pthread_mutex_lock(&e->lk);
+	for (i = 0; i < n; i++)
+		if (e->wb[i].res < 0 && !err)
+			err = e->wb[i].res;
+	settle(e, e->wb, n, keep);
+	pthread_mutex_unlock(&e->lk);
+	slots_drop(e, 0, n);
+	return err;
+}
+
 static unsigned int evict_round(struct evict *e)
 {
 	unsigned int n;
@@ -570,13 +601,7 @@ static unsigned int evict_round(struct evict *e)
 	pthread_mutex_lock(&e->lk);
 	n = take_out(e, e->wb, e->batch, 0, e->low);
 	pthread_mutex_unlock(&e->lk);
-	if (!n)
-		return 0;
-	write_out(e, true, e->wb, n, e->ios, e->iop);
-	pthread_mutex_lock(&e->lk);
-	settle(e, e->wb, n, false);
-	pthread_mutex_unlock(&e->lk);
-	slots_drop(e, 0, n);
+	write_round(e, n, false);
 	return n;
 }
 
@@ -648,15 +673,19 @@ static void *evictor_main(void *arg)
  * A fill wakes its thread before it settles the page's state under lk:
  * wait for that (under lk, dropped meanwhile).  Fills take microseconds.
  */
+static void lk_yield(struct evict *e)
+{
+	pthread_mutex_unlock(&e->lk);
+	sched_yield();
+	pthread_mutex_lock(&e->lk);
+}
+
 static void wait_filled(struct evict *e, uint32_t p)
 {
 	unsigned int spins = 0;
 
-	while (e->st[p] == PG_FILLING && ++spins < 1000000) {
-		pthread_mutex_unlock(&e->lk);
-		sched_yield();
-		pthread_mutex_lock(&e->lk);
-	}
+	while (e->st[p] == PG_FILLING && ++spins < 1000000)
+		lk_yield(e);
 }
 
 static int wp_fault(struct evict *e, struct uffd_resolver *res, uint32_t p)
@@ -931,11 +960,8 @@ static int evict_flush(void *state)
 	pthread_mutex_lock(&e->elk);
 	pthread_mutex_lock(&e->lk);
 	/* a write fault's page is dirty once its fill settles: wait */
-	for (i = 0; e->filling && i < 1000000; i++) {
-		pthread_mutex_unlock(&e->lk);
-		sched_yield();
-		pthread_mutex_lock(&e->lk);
-	}
+	for (i = 0; e->filling && i < 1000000; i++)
+		lk_yield(e);
 	for (p = e->next[head]; p != head; p = e->next[p])
 		if (e->st[p] == PG_DIRTY)
 			dirty[ndirty++] = p;
@@ -946,35 +972,18 @@ static int evict_flush(void *state)
 
 		pthread_mutex_lock(&e->lk);
 		for (; done < ndirty && n < e->batch; done++) {
-			struct wb *w = &e->wb[n];
-
 			p = dirty[done];
 			if (e->st[p] != PG_DIRTY)
 				continue;
 			if (move_out(e, p, n) < 0)
 				continue;
-			list_del(e, p);
-			e->resident--;
-			w->page = p;
-			w->slot = n;
-			w->dirty = true;
-			w->res = 0;
-			e->st[p] = PG_OUT;
-			e->fl[p] &= (uint8_t)~(PF_ZAP | PF_PROT);
-			e->slot_page[n] = p;
+			took(e, &e->wb[n], p, n);
 			n++;
 		}
 		pthread_mutex_unlock(&e->lk);
-		if (!n)
-			continue;
-		write_out(e, true, e->wb, n, e->ios, e->iop);
-		pthread_mutex_lock(&e->lk);
-		for (i = 0; i < n; i++)
-			if (e->wb[i].res < 0 && !err)
-				err = e->wb[i].res;
-		settle(e, e->wb, n, true);
-		pthread_mutex_unlock(&e->lk);
-		slots_drop(e, 0, n);
+		ret = write_round(e, n, true);
+		if (ret < 0 && !err)
+			err = ret;
 	}
 	pthread_mutex_lock(&e->wlk);
 	ret = uffd_store_sync(e->wstore);
