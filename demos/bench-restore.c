@@ -210,14 +210,13 @@ struct strat {
 };
 
 static const struct strat default_strats[] = {
-	{ "mmap", "engine=mmap,readahead=1" },	/* the baseline: first */
-	{ "pread", "engine=pread,readahead=1" },
-	{ "uring", "engine=uring,readahead=1" },
-	{ "uring+ra16", "engine=uring,readahead=16" },
-	{ "uring+prefetch", "engine=uring,readahead=1,prefetch=1" },
-	{ "uring+ra16+prefetch", "engine=uring,readahead=16,prefetch=1" },
-	{ "pread+ra16", "engine=pread,readahead=16" },
-	{ "mmap+ra16", "engine=mmap,readahead=16" },
+	/* the baseline, first: Firecracker's example handler, a page a fault */
+	{ "mmap", "engine=mmap,readahead=1,readahead_max=1" },
+	{ "pread", "engine=pread" },		/* streams, one pread a run */
+	{ "uring", "engine=uring" },		/* the pager's defaults */
+	{ "uring+direct", "engine=uring,direct=1" },
+	{ "uring+prefetch", "engine=uring,prefetch=1" },
+	{ "uring+prefetch+gap8", "engine=uring,prefetch=1,hole_gap=8" },
 };
 
 #define MAX_STRATS	24
@@ -294,11 +293,6 @@ static struct cell cell_at(int i)
 	};
 
 	return c;
-}
-
-static int cell_index(const struct cell *c)
-{
-	return ((c->cache * MAX_TLIST + c->ti) * 2 + c->ord) * 2 + c->touch;
 }
 
 static bool cell_on(const struct cell *c)
@@ -865,35 +859,46 @@ static void report_row(const struct sample *s, int ci, size_t k)
 	       stat_of(s, ci, k, SIZE_MAX, F_ZERO));
 }
 
-/* The targets of issue 11, in the first read-only cell of each order. */
+/*
+ * The targets of issue 13, for the default pager ("uring") and its
+ * prefetch: cold cache, read-only, within 1.5x of kernel-mmap (1.0x the
+ * stretch); read then write, faster than kernel-mmap-rw.  One line per
+ * cold table measured.
+ */
 static void report_targets(const struct sample *s)
 {
-	struct cell c = { .cache = o.caches[0] ? 0 : 1, .ti = 0, .touch = 0 };
-	size_t best = strat_find("uring+ra16+prefetch");
-	size_t pr = strat_find("pread"), mm = strat_find("mmap");
-	char where[64];
-	double x;
+	static const char *const names[] = { "uring", "uring+prefetch",
+					     "uring+prefetch+gap8" };
+	unsigned int i;
+	bool any = false;
+	int ci;
 
-	if (!o.touches[0] || best == SIZE_MAX)
+	if (!o.caches[0])
 		return;
-	snprintf(where, sizeof(where), "%s cache, %u thread%s, read",
-		 c.cache ? "warm" : "cold", o.threads[0],
-		 o.threads[0] > 1 ? "s" : "");
-	printf("\n");
-	c.ord = 1;
-	if (pr != SIZE_MAX && o.orders[1]) {
-		x = stat_of(s, cell_index(&c), pr, best, F_MS);
-		printf("# target 1 (%s): uring+ra16+prefetch %.2fx faster "
-		       "than pread (one pread per fault) on random access: "
-		       "%s (want >= 1.5)\n", where, x,
-		       x >= 1.5 ? "MET" : "NOT MET");
-	}
-	c.ord = 0;
-	if (mm != SIZE_MAX && o.orders[0]) {
-		x = stat_of(s, cell_index(&c), best, mm, F_MS);
-		printf("# target 2 (%s): uring+ra16+prefetch takes %.2fx the "
-		       "time of mmap on sequential access: %s (want <= 1.0)\n",
-		       where, x, x <= 1.0 ? "MET" : "NOT MET");
+	for (ci = 0; ci < NCELLS; ci++) {
+		const struct cell c = cell_at(ci);
+
+		if (c.cache || !cell_on(&c))
+			continue;
+		if (!any)
+			printf("\n# targets (issue 13), cold cache, x kernel-mmap "
+			       "of the same table: read within 1.5x, read then "
+			       "write below 1.0x\n");
+		any = true;
+		printf("# %-8s %u thread%s:", cell_workload(&c),
+		       o.threads[c.ti], o.threads[c.ti] > 1 ? "s" : " ");
+		for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+			size_t k = strat_find(names[i]);
+			double x, want = c.touch ? 1.0 : 1.5;
+
+			if (k == SIZE_MAX)
+				continue;
+			x = stat_of(s, ci, k, R_MMAP, F_MS);
+			printf("  %s %.2fx %s", names[i], x,
+			       (c.touch ? x < want : x <= want) ? "MET" :
+			       "NOT MET");
+		}
+		printf("\n");
 	}
 }
 

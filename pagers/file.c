@@ -5,8 +5,8 @@
  * migration do by hand.  Region page i holds the file's bytes at
  * offset + i * page size.
  *
- *   file:path=P[,offset=O][,readahead=N][,prefetch=1][,direct=1]
- *       [,engine=uring|pread|mmap][,inject_eio=PAGE]
+ *   file:path=P[,offset=O][,readahead=N][,readahead_max=M][,prefetch=1]
+ *       [,direct=1][,engine=uring|pread|mmap][,hole_gap=G][,inject_eio=PAGE]
  *
  * The file is read through a page store (libuffd.h, "Page stores"): a
  * read-only file store over the region's length,
@@ -19,31 +19,56 @@
  * what to read and how to map it.  O must be a multiple of the page size
  * (the store's I/O stays page aligned).
  *
- * A fault reads its window of N pages (the N-aligned block holding it,
- * clipped to the region, trimmed of pages already filled).  The store's
- * map of never-written pages (uffd_store_extent: the file's holes at
- * init, seeded from SEEK_DATA/SEEK_HOLE, and whatever lies past its end)
- * splits the window into runs: runs of holes are mapped with
+ * Streams, as the kernel's readahead (mm/readahead.c) does them.  A
+ * fault that continues a sequential stream (it falls in or at the end
+ * of the pages read for one; up to FP_STREAMS at once, so each thread
+ * walking its own part of the region has its own) doubles the stream's
+ * window, up to readahead_max, and keeps FP_AHEAD windows in flight
+ * past the fault, several reads at once (io_uring queue depth > 1).  A
+ * read-ahead window that comes back is filled all but its first page,
+ * the marker (the kernel's PG_readahead): the application's next fault
+ * in the stream is on the marker, while the windows after it are still
+ * being read, and reads further ahead.  Any other fault is random
+ * access: it starts its thread's stream over at the readahead-aligned
+ * block of N pages holding it, so a stream broken by random access
+ * shrinks back to N.  readahead_max=1 turns streams off: a page a fault.
+ *
+ * One reader per page.  A page being read is claimed (a bit per page),
+ * by the fault path or the prefetch thread, from before its read starts
+ * until it is filled: nobody else reads it.  A fault on a page the fault
+ * path is reading waits for that read (and fills what else came back
+ * meanwhile); on one the prefetcher is reading, it waits until the
+ * prefetcher fills it or gives it up.  pager_misses counts the faults
+ * that found their page neither filled nor being read, and read it
+ * themselves; pages_read_in counts the pages read from the file (holes
+ * excluded): each at most once.
+ *
+ * The store's map of never-written pages (uffd_store_extent: the file's
+ * holes at init, seeded from SEEK_DATA/SEEK_HOLE, and whatever lies past
+ * its end) splits a window into runs: runs of holes are mapped with
  * UFFDIO_ZEROPAGE without any I/O (the shared zero page: no memory);
- * runs of data are read in one batch (one submit and one reap, so one
- * io_uring_enter for all of them) into the store's buffer pool, then
- * copied with UFFDIO_COPY, except pages that turn out to hold only
- * zeros, which are zero-mapped too.  A write fault on a zero page gets a
- * fresh zeroed page instead, as the zero pager does, so that the write
- * does not take a second, copy-on-write fault.  The run holding the
- * faulting page is resolved first, so the faulting thread waits for its
- * own page and not for the rest of the window.
+ * runs of data are read, each run one request, all in one submit, into
+ * the store's buffer pool, then copied with UFFDIO_COPY, except pages
+ * that turn out to hold only zeros, which are zero-mapped too.
+ * hole_gap=G (default 0: holes are never read) reads a hole of fewer
+ * than G pages that has data on both sides in the same window together
+ * with that data: one request instead of two, the hole's pages coming
+ * back as zeros from the filesystem, without disk I/O, and zero-mapped
+ * all the same (a snapshot with many small holes costs far fewer
+ * requests; their pages go through the page cache).  A write fault on a
+ * zero page gets a fresh zeroed page instead, as the zero pager does, so
+ * that the write does not take a second, copy-on-write fault.  The run
+ * holding the faulting page is resolved first, so the faulting thread
+ * waits for its own page and not for the rest of the window.
  *
  * Engines:
- *  uring (default)  the store's io_uring: READ_FIXED into its pool of N
- *                   pages, registered with the ring at init.  With one
- *                   run per fault, the usual case, it is no faster than
- *                   pread (measured by bench-restore: within noise, with
- *                   and without read-ahead); it pays off where a window
- *                   has several runs, and with O_DIRECT, where the
- *                   registered buffers save pinning the pages for every
- *                   read.
- *  pread            the store's pread, one per run: the simple handler.
+ *  uring (default)  the store's io_uring: READ_FIXED into its pool,
+ *                   registered with the ring at init; the only engine
+ *                   with reads really in flight at once (a window's
+ *                   runs, and the windows read ahead).
+ *  pread            the store's pread, one per run, done when submitted:
+ *                   streams and windows as with uring, but the reads
+ *                   ahead are done before the fault is answered.
  *  mmap             UFFDIO_COPY straight from a MAP_PRIVATE mapping of the
  *                   file, as Firecracker's example handler does.  The one
  *                   exception to reading through the store, kept because
@@ -61,37 +86,37 @@
  *                   other engines (with engine=pread).
  *
  * readahead=N defaults to 16 pages (64 KiB): the kernel's own fault-around
- * size (fault_around_bytes), and where the sequential gain levels off.
- * Measured with bench-restore (256 MiB image, page cache dropped, median
- * of 3, time vs readahead=1): sequential 0.60x at 4 pages, 0.50x at 16,
- * 0.50x at 64, 0.48x at 256; the fault's p50 service time meanwhile goes
- * 16, 16, 64, 256 us.  Random touches of the whole image keep gaining
- * with bigger windows (every page read is eventually used there), but a
- * program that touches a fraction of its memory pays for each page
- * brought in needlessly, and each fault waits for the whole window.
- * readahead=1 is one page per fault.
+ * size (fault_around_bytes).  It is what a random fault reads, and a
+ * stream's first window.  readahead_max=M defaults to the kernel's own
+ * bound for the file, its device's read_ahead_kb (/sys/class/bdi), up
+ * to 1 MiB: the fault path keeps FP_SLOTS (8) windows of M pages of
+ * buffer, 8 MiB at the default, pinned for io_uring.  The kernel's
+ * mmap of a file reads its whole bound around every random fault
+ * (do_sync_mmap_readahead), until a hundred such reads went unused; this
+ * pager cannot see which pages were used (it maps them all), so random
+ * faults read N pages, and a whole-image restore in random order wants
+ * prefetch=1.
  *
  * prefetch=1 starts a helper thread at the first fault.  It walks the
  * region once, from the first faulting page on and wrapping around, and
- * fills every page nobody has filled yet through its own resolver
- * (uffd_resolver_create) and its own read-only store handle.  A store
- * handle is used by one thread at a time; the helper opens a second
- * one rather than share the fault path's under a lock, because the
- * fault path must never wait for the helper: the lock would be held
- * across the helper's reads (up to 4 MiB), and in SIGBUS delivery mode
- * a fault is served in a signal handler, where waiting for a lock the
- * interrupted thread may hold never ends.  The price: a second
- * descriptor, ring and pool, a second bitmap of one bit per page, and a
- * second SEEK_DATA walk of the file at init.  Like CRIU's lazy-pages it
- * reads in chunks that double (from 64 KiB to 4 MiB) while no fault
- * arrives and drop back to the minimum as soon as one does, so that its
- * I/O never queues a fault behind a large read.  Faults take priority:
- * the fault path never waits for the helper (no lock, no shared buffer;
- * a page both want is filled by whoever comes first, the other sees
- * EEXIST), and the helper runs as SCHED_IDLE (nice 19 where that is
- * refused), so that on a shared CPU the handler and the application
- * always win.  Each page is filled exactly once: the resolvers skip
- * pages they know are present and the kernel's EEXIST settles the races.
+ * fills every page nobody has filled or claimed yet through its own
+ * resolver (uffd_resolver_create) and its own read-only store handle.
+ * A store handle is used by one thread at a time; the helper opens a
+ * second one rather than share the fault path's under a lock, because
+ * the fault path must never wait for a lock the helper holds across its
+ * reads (up to 4 MiB), and in SIGBUS delivery mode a fault is served in
+ * a signal handler, where waiting for a lock the interrupted thread may
+ * hold never ends.  The price: a second descriptor, ring and pool, and
+ * a second SEEK_DATA walk of the file at init.  It reads in chunks that
+ * double from 64 KiB to 4 MiB, two in flight, so that the disk reads
+ * the next while the last is filled.  It does not shrink them when
+ * faults come (CRIU's lazy-pages does, and so did this pager before
+ * pages had one reader): a fault on a page of its chunk waits for that
+ * chunk instead of reading the page a second time, so the restore ends
+ * soonest with the disk kept busy; the price is the p99 of faults that
+ * land in a chunk in flight.  The helper runs as SCHED_IDLE (nice 19
+ * where that is refused), so that on a shared CPU the handler and the
+ * application always win.
  *
  * direct=1 opens the file O_DIRECT (the store's pool is page aligned).
  * Not with engine=mmap.
@@ -137,13 +162,22 @@
 #include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 
-#include <libuffd.h>
+#include "internal.h"
 
 #define FP_RA_DEFAULT		16
 #define FP_RA_MAX		4096
-#define FP_WINDOW_MAX		(64ull << 20)	/* bytes */
+#define FP_WINDOW_MAX		(64ull << 20)	/* bytes, one window */
+/* a stream's bound when the file's device says nothing, and the cap */
+#define FP_RAMAX_FALLBACK	(128ull << 10)	/* the kernel's default */
+#define FP_RAMAX_CAP		(1ull << 20)
+#define FP_POOL_MAX		(256ull << 20)	/* bytes, the fault path's */
+#define FP_SLOTS		8	/* the fault path's reads in flight */
+#define FP_STREAMS		8
+#define FP_AHEAD		3	/* windows in flight ahead of a stream */
 /* prefetch chunk bounds, bytes */
 #define FP_PF_MIN_BYTES		(64ull << 10)
 #define FP_PF_MAX_BYTES		(4ull << 20)
@@ -173,6 +207,34 @@ struct fp_io {
 	struct uffd_store_io	**req;
 };
 
+/*
+ * One window the fault path is reading: its pages are claimed (fp->own)
+ * from the moment it is planned until they are filled or given up.
+ */
+struct fp_slot {
+	bool		busy;
+	bool		held;		/* all filled but its marker */
+	unsigned int	out;		/* requests not back yet */
+	uint64_t	marker;		/* page left for a fault, or FP_NONE */
+	uint64_t	age;		/* when it was started */
+	uint64_t	p0, n;		/* region pages [p0, p0 + n) */
+	char		*buf;		/* page p0 at buf */
+	uint8_t		*kind;
+	struct uffd_store_io *ios;	/* its runs */
+	struct uffd_store_io **req;
+};
+
+/*
+ * A sequential stream, the kernel's file_ra_state for one faulting
+ * thread: [start, next) has been read or is being read for it, and the
+ * next window it reads is @win pages.
+ */
+struct fp_stream {
+	uint32_t	tid;
+	uint64_t	start, next, win;
+	uint64_t	used;		/* for replacement: last fault's tick */
+};
+
 struct file_pager {
 	struct uffd_region *region;
 	enum fp_engine	engine;
@@ -182,8 +244,10 @@ struct file_pager {
 	uint64_t	npages;
 	uint64_t	k;		/* store pages per region page */
 	uint64_t	foff;		/* file offset of region byte 0 */
-	uint64_t	window;		/* pages per fault */
+	uint64_t	window;		/* readahead: a fault's first window */
+	uint64_t	ra_max;		/* readahead_max: a stream's bound */
 	uint64_t	inject;		/* page that fails, or FP_NONE */
+	uint64_t	hole_gap;	/* holes shorter are read through */
 
 	char		*map;		/* engine=mmap */
 	size_t		map_len;
@@ -192,8 +256,13 @@ struct file_pager {
 	/* bitmaps, atomic: shared by the fault path and the prefetcher */
 	uint64_t	*done;		/* filled (or gone) */
 	uint64_t	*removed;	/* MADV_DONTNEED: zeros now */
+	uint64_t	*own;		/* being read: one reader per page */
 
-	struct fp_io	fio;		/* the fault path's */
+	/* the fault path */
+	struct fp_io	fio;
+	struct fp_slot	slot[FP_SLOTS];
+	struct fp_stream stream[FP_STREAMS];
+	uint64_t	tick;
 
 	/* prefetch */
 	bool		prefetch;
@@ -201,8 +270,9 @@ struct file_pager {
 	struct uffd_resolver *pres;
 	pthread_t	thread;
 	bool		running;
-	uint64_t	faults;		/* atomic: faults so far */
 	uint32_t	gate;		/* futex: GATE_* */
+	uint32_t	pf_seq;		/* futex: bumped as it lets pages go */
+	uint32_t	pf_waiters;	/* faults waiting on pf_seq */
 	uint64_t	first;		/* first faulting page */
 	uint64_t	walked;		/* pages gone past */
 	uint64_t	pos;		/* next page it looks at */
@@ -214,8 +284,8 @@ struct file_pager {
 #define GATE_STOP	2u
 
 static const char *const file_keys[] = {
-	"path", "offset", "readahead", "prefetch", "direct", "engine",
-	"inject_eio", NULL
+	"path", "offset", "readahead", "readahead_max", "prefetch", "direct",
+	"engine", "inject_eio", "hole_gap", NULL
 };
 
 /* ------------------------------------------------------- bitmaps */
@@ -248,6 +318,63 @@ static bool page_skip(const struct file_pager *fp, uint64_t p)
 	return bit_test(fp->done, p) || bit_test(fp->removed, p);
 }
 
+/*
+ * Claim the pages of [p0, p0 + n) that are neither filled nor being
+ * read by anyone: they become K_WANT in @kind, the others K_SKIP.  A
+ * page is claimed by setting its bit in fp->own, so two readers never
+ * both read it; the filler sets its done bit before it lets the claim
+ * go, so a claim won after that sees done and is let go at once.
+ * Returns how many pages were claimed.
+ */
+static uint64_t claim(struct file_pager *fp, uint64_t p0, uint64_t n,
+		      uint8_t *kind)
+{
+	uint64_t p = p0, end = p0 + n, got_n = 0;
+
+	while (p < end) {
+		unsigned int bit = (unsigned int)(p & 63), i;
+		uint64_t m = end - p < 64 - bit ? end - p : 64 - bit;
+		uint64_t mask = (m == 64 ? ~0ull : ((1ull << m) - 1)) << bit;
+		uint64_t w = p >> 6, want, got, lost;
+
+		want = mask & ~(__atomic_load_n(&fp->done[w], __ATOMIC_ACQUIRE) |
+				__atomic_load_n(&fp->removed[w],
+						__ATOMIC_ACQUIRE));
+		got = want ? want & ~__atomic_fetch_or(&fp->own[w], want,
+						       __ATOMIC_ACQ_REL) : 0;
+		lost = got & (__atomic_load_n(&fp->done[w], __ATOMIC_ACQUIRE) |
+			      __atomic_load_n(&fp->removed[w],
+					      __ATOMIC_ACQUIRE));
+		if (lost) {
+			__atomic_fetch_and(&fp->own[w], ~lost,
+					   __ATOMIC_RELEASE);
+			got &= ~lost;
+		}
+		for (i = 0; i < m; i++)
+			kind[p - p0 + i] = got & (1ull << (bit + i)) ?
+					   K_WANT : K_SKIP;
+		got_n += (uint64_t)__builtin_popcountll(got);
+		p += m;
+	}
+	return got_n;
+}
+
+/* Let go of the claims of [p0, p0 + n): the pages not K_SKIP. */
+static void unclaim(struct file_pager *fp, uint64_t p0, uint64_t n,
+		    const uint8_t *kind)
+{
+	uint64_t a, b;
+
+	for (a = 0; a < n; a = b) {
+		b = a + 1;
+		if (kind[a] == K_SKIP)
+			continue;
+		while (b < n && kind[b] != K_SKIP)
+			b++;
+		bits_change(fp->own, p0 + a, p0 + b, false);
+	}
+}
+
 /* ------------------------------------------------------- reading */
 
 static bool page_is_zero(const char *page, size_t len)
@@ -267,6 +394,8 @@ static bool page_is_zero(const char *page, size_t len)
  * The K_WANT pages of the window [p0, p0 + n) that the store holds no
  * data for (holes, past the end) become K_ZERO: no I/O for them.  A
  * region page is a hole only if all its store pages are (hugetlb).
+ * With hole_gap=G, a hole of fewer than G pages with data on both sides
+ * inside the window is read with them, in one request instead of two.
  */
 static void mark_holes(const struct file_pager *fp, const struct fp_io *io,
 		       uint64_t p0, uint64_t n, uint8_t *kind)
@@ -285,6 +414,10 @@ static void mark_holes(const struct file_pager *fp, const struct fp_io *io,
 			i++;
 			continue;
 		}
+		if (!written && whole < fp->hole_gap && i > 0 &&
+		    i + whole < n && kind[i - 1] == K_WANT &&
+		    kind[i + whole] == K_WANT)
+			written = 1;	/* read through: zeros, no disk I/O */
 		for (j = i; !written && j < i + whole; j++)
 			if (kind[j] == K_WANT)
 				kind[j] = K_ZERO;
@@ -316,31 +449,19 @@ static void fail_injected(const struct file_pager *fp, uint64_t p0,
 }
 
 /*
- * Before a read reuses the buffer, reap what an earlier read left in
- * flight when its reap failed: the kernel may still write into it.
+ * Plan the reads of the pages of [p0, p0 + n) marked K_WANT in @kind
+ * (page p0 at @buf): those that need no I/O become K_MAP (engine=mmap),
+ * K_ZERO (holes, past the end) or K_ERR (inject_eio); each run of the
+ * others becomes one request in @ios, tagged with @data, its pages
+ * K_ERR until it comes back.  Returns the number of requests.
  */
-static int drain(struct fp_io *io)
+static unsigned int plan_reads(const struct file_pager *fp,
+			       const struct fp_io *io, uint64_t p0,
+			       uint64_t n, uint8_t *kind, char *buf,
+			       struct uffd_store_io *ios, void *data)
 {
-	unsigned int out = uffd_store_inflight(io->st);
-	int ret;
-
-	if (!out)
-		return 0;
-	ret = uffd_store_reap(io->st, io->req, out, out);
-	return ret < 0 ? ret : uffd_store_inflight(io->st) ? -EIO : 0;
-}
-
-/*
- * Classify the pages of [p0, p0 + n) marked K_WANT in @kind and read
- * those that need it into @buf (page p0 at @buf): each becomes K_BUF,
- * K_MAP, K_ZERO or K_ERR.
- */
-static void fp_read(struct file_pager *fp, struct fp_io *io, uint64_t p0,
-		    uint64_t n, uint8_t *kind, char *buf)
-{
-	unsigned int nr = 0, i;
-	uint64_t a, b, p;
-	int got;
+	unsigned int nr = 0;
+	uint64_t a, b;
 
 	for (a = 0; a < n && p0 + a < fp->map_pages; a++)
 		if (kind[a] == K_WANT)
@@ -353,29 +474,50 @@ static void fp_read(struct file_pager *fp, struct fp_io *io, uint64_t p0,
 			continue;
 		while (b < n && kind[b] == K_WANT)
 			b++;
-		io->ios[nr] = (struct uffd_store_io){
+		ios[nr] = (struct uffd_store_io){
 			.op = LIBUFFD_STORE_READ,
 			.page = (p0 + a) * fp->k,
 			.npages = (b - a) * fp->k,
 			.buf = buf + (a << fp->shift),
+			.data = data,
 		};
-		io->req[nr] = &io->ios[nr];
 		nr++;
 		memset(kind + a, K_ERR, b - a);	/* until it comes back */
 	}
-	if (!nr || drain(io) < 0 || uffd_store_submit(io->st, io->req, nr) < 0)
-		return;
-	got = uffd_store_reap(io->st, io->req, nr, nr);
-	for (i = 0; got > 0 && i < (unsigned int)got; i++) {
-		const struct uffd_store_io *d = io->req[i];
+	return nr;
+}
 
-		if (d->res < 0)
-			continue;
-		for (p = d->page / fp->k; p < (d->page + d->npages) / fp->k;
-		     p++)
-			kind[p - p0] = page_is_zero(buf + ((p - p0) << fp->shift),
-						    fp->ps) ? K_ZERO : K_BUF;
-	}
+/*
+ * A request planned for the window at @p0 (page p0 at @buf) came back:
+ * its pages become K_BUF or K_ZERO, or stay K_ERR.
+ */
+static void read_done(struct file_pager *fp, const struct uffd_store_io *d,
+		      uint64_t p0, uint8_t *kind, const char *buf)
+{
+	uint64_t p;
+
+	if (d->res < 0)
+		return;
+	for (p = d->page / fp->k; p < (d->page + d->npages) / fp->k; p++)
+		kind[p - p0] = page_is_zero(buf + ((p - p0) << fp->shift),
+					    fp->ps) ? K_ZERO : K_BUF;
+	luffd_count(&fp->region->ctr, LUFFD_CTR(pages_read_in),
+		    (d->npages - d->holes) / fp->k);
+}
+
+/*
+ * Before a read reuses the buffer, reap what an earlier read left in
+ * flight when its reap failed: the kernel may still write into it.
+ */
+static int drain(struct fp_io *io)
+{
+	unsigned int out = uffd_store_inflight(io->st);
+	int ret;
+
+	if (!out)
+		return 0;
+	ret = uffd_store_reap(io->st, io->req, out, out);
+	return ret < 0 ? ret : uffd_store_inflight(io->st) ? -EIO : 0;
 }
 
 /* ------------------------------------------------------- filling */
@@ -477,6 +619,284 @@ static long fp_fill(struct file_pager *fp, struct uffd_resolver *res,
 	return err;
 }
 
+/* ------------------------------------------------------- the fault path */
+
+static struct fp_slot *slot_of(struct file_pager *fp, uint64_t p)
+{
+	unsigned int i;
+
+	for (i = 0; i < FP_SLOTS; i++) {
+		struct fp_slot *s = &fp->slot[i];
+
+		if (s->busy && p >= s->p0 && p < s->p0 + s->n &&
+		    s->kind[p - s->p0] != K_SKIP)
+			return s;
+	}
+	return NULL;
+}
+
+/*
+ * Fill what slot @s read, faulting page @pf first (FP_NONE: none of
+ * its pages is waited for), and let its pages go.  Pages the
+ * application threw away meanwhile (REMOVE) are left alone: they read
+ * zeros now.  Returns fp_fill's verdict.
+ */
+static long slot_finish(struct file_pager *fp, struct uffd_resolver *res,
+			struct fp_slot *s, uint64_t pf, uint64_t wf)
+{
+	uint64_t i;
+	long ret;
+
+	for (i = 0; i < s->n; i++)
+		if (s->kind[i] != K_SKIP && bit_test(fp->removed, s->p0 + i)) {
+			bits_change(fp->own, s->p0 + i, s->p0 + i + 1, false);
+			s->kind[i] = K_SKIP;
+		}
+	if (pf != FP_NONE && (pf < s->p0 || pf >= s->p0 + s->n))
+		pf = FP_NONE;
+	if (wf != FP_NONE && (wf < s->p0 || wf >= s->p0 + s->n))
+		wf = FP_NONE;
+	ret = fp_fill(fp, res, s->p0, s->n, s->kind, s->buf, pf, wf);
+	unclaim(fp, s->p0, s->n, s->kind);
+	s->busy = false;
+	s->held = false;
+	return ret;
+}
+
+/*
+ * Fill a read-ahead window that came back, all but its marker page: the
+ * kernel's PG_readahead.  The application's next fault in the stream is
+ * then on the marker, with the windows after it still in flight, and
+ * that fault reads further ahead (stream_ahead): filled all at once, the
+ * window would let the application run past everything read and meet
+ * no page in flight, and each of its faults would wait for a read of
+ * its own.  The marker's page stays in the slot's buffer, claimed.
+ */
+static long slot_hold(struct file_pager *fp, struct uffd_resolver *res,
+		      struct fp_slot *s)
+{
+	uint64_t m = s->marker - s->p0;
+	uint8_t k = s->kind[m];
+	long ret;
+
+	if (!fillable(k) || bit_test(fp->removed, s->marker))
+		return slot_finish(fp, res, s, FP_NONE, FP_NONE);
+	s->kind[m] = K_SKIP;
+	ret = fp_fill(fp, res, s->p0, s->n, s->kind, s->buf, FP_NONE,
+		      FP_NONE);
+	unclaim(fp, s->p0, s->n, s->kind);
+	memset(s->kind, K_SKIP, s->n);
+	s->kind[m] = k;
+	s->held = true;
+	return ret;
+}
+
+/*
+ * Take what came back (waiting for at least @min requests), and fill
+ * every slot whose reads are all back, except @keep, which the caller
+ * fills itself.  Returns -ESRCH when the process is gone, else 0.
+ */
+static int harvest(struct file_pager *fp, struct uffd_resolver *res,
+		   unsigned int min, const struct fp_slot *keep)
+{
+	struct fp_io *io = &fp->fio;
+	unsigned int out = uffd_store_inflight(io->st), i;
+	int got;
+
+	if (out) {
+		got = uffd_store_reap(io->st, io->req, out,
+				      min < out ? min : out);
+		for (i = 0; got > 0 && i < (unsigned int)got; i++) {
+			struct fp_slot *s = io->req[i]->data;
+
+			read_done(fp, io->req[i], s->p0, s->kind, s->buf);
+			s->out--;
+		}
+		if (got < 0 && got != -EINTR) {
+			/*
+			 * The ring failed: nothing will come back, and the
+			 * buffers may still be written into.  Drain what
+			 * can be, and fail what is left.
+			 */
+			if (drain(io) < 0)
+				for (i = 0; i < FP_SLOTS; i++)
+					fp->slot[i].out = 0;
+		}
+	}
+	for (i = 0; i < FP_SLOTS; i++) {
+		struct fp_slot *s = &fp->slot[i];
+
+		if (!s->busy || s->out || s->held || s == keep)
+			continue;
+		if ((s->marker != FP_NONE ? slot_hold(fp, res, s) :
+		     slot_finish(fp, res, s, FP_NONE, FP_NONE)) == -ESRCH)
+			return -ESRCH;
+	}
+	return 0;
+}
+
+/* Wait until slot @s has all its reads back. */
+static void slot_wait(struct file_pager *fp, struct uffd_resolver *res,
+		      struct fp_slot *s)
+{
+	while (s->out)
+		if (harvest(fp, res, 1, s) < 0 && !uffd_store_inflight(fp->fio.st))
+			s->out = 0;	/* nothing can come back */
+}
+
+/*
+ * A free slot: when all are busy, the oldest holding only its marker
+ * (the application went elsewhere) is filled, else the first read to
+ * come back.
+ */
+static struct fp_slot *slot_get(struct file_pager *fp,
+				struct uffd_resolver *res)
+{
+	struct fp_slot *old;
+	unsigned int i;
+
+	for (;;) {
+		old = NULL;
+		for (i = 0; i < FP_SLOTS; i++) {
+			struct fp_slot *s = &fp->slot[i];
+
+			if (!s->busy)
+				return s;
+			if (s->held && (!old || s->age < old->age))
+				old = s;
+		}
+		if (old) {
+			if (slot_finish(fp, res, old, FP_NONE, FP_NONE) ==
+			    -ESRCH)
+				return NULL;
+		} else if (harvest(fp, res, 1, NULL) < 0) {
+			return NULL;
+		}
+	}
+}
+
+/*
+ * Read the window [p0, p0 + n) into a slot: the pages nobody has filled
+ * or claimed.  Returns the slot (reads started, or none needed), or
+ * NULL when no page was left to read or the process is gone.
+ */
+static struct fp_slot *window_start(struct file_pager *fp,
+				    struct uffd_resolver *res,
+				    uint64_t p0, uint64_t n, bool ahead)
+{
+	struct fp_io *io = &fp->fio;
+	struct fp_slot *s = slot_get(fp, res);
+	unsigned int nr, i;
+	int ret;
+
+	if (!s)
+		return NULL;
+	if (n > fp->ra_max)
+		n = fp->ra_max;
+	if (p0 + n > fp->npages)
+		n = fp->npages - p0;
+	if (!claim(fp, p0, n, s->kind))
+		return NULL;
+	s->busy = true;
+	s->held = false;
+	s->p0 = p0;
+	s->n = n;
+	s->age = ++fp->tick;
+	s->marker = FP_NONE;
+	if (ahead)
+		for (i = 0; i < n && s->marker == FP_NONE; i++)
+			if (s->kind[i] == K_WANT)
+				s->marker = p0 + i;
+	nr = plan_reads(fp, io, p0, n, s->kind, s->buf, s->ios, s);
+	for (i = 0; i < nr; i++)
+		s->req[i] = &s->ios[i];
+	s->out = 0;
+	if (nr) {
+		ret = uffd_store_submit(io->st, s->req, nr);
+		if (ret >= 0)
+			s->out = nr;	/* else they stay K_ERR */
+	}
+	return s;
+}
+
+/*
+ * The stream a fault at @p by thread @tid continues (*seq: p is in or
+ * at the end of what was read for it), or the one it replaces: its
+ * thread's, else the least recently used.
+ */
+static struct fp_stream *stream_find(struct file_pager *fp, uint64_t p,
+				     uint32_t tid, bool *seq)
+{
+	struct fp_stream *s, *victim = &fp->stream[0];
+	unsigned int i;
+
+	fp->tick++;
+	*seq = false;
+	/* readahead_max=1: a page a fault, nothing read ahead */
+	for (i = 0; fp->ra_max > 1 && i < FP_STREAMS; i++) {
+		s = &fp->stream[i];
+		if (s->win && p >= s->start && p <= s->next) {
+			*seq = true;
+			victim = s;
+			goto out;
+		}
+	}
+	for (i = 0; i < FP_STREAMS; i++) {
+		s = &fp->stream[i];
+		if (tid && s->tid == tid) {
+			victim = s;
+			break;
+		}
+		if (s->used < victim->used)
+			victim = s;
+	}
+out:
+	victim->tid = tid;
+	victim->used = fp->tick;
+	return victim;
+}
+
+/*
+ * Keep up to FP_AHEAD windows of stream @st in flight past @p: the
+ * kernel's asynchronous readahead, so that the next faults find their
+ * pages read or being read.
+ */
+static void stream_ahead(struct file_pager *fp, struct uffd_resolver *res,
+			 struct fp_stream *st, uint64_t p)
+{
+	unsigned int i, freed;
+
+	while (st->next < fp->npages &&
+	       st->next < p + (FP_AHEAD + 1) * st->win) {
+		for (i = 0, freed = 0; i < FP_SLOTS; i++)
+			freed += !fp->slot[i].busy;
+		if (freed < 2)	/* one stays for a fault of another thread */
+			return;
+		window_start(fp, res, st->next, st->win, true);
+		st->next += st->win;
+	}
+}
+
+/*
+ * A prefetcher read holds page @p: wait until it is filled or let go.
+ * Returns true when it was filled.
+ */
+static bool owner_wait(struct file_pager *fp, uint64_t p)
+{
+	for (;;) {
+		uint32_t seq = __atomic_load_n(&fp->pf_seq, __ATOMIC_ACQUIRE);
+
+		if (page_skip(fp, p))
+			return true;
+		if (!bit_test(fp->own, p))
+			return false;
+		__atomic_add_fetch(&fp->pf_waiters, 1, __ATOMIC_ACQ_REL);
+		syscall(SYS_futex, &fp->pf_seq, FUTEX_WAIT_PRIVATE, seq,
+			NULL, NULL, 0);
+		__atomic_sub_fetch(&fp->pf_waiters, 1, __ATOMIC_ACQ_REL);
+	}
+}
+
 /* ------------------------------------------------------- prefetch */
 
 static uint64_t thread_cpu_ns(void)
@@ -491,6 +911,15 @@ static uint64_t thread_cpu_ns(void)
 static bool pf_stopping(struct file_pager *fp)
 {
 	return __atomic_load_n(&fp->gate, __ATOMIC_ACQUIRE) & GATE_STOP;
+}
+
+/* Pages were let go: wake the faults waiting for them (owner_wait). */
+static void pf_notify(struct file_pager *fp)
+{
+	__atomic_add_fetch(&fp->pf_seq, 1, __ATOMIC_ACQ_REL);
+	if (__atomic_load_n(&fp->pf_waiters, __ATOMIC_ACQUIRE))
+		syscall(SYS_futex, &fp->pf_seq, FUTEX_WAKE_PRIVATE, INT_MAX,
+			NULL, NULL, 0);
 }
 
 /* The next page from fp->pos that needs filling; walks fp->walked on. */
@@ -520,10 +949,89 @@ static bool pf_next(struct file_pager *fp)
 	return false;
 }
 
+/*
+ * Start the prefetcher's next chunk in @c: from fp->pos on, the pages
+ * nobody has filled or claimed.  Returns false when the walk is over.
+ */
+static bool pf_start(struct file_pager *fp, struct fp_slot *c)
+{
+	struct fp_io *io = &fp->pio;
+	unsigned int nr, i;
+	uint64_t p, n;
+
+	for (;;) {
+		if (pf_stopping(fp) || !pf_next(fp))
+			return false;
+		p = fp->pos;
+		for (n = 1; n < fp->chunk && p + n < fp->npages &&
+		     !page_skip(fp, p + n); n++)
+			;
+		fp->pos = p + n == fp->npages ? 0 : p + n;
+		fp->walked += n;
+		if (fp->chunk < fp->pf_max)
+			fp->chunk = fp->chunk * 2 > fp->pf_max ?
+				    fp->pf_max : fp->chunk * 2;
+		/* pages a fault is reading are its own: claimed, skipped */
+		if (claim(fp, p, n, c->kind))
+			break;
+	}
+	c->busy = true;
+	c->p0 = p;
+	c->n = n;
+	c->out = 0;
+	nr = plan_reads(fp, io, p, n, c->kind, c->buf, c->ios, c);
+	for (i = 0; i < nr; i++)
+		c->req[i] = &c->ios[i];
+	if (nr && uffd_store_submit(io->st, c->req, nr) >= 0)
+		c->out = nr;		/* else they stay K_ERR */
+	return true;
+}
+
+/* Fill chunk @c once its reads are back, and let its pages go. */
+static long pf_finish(struct file_pager *fp, struct fp_slot *c)
+{
+	struct fp_io *io = &fp->pio;
+	unsigned int i;
+	long ret;
+	int got;
+
+	while (c->out) {
+		got = uffd_store_reap(io->st, io->req, uffd_store_inflight(io->st),
+				      1);
+		if (got < 0 && got != -EINTR && drain(io) < 0) {
+			c->out = 0;	/* nothing will come back */
+			break;
+		}
+		for (i = 0; got > 0 && i < (unsigned int)got; i++) {
+			struct fp_slot *d = io->req[i]->data;
+
+			read_done(fp, io->req[i], d->p0, d->kind, d->buf);
+			d->out--;
+		}
+	}
+	ret = fp_fill(fp, fp->pres, c->p0, c->n, c->kind, c->buf, FP_NONE,
+		      FP_NONE);
+	/* pages that failed stay for their faults to report */
+	unclaim(fp, c->p0, c->n, c->kind);
+	pf_notify(fp);
+	c->busy = false;
+	return ret;
+}
+
+/*
+ * The prefetcher keeps two chunks in flight, so that the disk reads the
+ * next while the last is being filled.  Chunks double from 64 KiB to
+ * 4 MiB and stay there: a fault never reads a page twice (it waits for
+ * the chunk that holds it), so the restore is over soonest with the
+ * disk kept busy.
+ */
 static void *prefetch_main(void *arg)
 {
 	struct file_pager *fp = arg;
-	uint64_t seen, cpu0, now;
+	struct fp_slot c[2];
+	uint64_t cpu0, now;
+	unsigned int i, next = 0;
+	long ret = 0;
 
 	cpu0 = thread_cpu_ns();
 
@@ -548,39 +1056,32 @@ static void *prefetch_main(void *arg)
 		return NULL;
 	if (fp->pos == FP_NONE)
 		fp->pos = __atomic_load_n(&fp->first, __ATOMIC_ACQUIRE);
-	seen = __atomic_load_n(&fp->faults, __ATOMIC_ACQUIRE);
 
-	while (!pf_stopping(fp) && pf_next(fp)) {
-		uint64_t p = fp->pos, n, f;
-		long ret;
-
-		/* CRIU lazy-pages: grow while no fault came, else restart */
-		f = __atomic_load_n(&fp->faults, __ATOMIC_ACQUIRE);
-		if (f != seen)
-			fp->chunk = fp->pf_min;
-		else if (fp->chunk < fp->pf_max)
-			fp->chunk = fp->chunk * 2 > fp->pf_max ?
-				    fp->pf_max : fp->chunk * 2;
-		seen = f;
-
-		for (n = 1; n < fp->chunk && p + n < fp->npages &&
-		     !page_skip(fp, p + n); n++)
-			;
-		memset(fp->pio.kind, K_WANT, n);
-		fp_read(fp, &fp->pio, p, n, fp->pio.kind, fp->pio.buf);
-		ret = fp_fill(fp, fp->pres, p, n, fp->pio.kind, fp->pio.buf,
-			      FP_NONE, FP_NONE);
-		/* pages that failed stay for their faults to report */
-		fp->pos = p + n == fp->npages ? 0 : p + n;
-		fp->walked += n;
+	for (i = 0; i < 2; i++) {
+		c[i] = (struct fp_slot){
+			.buf = fp->pio.buf + ((i * fp->pf_max) << fp->shift),
+			.kind = fp->pio.kind + i * fp->pf_max,
+			.ios = fp->pio.ios + i * fp->pf_max,
+			.req = fp->pio.req + (2 + i) * fp->pf_max,
+		};
+	}
+	for (i = 0; i < 2 && pf_start(fp, &c[i]); i++)
+		;
+	while (c[next].busy) {
+		ret = pf_finish(fp, &c[next]);
 		if (ret == -ESRCH ||
 		    (ret == -ENOENT && uffd_region_gone(fp->region)))
 			break;
+		pf_start(fp, &c[next]);
+		next ^= 1;
 
 		now = thread_cpu_ns();
 		uffd_region_add_helper_cpu(fp->region, now - cpu0);
 		cpu0 = now;
 	}
+	for (i = 0; i < 2; i++)		/* stopping: let the claims go */
+		if (c[i].busy)
+			pf_finish(fp, &c[i]);
 	now = thread_cpu_ns();
 	uffd_region_add_helper_cpu(fp->region, now - cpu0);
 	return NULL;
@@ -588,7 +1089,6 @@ static void *prefetch_main(void *arg)
 
 static void prefetch_arm(struct file_pager *fp, uint64_t pf)
 {
-	__atomic_add_fetch(&fp->faults, 1, __ATOMIC_RELEASE);
 	if (__atomic_load_n(&fp->gate, __ATOMIC_RELAXED) & GATE_ARMED)
 		return;
 	/* fault hooks of one context run one at a time: no race here */
@@ -604,7 +1104,7 @@ static void prefetch_arm(struct file_pager *fp, uint64_t pf)
  * handle of its own, and the store's buffer pool of that size.
  */
 static int io_setup(struct file_pager *fp, struct fp_io *io,
-		    const char *path, uint64_t pages)
+		    const char *path, uint64_t pages, uint64_t reqs)
 {
 	size_t len = strlen(path) + 128, pool_len = 0;
 	char *spec = malloc(len);
@@ -631,8 +1131,8 @@ static int io_setup(struct file_pager *fp, struct fp_io *io,
 		return ret;
 	io->buf = pool;
 	io->kind = calloc(pages, 1);
-	io->ios = calloc(pages, sizeof(*io->ios));
-	io->req = calloc(pages, sizeof(*io->req));
+	io->ios = calloc(reqs, sizeof(*io->ios));
+	io->req = calloc(reqs, sizeof(*io->req));
 	if (!io->kind || !io->ios || !io->req) {
 		uffd_set_error("file: out of memory");
 		return -ENOMEM;
@@ -701,14 +1201,31 @@ static int file_parse(struct file_pager *fp, const struct uffd_args *args,
 	if (!ret)
 		ret = uffd_args_u64(args, "inject_eio", &fp->inject, 0,
 				    fp->npages - 1);
+	if (!ret)
+		ret = uffd_args_u64(args, "readahead_max", &fp->ra_max, 1,
+				    FP_RA_MAX);
+	if (!ret)
+		ret = uffd_args_u64(args, "hole_gap", &fp->hole_gap, 0,
+				    FP_RA_MAX);
 	if (ret < 0)
 		return ret;
-	if (fp->window > fp->npages)
-		fp->window = fp->npages;
 	if (fp->window << fp->shift > FP_WINDOW_MAX) {
 		uffd_set_error("file: readahead=%llu: windows above %llu MiB",
 			       (unsigned long long)fp->window,
 			       FP_WINDOW_MAX >> 20);
+		return -EINVAL;
+	}
+	if (fp->ra_max && fp->ra_max < fp->window) {
+		uffd_set_error("file: readahead_max=%llu is below readahead=%llu",
+			       (unsigned long long)fp->ra_max,
+			       (unsigned long long)fp->window);
+		return -EINVAL;
+	}
+	if (fp->ra_max && FP_SLOTS * (fp->ra_max << fp->shift) > FP_POOL_MAX) {
+		uffd_set_error("file: readahead_max=%llu: the %d windows in "
+			       "flight would take over %llu MiB",
+			       (unsigned long long)fp->ra_max, FP_SLOTS,
+			       FP_POOL_MAX >> 20);
 		return -EINVAL;
 	}
 	if (fp->direct && fp->engine == ENG_MMAP) {
@@ -766,6 +1283,81 @@ out:
 	return ret;
 }
 
+/*
+ * The read-ahead bound the kernel uses for @path: its device's
+ * read_ahead_kb (its backing_dev_info), in bytes; 0 if unknown (not a
+ * block device's filesystem, no sysfs).
+ */
+static uint64_t bdi_readahead(const char *path)
+{
+	char name[96], line[32];
+	struct stat sb;
+	uint64_t kb = 0;
+	FILE *f;
+
+	if (stat(path, &sb) < 0)
+		return 0;
+	snprintf(name, sizeof(name), "/sys/class/bdi/%u:%u/read_ahead_kb",
+		 major(sb.st_dev), minor(sb.st_dev));
+	f = fopen(name, "re");
+	if (!f)
+		return 0;
+	if (fgets(line, sizeof(line), f))
+		kb = strtoull(line, NULL, 10);
+	fclose(f);
+	return kb << 10;
+}
+
+/*
+ * readahead_max's default: the kernel's own bound for the file (its
+ * device's read_ahead_kb), up to FP_RAMAX_CAP, so that the windows in
+ * flight stay a few MiB; never below readahead or above the region.
+ */
+static void size_windows(struct file_pager *fp, const char *path)
+{
+	uint64_t bytes;
+
+	if (!fp->ra_max) {
+		bytes = bdi_readahead(path);
+		if (!bytes)
+			bytes = FP_RAMAX_FALLBACK;
+		if (bytes > FP_RAMAX_CAP)
+			bytes = FP_RAMAX_CAP;
+		fp->ra_max = bytes >> fp->shift;
+		if (fp->ra_max < fp->window)
+			fp->ra_max = fp->window;
+	}
+	if (fp->window > fp->npages)
+		fp->window = fp->npages;
+	if (fp->ra_max > fp->npages)
+		fp->ra_max = fp->npages;
+}
+
+/* The fault path's reader: FP_SLOTS windows of ra_max pages in flight. */
+static int slots_setup(struct file_pager *fp, const char *path)
+{
+	uint64_t w = fp->ra_max;
+	unsigned int i;
+	int ret;
+
+	ret = io_setup(fp, &fp->fio, path, FP_SLOTS * w, FP_SLOTS * w);
+	if (ret < 0)
+		return ret;
+	for (i = 0; i < FP_SLOTS; i++) {
+		struct fp_slot *s = &fp->slot[i];
+
+		s->buf = fp->fio.buf + ((i * w) << fp->shift);
+		s->kind = fp->fio.kind + i * w;
+		s->ios = fp->fio.ios + i * w;
+		s->req = calloc(w, sizeof(*s->req));
+		if (!s->req) {
+			uffd_set_error("file: out of memory");
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
 static int file_init(struct uffd_region *region, const struct uffd_args *args,
 		     void **state)
 {
@@ -792,12 +1384,14 @@ static int file_init(struct uffd_region *region, const struct uffd_args *args,
 	words = (fp->npages + 63) / 64;
 	fp->done = calloc(words, sizeof(uint64_t));
 	fp->removed = calloc(words, sizeof(uint64_t));
-	if (!fp->done || !fp->removed) {
+	fp->own = calloc(words, sizeof(uint64_t));
+	if (!fp->done || !fp->removed || !fp->own) {
 		uffd_set_error("file: out of memory");
 		ret = -ENOMEM;
 		goto fail;
 	}
-	ret = io_setup(fp, &fp->fio, path, fp->window);
+	size_windows(fp, path);
+	ret = slots_setup(fp, path);
 	if (ret < 0)
 		goto fail;
 	if (fp->engine == ENG_MMAP) {
@@ -819,7 +1413,9 @@ static int file_init(struct uffd_region *region, const struct uffd_args *args,
 			fp->pf_min = fp->pf_max;
 		fp->chunk = fp->pf_min;
 		fp->pos = FP_NONE;
-		ret = io_setup(fp, &fp->pio, path, fp->pf_max);
+		/* two chunks; req: the reaped, then each chunk's own */
+		ret = io_setup(fp, &fp->pio, path, 2 * fp->pf_max,
+			       4 * fp->pf_max);
 		if (ret < 0)
 			goto fail;
 		ret = uffd_resolver_create(region, &fp->pres);
@@ -833,13 +1429,24 @@ fail:
 	return ret;
 }
 
+/*
+ * A fault: fill what came back meanwhile; then the page is filled, or
+ * being read (by this path: wait for that read; by the prefetcher: wait
+ * for it to fill or let go), or it is a miss and its window is read.
+ * A fault in or at the end of a stream's windows continues the stream:
+ * the window doubles, up to readahead_max, and FP_AHEAD windows stay in
+ * flight past it.  Any other fault starts its thread's stream over with
+ * the readahead-aligned block around it: random access reads small.
+ */
 static int file_fault(void *state, struct uffd_resolver *res,
 		      const struct uffd_fault *f)
 {
 	struct file_pager *fp = state;
-	uint64_t pf = f->offset >> fp->shift, w0, w1, p;
+	uint64_t pf = f->offset >> fp->shift;
 	uint64_t wf = (f->flags & LIBUFFD_FAULT_WRITE) ? pf : FP_NONE;
-	uint8_t *kind = fp->fio.kind;
+	struct fp_stream *st;
+	struct fp_slot *s;
+	bool seq;
 	long ret;
 
 	if (fp->prefetch)
@@ -852,25 +1459,68 @@ static int file_fault(void *state, struct uffd_resolver *res,
 			bits_change(fp->done, pf, pf + 1, true);
 		return ret < 0 ? (int)ret : 0;
 	}
+	if (harvest(fp, res, 0, NULL) < 0)
+		return -ESRCH;
 
-	/* the aligned window, trimmed at both ends of what is filled */
-	w0 = pf - pf % fp->window;
-	w1 = w0 + fp->window < fp->npages ? w0 + fp->window : fp->npages;
-	while (w0 < pf && page_skip(fp, w0))
-		w0++;
-	while (w1 - 1 > pf && page_skip(fp, w1 - 1))
-		w1--;
-	for (p = w0; p < w1; p++)
-		kind[p - w0] = p == pf || !page_skip(fp, p) ? K_WANT : K_SKIP;
-
-	fp_read(fp, &fp->fio, w0, w1 - w0, kind, fp->fio.buf);
-	if (kind[pf - w0] == K_ERR && w1 - w0 > 1) {
-		/* one bad page must not fail its neighbours: just ours */
-		kind[pf - w0] = K_WANT;
-		fp_read(fp, &fp->fio, pf, 1, &kind[pf - w0],
-			fp->fio.buf + ((pf - w0) << fp->shift));
+	st = stream_find(fp, pf, f->tid, &seq);
+	if (seq) {
+		st->win = st->win * 2 < fp->ra_max ? st->win * 2 : fp->ra_max;
+	} else {
+		st->start = pf - pf % fp->window;
+		st->next = st->start;
+		st->win = fp->window;
 	}
-	ret = fp_fill(fp, res, w0, w1 - w0, kind, fp->fio.buf, pf, wf);
+	for (;;) {
+		if (page_skip(fp, pf)) {
+			s = NULL;
+			break;
+		}
+		s = slot_of(fp, pf);
+		if (s)
+			break;
+		if (bit_test(fp->own, pf)) {
+			/* the prefetcher's: filled, or let go to us */
+			owner_wait(fp, pf);
+			continue;
+		}
+		/* a miss: read its window, from the fault on if a stream */
+		uffd_region_add_miss(fp->region, 1);
+		if (seq) {
+			s = window_start(fp, res, pf, st->win, false);
+			if (s && pf + st->win > st->next)
+				st->next = s->p0 + s->n;
+		} else {
+			s = window_start(fp, res, st->start, fp->window,
+					 false);
+			if (s)
+				st->next = s->p0 + s->n;
+		}
+		/* the window may have started without it: claimed since */
+		if (s && s->kind[pf - s->p0] != K_SKIP)
+			break;
+		if (harvest(fp, res, 0, NULL) < 0)
+			return -ESRCH;
+	}
+	if (seq)
+		stream_ahead(fp, res, st, pf);
+	if (!s)			/* filled meanwhile, maybe by the prefetcher */
+		return uffd_resolve_wake(res, f->offset, fp->ps);
+
+	slot_wait(fp, res, s);
+	if (s->kind[pf - s->p0] == K_ERR && s->n > 1) {
+		/* one bad page must not fail its neighbours: just ours */
+		s->kind[pf - s->p0] = K_SKIP;
+		bits_change(fp->own, pf, pf + 1, false);
+		if (slot_finish(fp, res, s, FP_NONE, FP_NONE) == -ESRCH)
+			return -ESRCH;
+		s = window_start(fp, res, pf, 1, false);
+		if (!s)
+			return page_skip(fp, pf) ? 0 : -EIO;
+		slot_wait(fp, res, s);
+	}
+	ret = slot_finish(fp, res, s, pf, wf);
+	if (harvest(fp, res, 0, NULL) < 0)
+		return -ESRCH;
 	return ret < 0 ? (int)ret : 0;
 }
 
@@ -923,6 +1573,7 @@ static void file_stop(void *state)
 static void file_fini(void *state)
 {
 	struct file_pager *fp = state;
+	unsigned int i;
 
 	if (!fp)
 		return;
@@ -930,10 +1581,13 @@ static void file_fini(void *state)
 	uffd_resolver_destroy(fp->pres);
 	io_teardown(&fp->fio);
 	io_teardown(&fp->pio);
+	for (i = 0; i < FP_SLOTS; i++)
+		free(fp->slot[i].req);
 	if (fp->map)
 		munmap(fp->map, fp->map_len);
 	free(fp->done);
 	free(fp->removed);
+	free(fp->own);
 	free(fp);
 }
 

@@ -173,6 +173,12 @@ static void shuffle(uint32_t *v, size_t n, uint64_t seed)
 	}
 }
 
+/* Pages of an image of @pages whole pages that hold data: no holes. */
+static uint64_t data_pages(uint64_t pages)
+{
+	return pages - (HOLE_B - HOLE_A);
+}
+
 /* ------------------------------------------------------- restore */
 
 static const char *const engines[] = {
@@ -316,7 +322,9 @@ static uint64_t rchar(void)
  * file: the store's map of holes answers.  With engine=pread the
  * handler's reads count in rchar; touching all of them adds only the
  * fault messages the handler reads (32 bytes each), while one data page
- * adds a page: the oracle sees reads.
+ * adds a page: the oracle sees reads.  They are touched last page first:
+ * in order, the faults would be a stream, whose read-ahead goes on into
+ * the data past the hole, as it should.
  */
 START_TEST(holes_without_io)
 {
@@ -327,9 +335,9 @@ START_TEST(holes_without_io)
 	int present;
 
 	before = rchar();
-	for (p = HOLE_A; p < HOLE_B; p++)
+	for (p = HOLE_B; p-- > HOLE_A;)
 		check_page(base, p, file_len);
-	for (p = FILE_PAGES + 4; p < REGION_PAGES; p++)
+	for (p = REGION_PAGES; p-- > FILE_PAGES + 4;)
 		check_page(base, p, file_len);
 	ck_assert_uint_lt(rchar() - before, ps);
 	for (p = HOLE_A; p < HOLE_B; p++) {
@@ -340,6 +348,37 @@ START_TEST(holes_without_io)
 	before = rchar();
 	check_page(base, 0, file_len);
 	ck_assert_uint_ge(rchar() - before, ps);
+}
+END_TEST
+
+/*
+ * hole_gap=16: the hole inside the 16-page window around it is read with
+ * the data on both sides, in one request (rchar sees 16 pages, not 8),
+ * and its pages still map the zero page and do not count as read in.
+ */
+START_TEST(hole_gap_reads_through)
+{
+	struct uffd_region *r = make(path, "engine=pread,readahead=16,"
+				     "hole_gap=16", REGION_PAGES);
+	const uint8_t *base = uffd_region_addr(r);
+	uint64_t before, p, zpfn = zero_page_pfn(), pfn;
+	struct uffd_stats st;
+	int present;
+
+	before = rchar();
+	check_page(base, HOLE_A + 2, file_len);
+	ck_assert_uint_ge(rchar() - before, 16 * ps);
+	for (p = 16; p < 32; p++) {
+		check_page(base, p, file_len);
+		ck_assert_int_eq(page_lookup(base + p * ps, &present, &pfn),
+				 0);
+		ck_assert(present);
+		if (zero_kind(p))
+			ck_assert_uint_eq(pfn, zpfn);
+	}
+	st = final_stats(r);
+	ck_assert_uint_eq(st.faults_read, 1);
+	ck_assert_uint_eq(st.pages_read_in, 16 - (HOLE_B - HOLE_A));
 }
 END_TEST
 
@@ -458,6 +497,149 @@ START_TEST(exactly_once_racing)
 		      (unsigned long long)st.eexist);
 	ck_assert_uint_eq(st.poisoned, 0);
 	ck_assert_uint_eq(present_pages(base, BIG_PAGES * ps), BIG_PAGES);
+	/* one reader per page: each data page read once, holes never */
+	ck_assert_msg(st.pages_read_in == (strstr(race_specs[_i], "mmap") ?
+					   0 : data_pages(BIG_PAGES - 100)),
+		      "%s: %llu pages read", race_specs[_i],
+		      (unsigned long long)st.pages_read_in);
+}
+END_TEST
+
+/* ------------------------------------------------------- streams */
+
+/*
+ * Each of @nthreads threads reads its share of the big image's pages in
+ * order (thread i the i-th slice): every fault but the first of a slice
+ * continues its thread's stream, so the window doubles from readahead=4
+ * to readahead_max=64 and the next windows are read ahead of the touch.
+ * Without streams a fault would bring 4 pages: 2048 faults.  The faults
+ * that find their page being read wait for that read (pager_misses
+ * counts the faults that read for themselves), and no page is read
+ * twice.
+ */
+struct slicer {
+	const uint8_t	*base;
+	uint64_t	from, to, len;
+	long		bad;
+};
+
+static void *slice_main(void *arg)
+{
+	struct slicer *s = arg;
+	uint64_t p;
+
+	for (p = s->from; p < s->to; p++) {
+		const uint64_t *w = (const uint64_t *)(const void *)
+				    (s->base + p * ps);
+		uint64_t want = p * ps >= s->len || zero_kind(p) ? 0 :
+				word(p, 5);
+
+		if (w[5] != want)
+			s->bad++;
+	}
+	return NULL;
+}
+
+/* each twice: even cases 1 thread, odd ones 2 */
+static const char *const stream_specs[] = {
+	"readahead=4,readahead_max=64",
+	"readahead=4,readahead_max=64",
+	"engine=pread,readahead=4,readahead_max=64",
+	"engine=pread,readahead=4,readahead_max=64",
+	"engine=uring,direct=1,readahead=4,readahead_max=64",
+	"engine=uring,direct=1,readahead=4,readahead_max=64",
+};
+
+START_TEST(stream_grows)
+{
+	unsigned int nthreads = 1 + (unsigned int)(_i & 1), i;
+	const char *args = stream_specs[_i];
+	struct slicer sl[2];
+	pthread_t th[2];
+	char big[300];
+	struct uffd_region *r;
+	const uint8_t *base;
+	struct uffd_stats st;
+	uint64_t len, p, faults;
+
+	snprintf(big, sizeof(big), "%s/big", dir);
+	len = make_image(big, BIG_PAGES - 100, 0);
+	r = make(big, args, BIG_PAGES);
+	base = uffd_region_addr(r);
+	for (i = 0; i < nthreads; i++) {
+		sl[i] = (struct slicer){
+			.base = base, .len = len,
+			.from = BIG_PAGES / nthreads * i,
+			.to = BIG_PAGES / nthreads * (i + 1),
+		};
+		ck_assert_int_eq(pthread_create(&th[i], NULL, slice_main,
+						&sl[i]), 0);
+	}
+	for (i = 0; i < nthreads; i++) {
+		ck_assert_int_eq(join_timeout(th[i], NULL, TEST_WAIT_MS), 0);
+		ck_assert_int_eq(sl[i].bad, 0);
+	}
+	for (p = 0; p < BIG_PAGES; p += 61)
+		check_page(base, p, len);
+	st = final_stats(r);
+	faults = st.faults_read + st.faults_write;
+	ck_assert_msg(faults < BIG_PAGES / 16, "%s, %u threads: %llu faults",
+		      args, nthreads, (unsigned long long)faults);
+	/* misses: a slice's first faults, before it is a stream */
+	ck_assert_msg(st.pager_misses <= 4 * nthreads,
+		      "%s: %llu of %llu faults read for themselves", args,
+		      (unsigned long long)st.pager_misses,
+		      (unsigned long long)faults);
+	ck_assert_uint_eq(st.pages_copy + st.pages_zero, BIG_PAGES);
+	ck_assert_uint_eq(st.pages_read_in, data_pages(BIG_PAGES - 100));
+	ck_assert_uint_eq(st.pager_errors, 0);
+}
+END_TEST
+
+/*
+ * A stream grown to readahead_max, then random touches far from it and
+ * from each other: each brings in its readahead-aligned block of 4 pages
+ * and nothing around it, as the first fault of a stream does.
+ */
+START_TEST(random_shrinks)
+{
+	static const uint64_t far[] = { 3001, 7003, 4097, 6150, 5003, 3555 };
+	char big[300];
+	struct uffd_region *r;
+	const uint8_t *base;
+	struct uffd_stats st;
+	uint64_t len, p, before, misses;
+	size_t i;
+
+	snprintf(big, sizeof(big), "%s/big", dir);
+	len = make_image(big, BIG_PAGES - 100, 0);
+	r = make(big, "readahead=4,readahead_max=64", BIG_PAGES);
+	base = uffd_region_addr(r);
+	for (p = 0; p < 1024; p++)
+		check_page(base, p, len);
+	ck_assert_int_eq(uffd_region_stats(r, &st, sizeof(st)), 0);
+	before = st.faults_read;
+	misses = st.pager_misses;
+	ck_assert_msg(before < 1024 / 16 && misses <= 4,
+		      "%llu faults, %llu misses: no stream",
+		      (unsigned long long)before, (unsigned long long)misses);
+	for (i = 0; i < ARRAY_SIZE(far); i++) {
+		uint64_t q = far[i], a = q - q % 4;
+
+		check_page(base, q, len);
+		/* the faulting page's run is filled first: wait for the rest */
+		for (p = 0; p < 1000 &&
+		     present_pages(base + a * ps, 4 * ps) < 4; p++)
+			sleep_us(1000);
+		ck_assert_msg(present_pages(base + (q - 128) * ps, 256 * ps) ==
+			      4 && present_pages(base + a * ps, 4 * ps) == 4,
+			      "page %llu: %ld present around it",
+			      (unsigned long long)q,
+			      present_pages(base + (q - 128) * ps, 256 * ps));
+	}
+	st = final_stats(r);
+	ck_assert_uint_eq(st.faults_read - before, ARRAY_SIZE(far));
+	ck_assert_uint_eq(st.pager_misses - misses, ARRAY_SIZE(far));
 }
 END_TEST
 
@@ -598,6 +780,10 @@ static const struct bad_spec bad_specs[] = {
 	{ "path=%s,offset=100", -EINVAL, "offset=100 is not a multiple" },
 	{ "path=%s,inject_eio=80", -EINVAL, "inject_eio" },
 	{ "path=%s,colour=blue", -EINVAL, "colour" },
+	{ "path=%s,readahead=16,readahead_max=8", -EINVAL,
+	  "readahead_max=8 is below readahead=16" },
+	{ "path=%s,readahead_max=5000", -EINVAL, "readahead_max" },
+	{ "path=%s,hole_gap=x", -EINVAL, "hole_gap" },
 	{ "path=/tmp", -EINVAL, "regular" },
 };
 
@@ -629,7 +815,8 @@ START_TEST(spec_ok)
 {
 	snprintf(spec, sizeof(spec),
 		 "file:path=%s,offset=8K,readahead=32,prefetch=1,direct=1,"
-		 "engine=uring,inject_eio=3", path);
+		 "engine=uring,inject_eio=3,readahead_max=64,hole_gap=4",
+		 path);
 	ck_assert_int_eq(uffd_pager_spec_check(spec, REGION_PAGES * ps), 0);
 	ck_assert_ptr_nonnull(uffd_pager_find("file"));
 }
@@ -703,17 +890,25 @@ static Suite *file_suite(void)
 		    ARRAY_SIZE(zero_engines), 0);
 	tcase_add_test(tc, zero_pages_mmap);
 	/* its oracle, rchar, needs CONFIG_TASK_IO_ACCOUNTING */
-	if (access("/proc/self/io", R_OK) == 0)
+	if (access("/proc/self/io", R_OK) == 0) {
 		tcase_add_test(tc, holes_without_io);
-	else
+		tcase_add_test(tc, hole_gap_reads_through);
+	} else {
 		skip_case("holes_without_io", "no /proc/self/io (a kernel "
 			  "without CONFIG_TASK_IO_ACCOUNTING)");
+		skip_case("hole_gap_reads_through", "no /proc/self/io");
+	}
 	tcase_add_test(tc, write_zero_page);
 	tcase_add_test(tc, removed_reads_zero);
 
 	tc = add_tcase(s, "once", setup, teardown);
 	tcase_add_loop_test(tc, exactly_once_racing, 0, ARRAY_SIZE(race_specs));
 	tcase_add_test(tc, prefetch_fills_all);
+
+	tc = add_tcase(s, "streams", setup, teardown);
+	add_engines(tc, stream_grows, stream_specs, ARRAY_SIZE(stream_specs),
+		    0);
+	tcase_add_test(tc, random_shrinks);
 
 	/* a failed read ends in SIGBUS, poisoned or signalled */
 	tc = add_tcase(s, "errors", setup, teardown);
