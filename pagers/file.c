@@ -253,6 +253,7 @@ struct file_pager {
 	uint64_t	inject;		/* page that fails, or FP_NONE */
 	uint64_t	hole_gap;	/* holes shorter are read through */
 
+	int		hint_fd;	/* buffered reads: WILLNEED hints */
 	char		*map;		/* engine=mmap */
 	size_t		map_len;
 	uint64_t	map_pages;	/* region pages wholly in the map */
@@ -454,6 +455,39 @@ static void fail_injected(const struct file_pager *fp, uint64_t p0,
 	while (a > 0 && kind[a - 1] == k)
 		a--;
 	memset(kind + a, K_ERR, b - a);
+}
+
+/*
+ * Buffered reads of a stream's window: tell the page cache the whole
+ * span the window's reads cover, holes between them included (which
+ * cost no disk I/O; the page cache holds them as zero pages, as its own
+ * readahead would), before they start (POSIX_FADV_WILLNEED, through a
+ * descriptor of the pager's own: the page cache is the file's).  Left
+ * to itself, its readahead takes runs split by holes for random reads,
+ * or not, depending on how its state happens to start: measured here,
+ * sequential restores of a 1 GiB image with a quarter of its pages in
+ * one-page holes took 0.8 s or 1.7-2.6 s from run to run (fault p50
+ * 128 us or 2 ms, with the same faults and misses), and 1.0-1.3 s every
+ * time with the hint.  Not for random windows, nor for the prefetcher's
+ * chunks: there the hint cost more than it saved (random restores of
+ * 256 MiB with prefetch 2.3x the kernel's time with it, 1.3x without).
+ */
+static void hint(const struct file_pager *fp, uint64_t p0, uint64_t n,
+		 const uint8_t *kind)
+{
+	uint64_t a = 0, b = n;
+
+	if (fp->hint_fd < 0)
+		return;
+	while (a < b && kind[a] != K_WANT)
+		a++;
+	while (b > a && kind[b - 1] != K_WANT)
+		b--;
+	if (b - a > 1)
+		posix_fadvise(fp->hint_fd,
+			      (off_t)(fp->foff + ((p0 + a) << fp->shift)),
+			      (off_t)((b - a) << fp->shift),
+			      POSIX_FADV_WILLNEED);
 }
 
 /*
@@ -790,7 +824,8 @@ static struct fp_slot *slot_get(struct file_pager *fp,
  */
 static struct fp_slot *window_start(struct file_pager *fp,
 				    struct uffd_resolver *res,
-				    uint64_t p0, uint64_t n, bool ahead)
+				    uint64_t p0, uint64_t n, bool ahead,
+				    bool stream)
 {
 	struct fp_io *io = &fp->fio;
 	struct fp_slot *s = slot_get(fp, res);
@@ -815,6 +850,8 @@ static struct fp_slot *window_start(struct file_pager *fp,
 		for (i = 0; i < n && s->marker == FP_NONE; i++)
 			if (s->kind[i] == K_WANT)
 				s->marker = p0 + i;
+	if (stream)
+		hint(fp, p0, n, s->kind);
 	nr = plan_reads(fp, io, p0, n, s->kind, s->buf, s->ios, s);
 	for (i = 0; i < nr; i++)
 		s->req[i] = &s->ios[i];
@@ -880,7 +917,7 @@ static void stream_ahead(struct file_pager *fp, struct uffd_resolver *res,
 			freed += !fp->slot[i].busy;
 		if (freed < 2)	/* one stays for a fault of another thread */
 			return;
-		window_start(fp, res, st->next, st->win, true);
+		window_start(fp, res, st->next, st->win, true, true);
 		st->next += st->win;
 	}
 }
@@ -1456,6 +1493,7 @@ static int file_init(struct uffd_region *region, const struct uffd_args *args,
 		return -ENOMEM;
 	}
 	fp->inject = FP_NONE;
+	fp->hint_fd = -1;
 	fp->region = region;
 	fp->ps = uffd_region_page_size(region);
 	fp->shift = (unsigned int)__builtin_ctzll(fp->ps);
@@ -1476,6 +1514,8 @@ static int file_init(struct uffd_region *region, const struct uffd_args *args,
 	}
 	for (i = 0; i < FP_STREAMS; i++)
 		fp->front[i] = FP_NONE;
+	if (!fp->direct && fp->engine != ENG_MMAP)
+		fp->hint_fd = open(path, O_RDONLY | O_CLOEXEC); /* -1: none */
 	size_windows(fp, path);
 	ret = slots_setup(fp, path);
 	if (ret < 0)
@@ -1572,12 +1612,12 @@ static int file_fault(void *state, struct uffd_resolver *res,
 		/* a miss: read its window, from the fault on if a stream */
 		uffd_region_add_miss(fp->region, 1);
 		if (seq) {
-			s = window_start(fp, res, pf, st->win, false);
+			s = window_start(fp, res, pf, st->win, false, true);
 			if (s && pf + st->win > st->next)
 				st->next = s->p0 + s->n;
 		} else {
 			s = window_start(fp, res, st->start, fp->window,
-					 false);
+					 false, false);
 			if (s)
 				st->next = s->p0 + s->n;
 		}
@@ -1600,7 +1640,7 @@ static int file_fault(void *state, struct uffd_resolver *res,
 		bits_change(fp->own, pf, pf + 1, false);
 		if (slot_finish(fp, res, s, FP_NONE, FP_NONE) == -ESRCH)
 			return -ESRCH;
-		s = window_start(fp, res, pf, 1, false);
+		s = window_start(fp, res, pf, 1, false, false);
 		if (!s)
 			return page_skip(fp, pf) ? 0 : -EIO;
 		slot_wait(fp, res, s);
@@ -1672,6 +1712,8 @@ static void file_fini(void *state)
 		free(fp->slot[i].req);
 	if (fp->map)
 		munmap(fp->map, fp->map_len);
+	if (fp->hint_fd >= 0)
+		close(fp->hint_fd);
 	free(fp->done);
 	free(fp->removed);
 	free(fp->own);
