@@ -655,8 +655,15 @@ static void adopt_fork(struct uffd_ctx *ctx, int fd)
 			luffd_count(&r->ctr, LUFFD_CTR(pager_errors), 1);
 			continue;
 		}
-		/* what was present at fork is present in the child */
-		luffd_present_copy(cr, r);
+		/*
+		 * The parent's present map is not copied: it is read when
+		 * the FORK event is, after the kernel copied the page
+		 * tables, so it holds pages filled in between that the
+		 * child never got.  Told they were present, the resolver
+		 * skipped them and a fault on one was answered by a wake
+		 * for ever.  The child's fills of pages it does have end in
+		 * EEXIST, which counts them present.
+		 */
 		luffd_count(&r->ctr, LUFFD_CTR(events_fork), 1);
 	}
 	/* listed before it serves: whoever sees the child's faults done sees it */

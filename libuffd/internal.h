@@ -315,7 +315,6 @@ void luffd_present_clear(struct uffd_region *r, uint64_t off, uint64_t len);
 bool luffd_present_test(const struct uffd_region *r, uint64_t off);
 void luffd_unmapped_set(struct uffd_region *r, uint64_t off, uint64_t len);
 bool luffd_all_unmapped(const struct uffd_region *r);
-void luffd_present_copy(struct uffd_region *dst, const struct uffd_region *src);
 void luffd_failed_set(struct uffd_region *r, uint64_t off, uint64_t len);
 void luffd_failed_clear(struct uffd_region *r, uint64_t off, uint64_t len);
 bool luffd_failed_test(const struct uffd_region *r, uint64_t off);

@@ -49,15 +49,6 @@ void luffd_present_clear(struct uffd_region *r, uint64_t off, uint64_t len)
 	bitmap_range(r, r->present, off, len, false);
 }
 
-void luffd_present_copy(struct uffd_region *dst, const struct uffd_region *src)
-{
-	uint64_t words = ((src->len >> src->page_shift) + 63) / 64, i;
-
-	for (i = 0; i < words; i++)
-		dst->present[i] = __atomic_load_n(&src->present[i],
-						  __ATOMIC_RELAXED);
-}
-
 void luffd_unmapped_set(struct uffd_region *r, uint64_t off, uint64_t len)
 {
 	bitmap_range(r, r->unmapped, off, len, true);
