@@ -754,17 +754,17 @@ static int harvest(struct file_pager *fp, struct uffd_resolver *res,
 			read_done(fp, io->req[i], s->p0, s->kind, s->buf);
 			s->out--;
 		}
-		if (got < 0 && got != -EINTR) {
-			/*
-			 * The ring failed: nothing will come back, and the
-			 * buffers may still be written into.  Drain what
-			 * can be, and fail what is left.
-			 */
-			if (drain(io) < 0)
-				for (i = 0; i < fp->nslots; i++)
-					fp->slot[i].out = 0;
-		}
+		if (got < 0 && got != -EINTR)
+			drain(io);	/* the ring failed: take back what can be */
 	}
+	/*
+	 * Nothing out in the store: a slot still waiting for a request will
+	 * wait for ever (a failed ring, drained above, took it back without
+	 * a word).  Its pages not back stay K_ERR: their faults fail.
+	 */
+	if (!uffd_store_inflight(io->st))
+		for (i = 0; i < fp->nslots; i++)
+			fp->slot[i].out = 0;
 	for (i = 0; i < fp->nslots; i++) {
 		struct fp_slot *s = &fp->slot[i];
 
@@ -782,8 +782,7 @@ static void slot_wait(struct file_pager *fp, struct uffd_resolver *res,
 		      struct fp_slot *s)
 {
 	while (s->out)
-		if (harvest(fp, res, 1, s) < 0 && !uffd_store_inflight(fp->fio.st))
-			s->out = 0;	/* nothing can come back */
+		harvest(fp, res, 1, s);	/* ends: see harvest */
 }
 
 /*
