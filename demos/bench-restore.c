@@ -9,8 +9,9 @@
  * warm page cache.  Each table reports total restore time and p50/p99
  * fault service time from the statistics histogram, against the pager's
  * own engine=mmap ("ratio") and against kernel-mmap ("x mmap").  Runs are
- * interleaved (rep, then table, then row) and every figure is a median
- * over the reps of per-rep ratios.  Every run's touch checks the word it
+ * interleaved (rep, then table, then row; each table opens with an
+ * untimed kernel-mmap run of its own order, see run_all) and every
+ * figure is a median over the reps of per-rep ratios.  Every run's touch checks the word it
  * reads and the first rep's (every rep's with --verify-all) checks every
  * byte: a wrong page stops the bench before any table.
  *
