@@ -1640,8 +1640,9 @@ static int file_fault(void *state, struct uffd_resolver *res,
 		if (slot_finish(fp, res, s, FP_NONE, FP_NONE) == -ESRCH)
 			return -ESRCH;
 		s = window_start(fp, res, pf, 1, false, false);
-		if (!s)
-			return page_skip(fp, pf) ? 0 : -EIO;
+		if (!s)		/* filled by the prefetcher meanwhile */
+			return page_skip(fp, pf) ?
+			       uffd_resolve_wake(res, f->offset, fp->ps) : -EIO;
 		slot_wait(fp, res, s);
 	}
 	ret = slot_finish(fp, res, s, pf, wf);
