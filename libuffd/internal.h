@@ -70,6 +70,8 @@ struct uffdio_poison {
 #define LUFFD_MIN(a, b)		((a) < (b) ? (a) : (b))
 #define LUFFD_MAX(a, b)		((a) > (b) ? (a) : (b))
 #define LUFFD_ALIGNED(x, a)	(((x) & ((a) - 1)) == 0)
+/* above any process's address space (5-level paging: 2^56 bytes) */
+#define LUFFD_MAX_USER_LEN	(1ull << 57)
 #define LUFFD_ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 
 static inline void luffd_add(uint64_t *p, uint64_t n)

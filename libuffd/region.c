@@ -438,14 +438,6 @@ LUFFD_API int uffd_region_create(struct uffd_ctx *ctx,
 	r->len = o.len;
 	r->page_size = ps;
 	r->page_shift = (unsigned int)__builtin_ctzll(ps);
-	words = (o.len / ps + 63) / 64;
-	r->present = calloc(words, sizeof(uint64_t));
-	r->unmapped = calloc(words, sizeof(uint64_t));
-	r->failed = calloc(words, sizeof(uint64_t));
-	if (!r->present || !r->unmapped || !r->failed) {
-		ret = luffd_fail(-ENOMEM, "out of memory");
-		goto fail_free;
-	}
 	ret = bind_pager(r, &o, &args);
 	if (ret < 0)
 		goto fail_free;
@@ -482,9 +474,30 @@ LUFFD_API int uffd_region_create(struct uffd_ctx *ctx,
 		}
 	} else if (o.type == LIBUFFD_MEM_REMOTE) {
 		r->base = (uint64_t)(uintptr_t)o.addr;
+		if (r->len > LUFFD_MAX_USER_LEN ||
+		    r->base > LUFFD_MAX_USER_LEN - r->len) {
+			ret = luffd_fail(-EINVAL, "REMOTE: %#llx+%#llx is no "
+					 "process's memory",
+					 (unsigned long long)r->base,
+					 (unsigned long long)r->len);
+			goto fail_free;
+		}
 	}
 	else if ((ret = map_memory(r, o.len)) < 0)
 		goto fail_free;
+
+	/*
+	 * Per-page bookkeeping only now, for what was mapped: a length no
+	 * mmap can give (1 << 60) used to calloc bitmaps of 32 TiB first.
+	 */
+	words = (o.len / ps + 63) / 64;
+	r->present = calloc(words, sizeof(uint64_t));
+	r->unmapped = calloc(words, sizeof(uint64_t));
+	r->failed = calloc(words, sizeof(uint64_t));
+	if (!r->present || !r->unmapped || !r->failed) {
+		ret = luffd_fail(-ENOMEM, "out of memory");
+		goto fail_unmap;
+	}
 
 	/* claim the range first: re-registering a live range would succeed */
 	pthread_rwlock_wrlock(&ctx->lock);

@@ -695,6 +695,50 @@ START_TEST(hugetlb_none_free)
 }
 END_TEST
 
+/* VmPeak of this process, KiB (the most address space it ever held). */
+static uint64_t vm_peak_kib(void)
+{
+	char line[256];
+	uint64_t kib = 0;
+	FILE *f = fopen("/proc/self/status", "re");
+
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "VmPeak:", 7))
+			kib = strtoull(line + 7, NULL, 10);
+	fclose(f);
+	ck_assert_uint_gt(kib, 0);
+	return kib;
+}
+
+/*
+ * A length no mmap can give (1 << 49 = 512 TiB, above x86-64's 128 TiB
+ * of user space; 1 << 60 for REMOTE, which maps nothing) is refused
+ * before any per-page bookkeeping: the library used to calloc three
+ * bitmaps of the region's pages first (16 GiB each for 1 << 49, 32 TiB
+ * for 1 << 60).  VmPeak would show them; it grows by less than 1 GiB.
+ */
+START_TEST(huge_length_refused)
+{
+	struct uffd_region_opts o = {
+		.size = sizeof(o), .type = LIBUFFD_MEM_ANON,
+		.len = 1ull << 49, .pager = "zero",
+	};
+	uint64_t peak = vm_peak_kib();
+	struct uffd_region *r = NULL;
+
+	ck_assert_int_lt(uffd_region_create(ctx, &o, &r), 0);
+	ck_assert_ptr_null(r);
+	o.type = LIBUFFD_MEM_REMOTE;
+	o.addr = (void *)(uintptr_t)(1ull << 20);
+	o.len = 1ull << 60;
+	expect_create_fails(&o, -EINVAL);
+	ck_assert_msg(vm_peak_kib() - peak < (1ull << 20),
+		      "VmPeak grew by %llu KiB",
+		      (unsigned long long)(vm_peak_kib() - peak));
+}
+END_TEST
+
 static Suite *errors_suite(void)
 {
 	Suite *s = suite_create("errors");
@@ -711,6 +755,7 @@ static Suite *errors_suite(void)
 	tcase_add_test(tc, init_fails);
 	tcase_add_test(tc, init_fails_range_reusable);
 	tcase_add_loop_test(tc, resolver_checks, 0, 2);
+	tcase_add_test(tc, huge_length_refused);
 
 	tc = add_tcase(s, "memfd", ctx_setup, ctx_teardown);
 	add_test_if(tc, memfd_region, LIBUFFD_FEATURE_MISSING_SHMEM, 0);
