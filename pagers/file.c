@@ -734,14 +734,16 @@ static long slot_hold(struct file_pager *fp, struct uffd_resolver *res,
 }
 
 /*
- * Take what came back (waiting for at least @min requests), and fill
- * every slot whose reads are all back, except @keep, which the caller
- * fills itself.  Returns -ESRCH when the process is gone, else 0.
+ * Take back what @io's store has finished, waiting for at least @min
+ * requests, each credited to the window it names (its data), one of
+ * @slots.  Once nothing is out in the store, no window waits any longer:
+ * a failed ring, drained here, took its requests back without a word,
+ * and their pages, not back, stay K_ERR (their faults fail).
  */
-static int harvest(struct file_pager *fp, struct uffd_resolver *res,
-		   unsigned int min, const struct fp_slot *keep)
+static void take_back(struct file_pager *fp, struct fp_io *io,
+		      unsigned int min, struct fp_slot *slots,
+		      unsigned int nslots)
 {
-	struct fp_io *io = &fp->fio;
 	unsigned int out = uffd_store_inflight(io->st), i;
 	int got;
 
@@ -755,16 +757,24 @@ static int harvest(struct file_pager *fp, struct uffd_resolver *res,
 			s->out--;
 		}
 		if (got < 0 && got != -EINTR)
-			drain(io);	/* the ring failed: take back what can be */
+			drain(io);	/* the ring failed */
 	}
-	/*
-	 * Nothing out in the store: a slot still waiting for a request will
-	 * wait for ever (a failed ring, drained above, took it back without
-	 * a word).  Its pages not back stay K_ERR: their faults fail.
-	 */
 	if (!uffd_store_inflight(io->st))
-		for (i = 0; i < fp->nslots; i++)
-			fp->slot[i].out = 0;
+		for (i = 0; i < nslots; i++)
+			slots[i].out = 0;
+}
+
+/*
+ * Take what came back (waiting for at least @min requests), and fill
+ * every slot whose reads are all back, except @keep, which the caller
+ * fills itself.  Returns -ESRCH when the process is gone, else 0.
+ */
+static int harvest(struct file_pager *fp, struct uffd_resolver *res,
+		   unsigned int min, const struct fp_slot *keep)
+{
+	unsigned int i;
+
+	take_back(fp, &fp->fio, min, fp->slot, fp->nslots);
 	for (i = 0; i < fp->nslots; i++) {
 		struct fp_slot *s = &fp->slot[i];
 
@@ -921,19 +931,14 @@ static void stream_ahead(struct file_pager *fp, struct uffd_resolver *res,
 	}
 }
 
-/*
- * A prefetcher read holds page @p: wait until it is filled or let go.
- * Returns true when it was filled.
- */
-static bool owner_wait(struct file_pager *fp, uint64_t p)
+/* A prefetcher read holds page @p: wait until it is filled or let go. */
+static void owner_wait(struct file_pager *fp, uint64_t p)
 {
 	for (;;) {
 		uint32_t seq = __atomic_load_n(&fp->pf_seq, __ATOMIC_ACQUIRE);
 
-		if (page_skip(fp, p))
-			return true;
-		if (!bit_test(fp->own, p))
-			return false;
+		if (page_skip(fp, p) || !bit_test(fp->own, p))
+			return;
 		__atomic_add_fetch(&fp->pf_waiters, 1, __ATOMIC_ACQ_REL);
 		syscall(SYS_futex, &fp->pf_seq, FUTEX_WAIT_PRIVATE, seq,
 			NULL, NULL, 0);
@@ -993,14 +998,6 @@ static bool pf_next(struct file_pager *fp)
 	return false;
 }
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* The fault path publishes where stream @st is going (FP_NONE: nowhere). */
 static void front_set(struct file_pager *fp, const struct fp_stream *st,
 		      uint64_t next)
@@ -1010,7 +1007,7 @@ static void front_set(struct file_pager *fp, const struct fp_stream *st,
 	if (!fp->prefetch)
 		return;
 	if (next != FP_NONE)
-		__atomic_store_n(&fp->front_ns[i], mono_ns(), __ATOMIC_RELAXED);
+		__atomic_store_n(&fp->front_ns[i], luffd_now_ns(), __ATOMIC_RELAXED);
 	__atomic_store_n(&fp->front[i], next, __ATOMIC_RELEASE);
 }
 
@@ -1033,7 +1030,7 @@ static void front_set(struct file_pager *fp, const struct fp_stream *st,
 static uint64_t pf_dodge(struct file_pager *fp)
 {
 	uint64_t guard = 4 * fp->pf_max + FP_AHEAD * fp->ra_max;
-	uint64_t now = mono_ns(), lim, nx;
+	uint64_t now = luffd_now_ns(), lim, nx;
 	unsigned int i, jumps = 0;
 
 again:
@@ -1096,28 +1093,15 @@ static bool pf_start(struct file_pager *fp, struct fp_slot *c)
 	return true;
 }
 
-/* Fill chunk @c once its reads are back, and let its pages go. */
-static long pf_finish(struct file_pager *fp, struct fp_slot *c)
+/* Fill chunk @i once its reads are back, and let its pages go. */
+static long pf_finish(struct file_pager *fp, struct fp_slot *chunks,
+		      unsigned int i)
 {
-	struct fp_io *io = &fp->pio;
-	unsigned int i;
+	struct fp_slot *c = &chunks[i];
 	long ret;
-	int got;
 
-	while (c->out) {
-		got = uffd_store_reap(io->st, io->req, uffd_store_inflight(io->st),
-				      1);
-		if (got < 0 && got != -EINTR && drain(io) < 0) {
-			c->out = 0;	/* nothing will come back */
-			break;
-		}
-		for (i = 0; got > 0 && i < (unsigned int)got; i++) {
-			struct fp_slot *d = io->req[i]->data;
-
-			read_done(fp, io->req[i], d->p0, d->kind, d->buf);
-			d->out--;
-		}
-	}
+	while (c->out)
+		take_back(fp, &fp->pio, 1, chunks, 2);
 	ret = fp_fill(fp, fp->pres, c->p0, c->n, c->kind, c->buf, FP_NONE,
 		      FP_NONE);
 	/* pages that failed stay for their faults to report */
@@ -1177,7 +1161,7 @@ static void *prefetch_main(void *arg)
 	for (i = 0; i < 2 && pf_start(fp, &c[i]); i++)
 		;
 	while (c[next].busy) {
-		ret = pf_finish(fp, &c[next]);
+		ret = pf_finish(fp, c, next);
 		if (ret == -ESRCH ||
 		    (ret == -ENOENT && uffd_region_gone(fp->region)))
 			break;
@@ -1190,7 +1174,7 @@ static void *prefetch_main(void *arg)
 	}
 	for (i = 0; i < 2; i++)		/* stopping: let the claims go */
 		if (c[i].busy)
-			pf_finish(fp, &c[i]);
+			pf_finish(fp, c, i);
 	now = thread_cpu_ns();
 	uffd_region_add_helper_cpu(fp->region, now - cpu0);
 	return NULL;
