@@ -134,6 +134,8 @@ static int ctx_alloc(struct uffd_ctx **out, const struct uffd_ctx_opts *opts)
 	ctx->spin_us = opts->spin_us;
 	ctx->served_by = opts->served_by;
 	pthread_rwlock_init(&ctx->lock, NULL);
+	pthread_mutex_init(&ctx->read_lock, NULL);
+	pthread_mutex_init(&ctx->ev_lock, NULL);
 	pthread_rwlock_init(&ctx->served_lock, NULL);
 	pthread_mutex_init(&ctx->cpu_lock, NULL);
 	pthread_mutex_init(&ctx->child_lock, NULL);
@@ -327,7 +329,12 @@ struct uffd_region *luffd_lookup(struct uffd_ctx *ctx, uint64_t addr)
 		return NULL;
 	r = ctx->regions[i];
 	if (addr < r->base || __atomic_load_n(&r->gone, __ATOMIC_ACQUIRE))
-		return NULL;
+		r = NULL;
+	/* read moving away: its old place is not its own any more */
+	else if (__atomic_load_n(&r->moving_to, __ATOMIC_ACQUIRE))
+		r = NULL;
+	if (!r)
+		r = luffd_lookup_moving(ctx, addr);
 	return r;
 }
 
@@ -414,8 +421,81 @@ void luffd_table_remove(struct uffd_ctx *ctx, struct uffd_region *r)
  * UNMAP must stop faults being served into a range that is gone.
  * Caller holds ctx->lock for reading.
  */
-void luffd_ingest_event(struct uffd_ctx *ctx, const struct uffd_msg *m)
+/* Forget what [s, e) of @r (mapped at @base for now) held. */
+static void ingest_range(struct uffd_region *r, uint64_t base, uint64_t s,
+			 uint64_t e, struct luffd_msg *lm, size_t ctr)
 {
+	const struct uffd_msg *m = &lm->msg;
+
+	if (lm->nhits < LUFFD_EV_HITS) {
+		lm->hit[lm->nhits] = r;
+		lm->hit_off[lm->nhits] = s - base;
+		lm->hit_len[lm->nhits] = e - s;
+	}
+	lm->nhits++;
+	luffd_present_clear(r, s - base, e - s);
+	/* as the kernel's poison marker: zapped, it faults anew */
+	luffd_failed_clear(r, s - base, e - s);
+	if (m->event != UFFD_EVENT_UNMAP) {
+		/* counted last: a reader of the count sees the rest */
+		luffd_count(&r->ctr, ctr, 1);
+		return;
+	}
+	luffd_unmapped_set(r, s - base, e - s);
+	if ((s == base && e == base + r->len) || luffd_all_unmapped(r))
+		__atomic_store_n(&r->gone, 1, __ATOMIC_RELEASE);
+	else
+		__atomic_store_n(&r->partly_unmapped, 1, __ATOMIC_RELEASE);
+	luffd_count(&r->ctr, ctr, 1);
+}
+
+/*
+ * A REMAP of a whole region, read: the region is at m's .to from now on
+ * for every event read after it, though the table moves it only when
+ * the handler reaches the message (luffd_apply_remap, write lock).
+ */
+static void ingest_remap(struct uffd_ctx *ctx, const struct uffd_msg *m)
+{
+	uint64_t from = m->arg.remap.from;
+	/* a region moved again before its first move was applied is
+	 * found at its new place: the moves chain */
+	struct uffd_region *r = luffd_lookup(ctx, from);
+
+	if (!r || luffd_base(r) != from || r->len != m->arg.remap.len) {
+		return;		/* a part: luffd_apply_remap lets it go */
+	}
+	__atomic_add_fetch(&ctx->remaps_pending, 1, __ATOMIC_SEQ_CST);
+	__atomic_add_fetch(&r->moves_pending, 1, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&r->moving_to, m->arg.remap.to, __ATOMIC_RELEASE);
+}
+
+/* The region whose REMAP to [addr, ...) is read but not applied, or NULL. */
+struct uffd_region *luffd_lookup_moving(struct uffd_ctx *ctx, uint64_t addr)
+{
+	size_t i;
+
+	if (!__atomic_load_n(&ctx->remaps_pending, __ATOMIC_ACQUIRE))
+		return NULL;
+	for (i = 0; i < ctx->nregions; i++) {
+		struct uffd_region *r = ctx->regions[i];
+		uint64_t to = __atomic_load_n(&r->moving_to, __ATOMIC_ACQUIRE);
+
+		if (to && addr >= to && addr < to + r->len)
+			return r;
+	}
+	return NULL;
+}
+
+/*
+ * Bookkeeping done as soon as an event is read, even in the middle of a
+ * fill: a REMOVE or UNMAP invalidates what we know is present, and an
+ * UNMAP must stop faults being served into a range that is gone.  A
+ * region a REMAP read earlier moved is matched at its new place.
+ * Caller holds ctx->lock for reading.
+ */
+void luffd_ingest_event(struct uffd_ctx *ctx, struct luffd_msg *lm)
+{
+	const struct uffd_msg *m = &lm->msg;
 	uint64_t start, end;
 	struct uffd_region *r;
 	bool hit = false;
@@ -428,6 +508,9 @@ void luffd_ingest_event(struct uffd_ctx *ctx, const struct uffd_msg *m)
 	case UFFD_EVENT_UNMAP:
 		ctr = LUFFD_CTR(events_unmap);
 		break;
+	case UFFD_EVENT_REMAP:
+		ingest_remap(ctx, m);
+		return;
 	default:
 		return;
 	}
@@ -437,39 +520,137 @@ void luffd_ingest_event(struct uffd_ctx *ctx, const struct uffd_msg *m)
 		uint64_t s = LUFFD_MAX(start, r->base);
 		uint64_t e = LUFFD_MIN(end, r->base + r->len);
 
-		if (__atomic_load_n(&r->gone, __ATOMIC_ACQUIRE))
+		/* moved away: what is (was) at its old base is not its */
+		if (__atomic_load_n(&r->gone, __ATOMIC_ACQUIRE) ||
+		    __atomic_load_n(&r->moving_to, __ATOMIC_ACQUIRE))
 			continue;
 		hit = true;
-		luffd_present_clear(r, s - r->base, e - s);
-		/* as the kernel's poison marker: zapped, it faults anew */
-		luffd_failed_clear(r, s - r->base, e - s);
-		if (m->event != UFFD_EVENT_UNMAP) {
-			/* counted last: a reader of the count sees the rest */
-			luffd_count(&r->ctr, ctr, 1);
-			continue;
+		ingest_range(r, r->base, s, e, lm, ctr);
+	}
+	if (__atomic_load_n(&ctx->remaps_pending, __ATOMIC_ACQUIRE)) {
+		for (i = 0; i < ctx->nregions; i++) {
+			uint64_t to;
+
+			r = ctx->regions[i];
+			to = __atomic_load_n(&r->moving_to, __ATOMIC_ACQUIRE);
+			if (!to || to >= end || to + r->len <= start ||
+			    __atomic_load_n(&r->gone, __ATOMIC_ACQUIRE))
+				continue;
+			hit = true;
+			ingest_range(r, to, LUFFD_MAX(start, to),
+				     LUFFD_MIN(end, to + r->len), lm, ctr);
 		}
-		luffd_unmapped_set(r, s - r->base, e - s);
-		if ((s == r->base && e == r->base + r->len) ||
-		    luffd_all_unmapped(r))
-			__atomic_store_n(&r->gone, 1, __ATOMIC_RELEASE);
-		else
-			__atomic_store_n(&r->partly_unmapped, 1,
-					 __ATOMIC_RELEASE);
-		luffd_count(&r->ctr, ctr, 1);
 	}
 	if (!hit)
 		luffd_count(&ctx->ctr, ctr, 1);
 }
 
-/* Tell pagers about an event, in message order.  Caller holds the lock. */
-static void deliver_event(struct uffd_ctx *ctx, const struct uffd_msg *m)
+/*
+ * For callers that use a region's place (create, destroy, unregister;
+ * never a handler): wait until every REMAP read has been applied.
+ */
+/*
+ * Wait until every message a read() took is ingested: an mremap or
+ * madvise returns as soon as its event is read, a few instructions
+ * before the reader records it.  Never from a thread that is reading.
+ */
+void luffd_reads_settle(struct uffd_ctx *ctx)
 {
+	while (__atomic_load_n(&ctx->reading, __ATOMIC_ACQUIRE))
+		sched_yield();
+}
+
+/*
+ * Writers first, for the REMAP a handler waits to apply: faults served
+ * one after another in SIGBUS handlers (or by other handler threads)
+ * could hold the table's read lock without a break for seconds, and the
+ * lock prefers readers.  New readers stand aside a while; not for ever,
+ * since a SIGBUS handler may have interrupted a holder of the lock.
+ */
+void luffd_remap_gate(struct uffd_ctx *ctx)
+{
+	unsigned int n;
+
+	for (n = 0; n < 20000 &&
+	     __atomic_load_n(&ctx->remap_waiting, __ATOMIC_ACQUIRE); n++)
+		sched_yield();
+}
+
+void luffd_remaps_settle(struct uffd_ctx *ctx)
+{
+	uint64_t t0 = 0;
+
+	luffd_reads_settle(ctx);
+	while (__atomic_load_n(&ctx->remaps_pending, __ATOMIC_ACQUIRE)) {
+		/* a handler applies it within a fault's service time */
+		if (!t0)
+			t0 = luffd_now_ns();
+		else if (luffd_now_ns() - t0 > 10000000000ull)
+			break;	/* never hang on it (fills use luffd_base) */
+		sched_yield();
+	}
+}
+
+/* Event @seq reached its pagers: move ev_done past what is done. */
+static void event_done(struct uffd_ctx *ctx, uint64_t seq)
+{
+	uint64_t done;
+
+	pthread_mutex_lock(&ctx->ev_lock);
+	ctx->ev_ring[seq % LUFFD_EV_RING] = 1;
+	done = ctx->ev_done;
+	while (ctx->ev_ring[(done + 1) % LUFFD_EV_RING]) {
+		ctx->ev_ring[(done + 1) % LUFFD_EV_RING] = 0;
+		done++;
+	}
+	__atomic_store_n(&ctx->ev_done, done, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&ctx->ev_lock);
+}
+
+/*
+ * Wait until every REMOVE and UNMAP up to @seq has reached its pagers
+ * (see ev_read).  They are in other handlers' queues, on their way; no
+ * lock of ours is needed to deliver them.  Bounded all the same.
+ */
+void luffd_events_wait(struct uffd_ctx *ctx, uint64_t seq)
+{
+	uint64_t t0 = 0;
+
+	while (__atomic_load_n(&ctx->ev_done, __ATOMIC_ACQUIRE) < seq) {
+		if (!t0)
+			t0 = luffd_now_ns();
+		else if (luffd_now_ns() - t0 > 10000000000ull)
+			break;	/* never hang on it */
+		sched_yield();
+	}
+}
+
+/* Tell pagers about an event, where it hit when it was read. */
+static void deliver_event(struct uffd_ctx *ctx, const struct luffd_msg *lm)
+{
+	const struct uffd_msg *m = &lm->msg;
 	struct uffd_region *r;
 	uint64_t start, end;
 	size_t i;
 
 	if (m->event != UFFD_EVENT_REMOVE && m->event != UFFD_EVENT_UNMAP)
 		return;
+	if (lm->nhits <= LUFFD_EV_HITS) {
+		for (i = 0; i < lm->nhits; i++) {
+			struct uffd_event ev = {
+				.type = m->event == UFFD_EVENT_REMOVE ?
+					LIBUFFD_EVENT_REMOVE :
+					LIBUFFD_EVENT_UNMAP,
+				.offset = lm->hit_off[i],
+				.len = lm->hit_len[i],
+			};
+
+			if (lm->hit[i])	/* NULL: destroyed since */
+				luffd_dispatch_event(lm->hit[i], &ev);
+		}
+		goto done;
+	}
+	/* many regions at once: where they are now */
 	start = m->arg.remove.start;
 	end = m->arg.remove.end;
 	for_each_overlap(ctx, i, r, start, end) {
@@ -483,6 +664,47 @@ static void deliver_event(struct uffd_ctx *ctx, const struct uffd_msg *m)
 		};
 
 		luffd_dispatch_event(r, &ev);
+	}
+done:
+	event_done(ctx, lm->ev_seq);
+}
+
+/*
+ * Deliver the REMOVE and UNMAP events queued in @h now, ahead of their
+ * turn, for a handler that waits to apply a REMAP: faults other handlers
+ * serve meanwhile wait for them (luffd_events_wait) while holding the
+ * table's read lock, which the REMAP needs for writing.  They hit where
+ * they were read, so no move changes where they go.  Caller holds
+ * ctx->lock for reading.
+ */
+static void deliver_queued_events(struct luffd_handler *h)
+{
+	for (unsigned int k = h->head; k < h->tail; k++) {
+		struct luffd_msg *lm = &h->q[k];
+
+		if (lm->msg.event != UFFD_EVENT_REMOVE &&
+		    lm->msg.event != UFFD_EVENT_UNMAP)
+			continue;
+		deliver_event(h->ctx, lm);
+		lm->msg.event = 0;	/* done: nothing when its turn comes */
+	}
+}
+
+/*
+ * Region @r is being destroyed (caller holds ctx->lock for writing):
+ * events queued for it are delivered to nobody.
+ */
+void luffd_inboxes_forget(struct uffd_ctx *ctx, struct uffd_region *r)
+{
+	for (unsigned int i = 0; i < LIBUFFD_MAX_HANDLERS; i++) {
+		struct luffd_handler *h = ctx->inbox[i];
+
+		if (!h)
+			continue;
+		for (unsigned int k = h->head; k < h->tail; k++)
+			for (unsigned int j = 0; j < LUFFD_EV_HITS; j++)
+				if (h->q[k].hit[j] == r)
+					h->q[k].hit[j] = NULL;
 	}
 }
 
@@ -518,12 +740,19 @@ int luffd_read_msgs(struct luffd_handler *h)
 	 * that finds a page failed to wait for the REMOVE that may be
 	 * clearing it (see luffd_dispatch_fault()).
 	 */
+	/*
+	 * One reader at a time, from read() to the end of ingesting: the
+	 * kernel sends the next event (the UNMAP after a REMAP) as soon as
+	 * read() took one, and another handler must not ingest it first.
+	 */
+	pthread_mutex_lock(&h->ctx->read_lock);
 	__atomic_add_fetch(&h->ctx->reading, 1, __ATOMIC_SEQ_CST);
 	got = read(h->ctx->fd, buf, want * sizeof(buf[0]));
 	if (got < 0) {
 		int err = errno;
 
 		__atomic_sub_fetch(&h->ctx->reading, 1, __ATOMIC_RELEASE);
+		pthread_mutex_unlock(&h->ctx->read_lock);
 		if (err == EAGAIN || err == EINTR)
 			return 0;
 		return -err;
@@ -535,9 +764,15 @@ int luffd_read_msgs(struct luffd_handler *h)
 
 		lm->msg = buf[i];
 		lm->t_read_ns = now;
-		luffd_ingest_event(h->ctx, &buf[i]);
+		lm->nhits = 0;
+		if (buf[i].event == UFFD_EVENT_REMOVE ||
+		    buf[i].event == UFFD_EVENT_UNMAP)
+			h->ctx->ev_read++;	/* under read_lock */
+		lm->ev_seq = h->ctx->ev_read;
+		luffd_ingest_event(h->ctx, lm);
 	}
 	__atomic_sub_fetch(&h->ctx->reading, 1, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&h->ctx->read_lock);
 	return (int)n;
 }
 
@@ -555,21 +790,49 @@ static void drop_range(struct uffd_ctx *ctx, uint64_t start, uint64_t len)
  * unregistered at its new place (libuffd regions are single ranges) and
  * counted in remap_dropped.
  */
-void luffd_apply_remap(struct uffd_ctx *ctx, const struct uffd_msg *m)
+void luffd_apply_remap(struct luffd_handler *h, const struct uffd_msg *m)
 {
+	struct uffd_ctx *ctx = h->ctx;
 	uint64_t from = m->arg.remap.from, to = m->arg.remap.to;
 	uint64_t len = m->arg.remap.len;
-	struct uffd_region *r;
+	struct uffd_region *r = NULL;
 
-	pthread_rwlock_wrlock(&ctx->lock);
-	r = luffd_lookup(ctx, from);
-	if (r && from == r->base && len == r->len) {
+	/*
+	 * Events are read (and ingested) while waiting for the write lock:
+	 * a fault served in a SIGBUS handler holds the lock for reading
+	 * and may wait for the next event to be read before its fill can
+	 * go on (the UNMAP every move sends after the REMAP), and nobody
+	 * else reads them.
+	 */
+	__atomic_add_fetch(&ctx->remap_waiting, 1, __ATOMIC_SEQ_CST);
+	while (pthread_rwlock_trywrlock(&ctx->lock)) {
+		pthread_rwlock_rdlock(&ctx->lock);
+		luffd_read_msgs(h);
+		deliver_queued_events(h);
+		pthread_rwlock_unlock(&ctx->lock);
+		sched_yield();
+	}
+	__atomic_sub_fetch(&ctx->remap_waiting, 1, __ATOMIC_SEQ_CST);
+	/* by its key: the place the table has, moves applied in order */
+	for (size_t i = 0; i < ctx->nregions && !r; i++)
+		if (ctx->regions[i]->base == from &&
+		    __atomic_load_n(&ctx->regions[i]->moves_pending,
+				    __ATOMIC_ACQUIRE))
+			r = ctx->regions[i];
+	if (r && len == r->len) {
 		struct uffd_event ev = {
 			.type = LIBUFFD_EVENT_REMAP, .len = len, .new_base = to,
 		};
+		bool last;
 
 		luffd_table_remove(ctx, r);
-		r->base = to;
+		__atomic_store_n(&r->base, to, __ATOMIC_RELEASE);
+		/* the base first: luffd_base() reads moving_to first */
+		last = !__atomic_sub_fetch(&r->moves_pending, 1,
+					   __ATOMIC_SEQ_CST);
+		if (last)
+			__atomic_store_n(&r->moving_to, 0, __ATOMIC_RELEASE);
+		__atomic_sub_fetch(&ctx->remaps_pending, 1, __ATOMIC_SEQ_CST);
 		if (r->map_len)
 			r->map_addr = (void *)(uintptr_t)to;
 		if (luffd_table_insert(ctx, r) == 0) {
@@ -579,7 +842,10 @@ void luffd_apply_remap(struct uffd_ctx *ctx, const struct uffd_msg *m)
 		}
 		/* cannot happen: the kernel gave us a free range */
 		__atomic_store_n(&r->gone, 1, __ATOMIC_RELEASE);
-	} else if (r) {
+		goto drop;
+	}
+	r = luffd_lookup(ctx, from);
+	if (r) {
 		uint64_t off = from - r->base;
 		uint64_t n = LUFFD_MIN(len, r->len - off);
 
@@ -587,6 +853,7 @@ void luffd_apply_remap(struct uffd_ctx *ctx, const struct uffd_msg *m)
 		__atomic_store_n(&r->partly_unmapped, 1, __ATOMIC_RELEASE);
 		luffd_present_clear(r, off, n);
 	}
+drop:
 	drop_range(ctx, to, len);
 	luffd_count(r ? &r->ctr : &ctx->ctr, LUFFD_CTR(remap_dropped), 1);
 out:
@@ -731,6 +998,8 @@ static void let_stray_go(struct uffd_ctx *ctx, const struct uffd_msg *m)
 	size_t i;
 
 	luffd_count(&ctx->ctr, LUFFD_CTR(stray_faults), 1);
+	if (luffd_lookup_moving(ctx, addr))
+		goto wake;	/* its region's move is being applied */
 	end = mapping_of((ctx->features & UFFD_FEATURE_THREAD_ID) ?
 			 m->arg.pagefault.feat.ptid : 0, addr, &start);
 	/* the regions on either side keep theirs */
@@ -749,6 +1018,7 @@ static void let_stray_go(struct uffd_ctx *ctx, const struct uffd_msg *m)
 		range.start = addr;
 		range.len = ps;
 	}
+wake:
 	luffd_count(&ctx->ctr, LUFFD_CTR(ioctls), 1);
 	ioctl(ctx->fd, UFFDIO_WAKE, &range);
 }
@@ -764,9 +1034,11 @@ void luffd_dispatch(struct luffd_handler *h, const struct luffd_msg *m)
 	}
 
 	if (m->msg.event != UFFD_EVENT_PAGEFAULT) {
-		deliver_event(ctx, &m->msg);
+		deliver_event(ctx, m);
 		return;
 	}
+	/* the pager hears of every discard read before this fault */
+	luffd_events_wait(ctx, m->ev_seq);
 	r = luffd_lookup(ctx, m->msg.arg.pagefault.address);
 	if (!r) {
 		let_stray_go(ctx, &m->msg);
@@ -802,6 +1074,8 @@ LUFFD_API void uffd_ctx_destroy(struct uffd_ctx *ctx)
 			close(ctx->workers[i].kick_fd);
 	luffd_zero_source_fini(ctx);
 	pthread_rwlock_destroy(&ctx->lock);
+	pthread_mutex_destroy(&ctx->read_lock);
+	pthread_mutex_destroy(&ctx->ev_lock);
 	pthread_rwlock_destroy(&ctx->served_lock);
 	pthread_mutex_destroy(&ctx->cpu_lock);
 	pthread_mutex_destroy(&ctx->child_lock);

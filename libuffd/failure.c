@@ -52,7 +52,7 @@ static int poison_page(struct uffd_resolver *res)
 {
 	struct uffd_region *r = res->region;
 	struct uffdio_poison p = {
-		.range = { .start = r->base + res->fault_off,
+		.range = { .start = luffd_base(r) + res->fault_off,
 			   .len = r->page_size },
 	};
 	unsigned int tries = 0;
@@ -166,7 +166,7 @@ static void unstick(struct uffd_resolver *res, uint32_t tid,
 		    const struct task_sig *ts)
 {
 	struct uffd_region *r = res->region;
-	uint64_t addr = r->base + res->fault_off;
+	uint64_t addr = luffd_base(r) + res->fault_off;
 	void *page = (void *)(uintptr_t)addr;
 	struct timespec pause = { .tv_nsec = 50000 };
 	struct task_sig now;

@@ -54,6 +54,7 @@ int luffd_serve_pending(struct luffd_handler *h, bool drain)
 	bool short_read = false;
 
 	for (;;) {
+		luffd_remap_gate(ctx);
 		pthread_rwlock_rdlock(&ctx->lock);
 		if (h->head == h->tail) {
 			if (short_read && !drain) {
@@ -75,7 +76,7 @@ int luffd_serve_pending(struct luffd_handler *h, bool drain)
 			if (m.msg.event == UFFD_EVENT_REMAP) {
 				/* moving a region changes the table */
 				pthread_rwlock_unlock(&ctx->lock);
-				luffd_apply_remap(ctx, &m.msg);
+				luffd_apply_remap(h, &m.msg);
 				pthread_rwlock_rdlock(&ctx->lock);
 				continue;
 			}

@@ -153,6 +153,15 @@ struct uffd_region {
 	pthread_mutex_t		fault_lock;	/* non-CONCURRENT pagers */
 	unsigned int		pager_flags;	/* LIBUFFD_PAGER_* */
 	int			gone;		/* atomic: UNMAP covered it */
+	/*
+	 * atomic: where a REMAP that was read but not yet applied moved the
+	 * whole region (0: none).  Applying it needs the table's write
+	 * lock, so it waits for the handler's queue; events read meanwhile
+	 * (the UNMAP of the old range that follows every move, a REMOVE at
+	 * the new place) are matched against this, not the old base.
+	 */
+	uint64_t		moving_to;
+	int			moves_pending;	/* atomic: REMAPs of it read */
 	int			partly_unmapped; /* atomic */
 	bool			no_fork;	/* MADV_DONTFORK: no child copy */
 
@@ -203,9 +212,23 @@ struct uffd_resolver {
 #define LUFFD_INBOX_CAP	4096
 /* Messages per read(): faults come before events in what read returns. */
 #define LUFFD_READ_BATCH	64
+/*
+ * A message read, with what reading it established: the regions (and
+ * their parts) a REMOVE or UNMAP hit where they were when it was read,
+ * delivered to their pagers later from here, never looked up again (a
+ * move read after it may have been applied by then), and the event
+ * order: an event's number, or for a fault the number of the last event
+ * read before it, which must reach its pager first.
+ */
+#define LUFFD_EV_HITS	2
+#define LUFFD_EV_RING	8192
 struct luffd_msg {
 	struct uffd_msg	msg;
 	uint64_t	t_read_ns;
+	uint64_t	ev_seq;
+	unsigned int	nhits;		/* > LUFFD_EV_HITS: look them up */
+	struct uffd_region *hit[LUFFD_EV_HITS];
+	uint64_t	hit_off[LUFFD_EV_HITS], hit_len[LUFFD_EV_HITS];
 };
 struct luffd_handler {
 	struct uffd_ctx	*ctx;
@@ -246,6 +269,20 @@ struct uffd_ctx {
 	bool			pagers_on;	/* under lock: start hooks run */
 	int			stopping;	/* atomic: workers leave */
 	int			reading;	/* atomic: reads not yet ingested */
+	pthread_mutex_t		read_lock;	/* read() and ingest, together */
+	/*
+	 * REMOVE and UNMAP events are numbered as read (ev_read, under
+	 * read_lock); ev_done is the number up to which all have reached
+	 * their pagers (ev_ring marks those done out of order).  A fault
+	 * waits for the events read before it: with several handlers, the
+	 * one that read a MADV_DONTNEED may not have told the pager yet
+	 * when another serves the fault that followed it.
+	 */
+	uint64_t		ev_read, ev_done;	/* atomic */
+	pthread_mutex_t		ev_lock;
+	uint8_t			ev_ring[LUFFD_EV_RING];
+	int			remaps_pending;	/* atomic: moving_to set */
+	int			remap_waiting;	/* atomic: see luffd_remap_gate */
 	cpu_set_t		start_cpus;	/* for LIBUFFD_CPU_SAME */
 	cpu_set_t		create_cpus;	/* helpers' default: all CPUs */
 	int			helper_cpu;
@@ -281,7 +318,7 @@ struct uffd_ctx {
 /* context.c */
 struct uffd_region *luffd_lookup(struct uffd_ctx *ctx, uint64_t addr);
 void luffd_dispatch(struct luffd_handler *h, const struct luffd_msg *m);
-void luffd_apply_remap(struct uffd_ctx *ctx, const struct uffd_msg *m);
+void luffd_apply_remap(struct luffd_handler *h, const struct uffd_msg *m);
 
 /* handler.c */
 int luffd_serve_pending(struct luffd_handler *h, bool drain);
@@ -307,7 +344,26 @@ extern __thread int luffd_internal;
 int luffd_sigbus_swap_chain(const struct sigaction *act,
 			    struct sigaction *old);
 int luffd_read_msgs(struct luffd_handler *h);
-void luffd_ingest_event(struct uffd_ctx *ctx, const struct uffd_msg *m);
+void luffd_ingest_event(struct uffd_ctx *ctx, struct luffd_msg *lm);
+void luffd_events_wait(struct uffd_ctx *ctx, uint64_t seq);
+void luffd_inboxes_forget(struct uffd_ctx *ctx, struct uffd_region *r);
+struct uffd_region *luffd_lookup_moving(struct uffd_ctx *ctx, uint64_t addr);
+void luffd_remaps_settle(struct uffd_ctx *ctx);
+
+/*
+ * Where region @r is now: r->base is its key in the table, which moves
+ * only when the handler applies a REMAP; an mremap that returned was
+ * read, and moving_to has it already.  Every fill, wake and poison goes
+ * here (the apply sets base before it clears moving_to).
+ */
+static inline uint64_t luffd_base(const struct uffd_region *r)
+{
+	uint64_t to = __atomic_load_n(&r->moving_to, __ATOMIC_ACQUIRE);
+
+	return to ? to : __atomic_load_n(&r->base, __ATOMIC_ACQUIRE);
+}
+void luffd_reads_settle(struct uffd_ctx *ctx);
+void luffd_remap_gate(struct uffd_ctx *ctx);
 int luffd_table_insert(struct uffd_ctx *ctx, struct uffd_region *r);
 void luffd_table_remove(struct uffd_ctx *ctx, struct uffd_region *r);
 

@@ -196,7 +196,7 @@ static int map_memory(struct uffd_region *r, size_t len)
 
 static int unmap_run(struct uffd_region *r, uint64_t off, uint64_t len)
 {
-	return munmap((char *)(uintptr_t)r->base + off, len) ? -errno : 0;
+	return munmap((char *)(uintptr_t)luffd_base(r) + off, len) ? -errno : 0;
 }
 
 static void unmap_memory(struct uffd_region *r)
@@ -500,6 +500,7 @@ LUFFD_API int uffd_region_create(struct uffd_ctx *ctx,
 	}
 
 	/* claim the range first: re-registering a live range would succeed */
+	luffd_remaps_settle(ctx);	/* a region just moved off it */
 	pthread_rwlock_wrlock(&ctx->lock);
 	ret = luffd_table_insert(ctx, r);
 	pthread_rwlock_unlock(&ctx->lock);
@@ -592,6 +593,7 @@ fail_fini:
 fail_untable:
 	pthread_rwlock_wrlock(&ctx->lock);
 	luffd_table_remove(ctx, r);
+	luffd_inboxes_forget(ctx, r);
 	pthread_rwlock_unlock(&ctx->lock);
 fail_unmap:
 	unmap_memory(r);
@@ -607,7 +609,8 @@ fail_free:
 
 static int unregister_run(struct uffd_region *r, uint64_t off, uint64_t len)
 {
-	struct uffdio_range range = { .start = r->base + off, .len = len };
+	struct uffdio_range range = { .start = luffd_base(r) + off,
+				       .len = len };
 
 	/* UNREGISTER wakes every thread waiting in the range */
 	if (ioctl(r->ctx->fd, UFFDIO_UNREGISTER, &range) < 0) {
@@ -642,6 +645,7 @@ LUFFD_API int uffd_region_unregister(struct uffd_region *r)
 
 	if (!r)
 		return luffd_fail(-EINVAL, "uffd_region_unregister: NULL");
+	luffd_remaps_settle(r->ctx);
 	pthread_rwlock_wrlock(&r->ctx->lock);
 	ret = unregister_locked(r);
 	pthread_rwlock_unlock(&r->ctx->lock);
@@ -658,11 +662,15 @@ LUFFD_API void uffd_region_destroy(struct uffd_region *r)
 	/*
 	 * The write lock waits out any dispatch into this region; once it
 	 * is out of the table the handler treats its faults as strays.
+	 * A move read but not applied yet is waited for: the range to
+	 * unregister and unmap is the new one.
 	 */
+	luffd_remaps_settle(ctx);
 	pthread_rwlock_wrlock(&ctx->lock);
 	if (r->registered)
 		unregister_locked(r);
 	luffd_table_remove(ctx, r);
+	luffd_inboxes_forget(ctx, r);
 	if (r->prev)
 		r->prev->next = r->next;
 	else if (ctx->all == r)
@@ -687,7 +695,15 @@ LUFFD_API void uffd_region_destroy(struct uffd_region *r)
 
 LUFFD_API void *uffd_region_addr(const struct uffd_region *r)
 {
-	return r ? (void *)(uintptr_t)r->base : NULL;
+	uint64_t to;
+
+	if (!r)
+		return NULL;
+	/* an mremap that returned was read: it is there, even if the
+	 * handler has not moved it in the table yet */
+	luffd_reads_settle(r->ctx);
+	to = __atomic_load_n(&r->moving_to, __ATOMIC_ACQUIRE);
+	return (void *)(uintptr_t)(to ? to : r->base);
 }
 
 LUFFD_API size_t uffd_region_len(const struct uffd_region *r)
@@ -799,7 +815,7 @@ LUFFD_API long uffd_region_scan_written(struct uffd_region *r, uint64_t off,
 {
 	struct luffd_page_region vec[256];
 	struct luffd_pm_scan_arg arg;
-	uint64_t pos, end, a, i;
+	uint64_t pos0, pos, end, a, i;
 	long n = 0;
 	int fd, ret, k;
 
@@ -818,7 +834,8 @@ LUFFD_API long uffd_region_scan_written(struct uffd_region *r, uint64_t off,
 	if (fd < 0)
 		return luffd_fail(-errno, "/proc/self/pagemap: %s",
 				  strerror(errno));
-	pos = r->base + off;
+	pos0 = luffd_base(r);
+	pos = pos0 + off;
 	end = pos + len;
 	while (pos < end) {
 		memset(&arg, 0, sizeof(arg));
@@ -842,7 +859,7 @@ LUFFD_API long uffd_region_scan_written(struct uffd_region *r, uint64_t off,
 		for (k = 0; k < ret; k++) {
 			for (a = vec[k].start; a < vec[k].end;
 			     a += r->page_size) {
-				i = (a - r->base - off) >> r->page_shift;
+				i = (a - pos0 - off) >> r->page_shift;
 				bitmap[i / 64] |= 1ull << (i % 64);
 				n++;
 			}

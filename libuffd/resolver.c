@@ -155,7 +155,7 @@ void luffd_record_service(struct uffd_resolver *res)
 int luffd_wake_range(struct uffd_resolver *res, uint64_t off, uint64_t len)
 {
 	struct uffd_region *r = res->region;
-	struct uffdio_range range = { .start = r->base + off, .len = len };
+	struct uffdio_range range = { .start = luffd_base(r) + off, .len = len };
 
 	luffd_count(&r->ctr, LUFFD_CTR(ioctls), 1);
 	if (ioctl(r->ctx->fd, UFFDIO_WAKE, &range) < 0)
@@ -177,7 +177,8 @@ static long fill_run(struct uffd_resolver *res, enum fill_op op,
 
 	while (a < b) {
 		const char *s = src ? src + (a - src_off) : NULL;
-		long done = do_ioctl(res, op, r->base + a, s, b - a, dontwake);
+		long done = do_ioctl(res, op, luffd_base(r) + a, s, b - a,
+				    dontwake);
 
 		if (done > 0) {
 			uint64_t pages = (uint64_t)done >> r->page_shift;
@@ -220,7 +221,7 @@ static long protect_range(struct uffd_resolver *res, uint64_t off,
 {
 	struct uffd_region *r = res->region;
 	struct uffdio_writeprotect wp = {
-		.range = { .start = r->base + off, .len = len },
+		.range = { .start = luffd_base(r) + off, .len = len },
 		.mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
 	};
 	unsigned int tries = 0;
@@ -530,12 +531,12 @@ int luffd_dispatch_fault(struct luffd_handler *h, struct uffd_region *r,
 	struct uffd_resolver res = {
 		.region = r,
 		.h = h,
-		.fault_off = addr - r->base,
+		.fault_off = addr - luffd_base(r),
 		.t_read_ns = m->t_read_ns,
 	};
 	struct uffd_fault f = {
 		.addr = addr,
-		.offset = addr - r->base,
+		.offset = addr - luffd_base(r),
 		.tid = m->msg.arg.pagefault.feat.ptid,
 	};
 	int ret;

@@ -280,8 +280,18 @@ static enum served serve(struct uffd_ctx *ctx, uint64_t addr, bool write,
 	struct uffd_region *r;
 	struct luffd_msg m;
 
+	luffd_remap_gate(ctx);
+	/* a pager hears of every discard read before it serves this */
+	luffd_events_wait(ctx, __atomic_load_n(&ctx->ev_read,
+					       __ATOMIC_ACQUIRE));
 	pthread_rwlock_rdlock(&ctx->lock);
 	r = luffd_lookup(ctx, addr);
+	if (!r && (__atomic_load_n(&ctx->reading, __ATOMIC_ACQUIRE) ||
+		   luffd_lookup_moving(ctx, addr))) {
+		/* mremap returned, the handler has yet to move the region */
+		sched_yield();
+		goto retry;
+	}
 	if (!r) {
 		pthread_rwlock_unlock(&ctx->lock);
 		return NOT_OURS;
