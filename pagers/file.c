@@ -140,7 +140,11 @@
  * request that reaches the file meets: a hole's page fails here too.
  *
  * After MADV_DONTNEED (a REMOVE event) a page reads back as zeros, like
- * anonymous memory: the application threw the contents away.  A prefetch
+ * anonymous memory: the application threw the contents away.  On memfd
+ * and hugetlb regions a DONTNEED keeps the pages (they are in the memfd)
+ * and MADV_REMOVE punches them out, with the same event: there a page
+ * already filled reads zeros after it (if it faults again at all), and
+ * one never filled is still restored from the file when first touched.  A prefetch
  * that was already copying such a page when the event arrived may still
  * land after the kernel zapped it: the kernel holds fills back only until
  * the event is read, and nothing tells a helper thread when the zap is
@@ -240,6 +244,7 @@ struct fp_stream {
 };
 
 struct file_pager {
+	bool			shared;	/* memfd, hugetlb: REMOVE may keep data */
 	struct uffd_region *region;
 	enum fp_engine	engine;
 	bool		direct;
@@ -932,16 +937,27 @@ static void stream_ahead(struct file_pager *fp, struct uffd_resolver *res,
 }
 
 /* A prefetcher read holds page @p: wait until it is filled or let go. */
-static void owner_wait(struct file_pager *fp, uint64_t p)
+/*
+ * Wait for the prefetcher to fill or let go of page @p.  Not for long
+ * at a time: the prefetcher's fill may itself be waiting for an event
+ * to be read (an mremap or a MADV_DONTNEED elsewhere holds every fill
+ * back with EAGAIN until then), and this handler may be the one to read
+ * it.  So every millisecond, read what the userfaultfd has.
+ */
+static void owner_wait(struct file_pager *fp, struct uffd_resolver *res,
+		       uint64_t p)
 {
 	for (;;) {
 		uint32_t seq = __atomic_load_n(&fp->pf_seq, __ATOMIC_ACQUIRE);
+		struct timespec ts = { .tv_nsec = 1000000 };
+		unsigned int tries = 0;
 
 		if (page_skip(fp, p) || !bit_test(fp->own, p))
 			return;
 		__atomic_add_fetch(&fp->pf_waiters, 1, __ATOMIC_ACQ_REL);
-		syscall(SYS_futex, &fp->pf_seq, FUTEX_WAIT_PRIVATE, seq,
-			NULL, NULL, 0);
+		if (syscall(SYS_futex, &fp->pf_seq, FUTEX_WAIT_PRIVATE, seq,
+			    &ts, NULL, 0) < 0 && errno == ETIMEDOUT)
+			luffd_absorb_events(res, &tries);
 		__atomic_sub_fetch(&fp->pf_waiters, 1, __ATOMIC_ACQ_REL);
 	}
 }
@@ -1478,6 +1494,8 @@ static int file_init(struct uffd_region *region, const struct uffd_args *args,
 	fp->inject = FP_NONE;
 	fp->hint_fd = -1;
 	fp->region = region;
+	fp->shared = uffd_region_type(region) == LIBUFFD_MEM_MEMFD ||
+		     uffd_region_type(region) == LIBUFFD_MEM_HUGETLB;
 	fp->ps = uffd_region_page_size(region);
 	fp->shift = (unsigned int)__builtin_ctzll(fp->ps);
 	fp->k = fp->ps / (uint64_t)sysconf(_SC_PAGESIZE);
@@ -1589,7 +1607,7 @@ static int file_fault(void *state, struct uffd_resolver *res,
 			break;
 		if (bit_test(fp->own, pf)) {
 			/* the prefetcher's: filled, or let go to us */
-			owner_wait(fp, pf);
+			owner_wait(fp, res, pf);
 			continue;
 		}
 		/* a miss: read its window, from the fault on if a stream */
@@ -1643,7 +1661,20 @@ static void file_event(void *state, const struct uffd_event *ev)
 
 	if (b > fp->npages)
 		b = fp->npages;
-	if (ev->type == LIBUFFD_EVENT_REMOVE) {
+	if (ev->type == LIBUFFD_EVENT_REMOVE && fp->shared) {
+		/*
+		 * Shared memory keeps its pages through MADV_DONTNEED (they
+		 * are in the memfd) and loses them to MADV_REMOVE, and both
+		 * send REMOVE.  A page filled already faults again only if
+		 * it was punched out: zeros.  One never filled still faults
+		 * for its first time: the snapshot's, as if not discarded.
+		 */
+		for (uint64_t p = a; p < b; p++)
+			if (bit_test(fp->done, p)) {
+				bits_change(fp->removed, p, p + 1, true);
+				bits_change(fp->done, p, p + 1, false);
+			}
+	} else if (ev->type == LIBUFFD_EVENT_REMOVE) {
 		/* removed before done: the prefetcher must not refill it */
 		bits_change(fp->removed, a, b, true);
 		bits_change(fp->done, a, b, false);
