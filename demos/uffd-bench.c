@@ -43,6 +43,7 @@
 
 #include "bench.h"
 #include "bench-restore.h"
+#include "../tests/stress.h"
 
 #define MAX_REPS		1000
 #define PROGRESS_AFTER_NS	2000000000ULL
@@ -1154,8 +1155,8 @@ static void usage(FILE *f)
 		fprintf(f, "  %-17s %-42s %s\n", e->name, e->desc, def);
 	}
 	/* one line for both: the help fits a 24-line screen */
-	fprintf(f, "  %-17s %-42s %s\n", "app restore evict",
-		"a COMMAND; snapshots; kernel swap vs budget", "EXP --help");
+	fprintf(f, "  %-24s %-35s %s\n", "app restore evict stress",
+		"COMMAND; snapshots; swap; chaos", "EXP --help");
 	fprintf(f,
 "Options:\n"
 "  -s, --size SIZE      bytes per run, K/M/G suffix\n"
@@ -1551,6 +1552,8 @@ int main(int argc, char **argv)
 	/* restore has options of its own (see uffd-bench restore --help) */
 	if (argc > 1 && !strcmp(argv[1], "restore"))
 		return bench_restore(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "stress"))
+		return stress_main(argc - 1, argv + 1);
 	e = parse_args(argc, argv);
 	print_facts(cfg.json);
 	signals_setup();
