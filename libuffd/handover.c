@@ -69,6 +69,49 @@ LUFFD_API int uffd_handover_send(int sock, int uffd, uint64_t features,
 	return 0;
 }
 
+int luffd_handover_parse(const void *buf, size_t len, uint64_t *features,
+			 struct uffd_handover_range *ranges, unsigned *n)
+{
+	struct uffd_handover_range rg[LIBUFFD_HANDOVER_MAX];
+	const unsigned char *p = buf;
+	struct wire_hdr h;
+	unsigned i;
+
+	if (len < sizeof(h))
+		return luffd_fail(-EPROTO, "handover: %zu bytes, no header",
+				  len);
+	memcpy(&h, p, sizeof(h));
+	if (h.magic != LIBUFFD_HANDOVER_MAGIC)
+		return luffd_fail(-EPROTO, "handover: bad magic %#x", h.magic);
+	if (h.version != LIBUFFD_HANDOVER_VERSION)
+		return luffd_fail(-EPROTO, "handover: version %u, expected %u",
+				  h.version, LIBUFFD_HANDOVER_VERSION);
+	if (h.hdr_size != sizeof(h) || h.nranges == 0 ||
+	    h.nranges > LIBUFFD_HANDOVER_MAX ||
+	    len != sizeof(h) + h.nranges * sizeof(*ranges))
+		return luffd_fail(-EPROTO, "handover: bad sizes (%zu bytes, "
+				  "%u ranges)", len, h.nranges);
+	if (h.nranges > *n)
+		return luffd_fail(-EPROTO, "handover: %u ranges, room for %u",
+				  h.nranges, *n);
+	/* into rg first: a bad range leaves @ranges as it was */
+	for (i = 0; i < h.nranges; i++) {
+		memcpy(&rg[i], p + sizeof(h) + i * sizeof(rg[i]),
+		       sizeof(rg[i]));
+		if (!rg[i].len || !rg[i].page_size ||
+		    (rg[i].page_size & (rg[i].page_size - 1)) ||
+		    (rg[i].base | rg[i].len) & (rg[i].page_size - 1) ||
+		    rg[i].base + rg[i].len < rg[i].base)
+			return luffd_fail(-EPROTO, "handover: range %u is bad",
+					  i);
+	}
+	memcpy(ranges, rg, h.nranges * sizeof(*ranges));
+	*n = h.nranges;
+	if (features)
+		*features = h.features;
+	return 0;
+}
+
 LUFFD_API int uffd_handover_recv(int sock, int *uffd, uint64_t *features,
 				 struct uffd_handover_range *ranges,
 				 unsigned *n)
@@ -83,13 +126,15 @@ LUFFD_API int uffd_handover_recv(int sock, int *uffd, uint64_t *features,
 	struct cmsghdr *cm;
 	struct ucred cred;
 	socklen_t clen = sizeof(cred);
-	struct wire_hdr h;
-	uint64_t uf, ui;
+	struct uffd_handover_range rg[LIBUFFD_HANDOVER_MAX];
+	uint64_t uf, ui, feat;
+	unsigned cnt;
 	int fds[4], nfds = 0, ret, i;
 	ssize_t got;
 
 	if (sock < 0 || !uffd || !ranges || !n || *n == 0)
 		return luffd_fail(-EINVAL, "handover: bad arguments");
+	cnt = *n;
 	msg.msg_iov = &iov;
 	msg.msg_iovlen = 1;
 	msg.msg_control = ctl.buf;
@@ -124,54 +169,19 @@ LUFFD_API int uffd_handover_recv(int sock, int *uffd, uint64_t *features,
 		ret = luffd_fail(-EPROTO, "handover: message truncated");
 		goto refuse;
 	}
-	if ((size_t)got < sizeof(h)) {
-		ret = luffd_fail(-EPROTO, "handover: %zd bytes, no header", got);
+	ret = luffd_handover_parse(buf, (size_t)got, &feat, rg, &cnt);
+	if (ret < 0)
 		goto refuse;
-	}
-	memcpy(&h, buf, sizeof(h));
-	if (h.magic != LIBUFFD_HANDOVER_MAGIC) {
-		ret = luffd_fail(-EPROTO, "handover: bad magic %#x", h.magic);
-		goto refuse;
-	}
-	if (h.version != LIBUFFD_HANDOVER_VERSION) {
-		ret = luffd_fail(-EPROTO, "handover: version %u, expected %u",
-				 h.version, LIBUFFD_HANDOVER_VERSION);
-		goto refuse;
-	}
-	if (h.hdr_size != sizeof(h) || h.nranges == 0 ||
-	    h.nranges > LIBUFFD_HANDOVER_MAX ||
-	    (size_t)got != sizeof(h) + h.nranges * sizeof(*ranges)) {
-		ret = luffd_fail(-EPROTO, "handover: bad sizes (%zd bytes, "
-				 "%u ranges)", got, h.nranges);
-		goto refuse;
-	}
-	if (h.nranges > *n) {
-		ret = luffd_fail(-EPROTO, "handover: %u ranges, room for %u",
-				 h.nranges, *n);
-		goto refuse;
-	}
 	if (nfds != 1 || luffd_fdinfo_api(fds[0], &uf, &ui) < 0) {
 		ret = luffd_fail(-EBADF, "handover: need exactly one "
 				 "userfaultfd, got %d descriptors", nfds);
 		goto refuse;
 	}
-	for (i = 0; i < (int)h.nranges; i++) {
-		struct uffd_handover_range rg;
-
-		memcpy(&rg, buf + sizeof(h) + i * sizeof(rg), sizeof(rg));
-		if (!rg.len || !rg.page_size ||
-		    (rg.page_size & (rg.page_size - 1)) ||
-		    (rg.base | rg.len) & (rg.page_size - 1) ||
-		    rg.base + rg.len < rg.base) {
-			ret = luffd_fail(-EPROTO, "handover: range %d is bad", i);
-			goto refuse;
-		}
-		ranges[i] = rg;
-	}
+	memcpy(ranges, rg, cnt * sizeof(*ranges));
 	*uffd = fds[0];
-	*n = h.nranges;
+	*n = cnt;
 	if (features)
-		*features = h.features;
+		*features = feat;
 	return 0;
 refuse:
 	for (i = 0; i < nfds; i++)

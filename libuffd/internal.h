@@ -132,6 +132,17 @@ int luffd_spec_parse_as(const char *what, const char *spec,
 int luffd_args_parse(const char *s, struct uffd_args *a);
 void luffd_args_free(struct uffd_args *a);
 
+/* ---- handover.c ---- */
+/*
+ * Check one received handover message (@len bytes at @buf): header,
+ * sizes, room in @ranges (*n on entry) and every range.  On success
+ * ranges[0..*n) and *features (if not NULL) are set and 0 returned;
+ * otherwise -EPROTO with the reason set, and nothing written.  Apart from
+ * uffd_handover_recv, the fuzz target tests/fuzz/fuzz-handover.c calls it.
+ */
+int luffd_handover_parse(const void *buf, size_t len, uint64_t *features,
+			 struct uffd_handover_range *ranges, unsigned *n);
+
 /* ---- regions ---- */
 struct uffd_region {
 	struct uffd_ctx		*ctx;

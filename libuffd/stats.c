@@ -97,24 +97,38 @@ LUFFD_API void uffd_region_add_miss(struct uffd_region *r, uint64_t n)
 LUFFD_API uint64_t uffd_stats_quantile_us(const struct uffd_stats *st,
 					  double q)
 {
-	uint64_t total = 0, seen = 0, rank;
+	/*
+	 * In doubles: 32 buckets of up to 2^64 - 1 each overflow a uint64_t
+	 * sum (a wrapped total once made a full histogram look empty, or
+	 * put the median in the wrong bucket), and q * total + slack could
+	 * pass 2^64, whose conversion back is undefined.  Below 2^53 the
+	 * sums are exact, so real counts give the answers they always did.
+	 * seen adds the same doubles in the same order as total, so it
+	 * reaches total exactly at the last bucket in use.
+	 */
+	double total = 0, seen = 0, rank;
 	unsigned int i;
 
 	if (!st)
 		return 0;
 	for (i = 0; i < LIBUFFD_HIST_BUCKETS; i++)
-		total += st->hist_us[i];
-	if (!total)
+		total += (double)st->hist_us[i];
+	if (total == 0)
 		return 0;
-	if (q < 0)
+	if (!(q > 0))		/* NaN too */
 		q = 0;
 	if (q > 1)
 		q = 1;
-	rank = (uint64_t)(q * (double)total + 0.999999);
-	if (rank == 0)
+	/* the smallest whole rank >= q * total, with slack for q's rounding */
+	rank = q * total + 0.999999;
+	if (rank < 0x1p63)
+		rank = (double)(uint64_t)rank;
+	if (rank < 1)
 		rank = 1;
+	if (rank > total)
+		rank = total;
 	for (i = 0; i < LIBUFFD_HIST_BUCKETS; i++) {
-		seen += st->hist_us[i];
+		seen += (double)st->hist_us[i];
 		if (seen >= rank)
 			break;
 	}

@@ -78,9 +78,12 @@ static void good_wire(struct wire *w, unsigned n)
 static int try_recv(const struct wire *w, size_t len, int fd)
 {
 	struct uffd_handover_range r[LIBUFFD_HANDOVER_MAX];
+	struct uffd_handover_range before[LIBUFFD_HANDOVER_MAX];
 	unsigned n = LIBUFFD_HANDOVER_MAX;
 	int sv[2], got = -1, ret, fds;
 
+	memset(r, 0xa5, sizeof(r));
+	memcpy(before, r, sizeof(r));
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
 	send_raw(sv[0], w, len, fd);
 	fds = count_fds();
@@ -91,6 +94,9 @@ static int try_recv(const struct wire *w, size_t len, int fd)
 		ck_assert_int_eq(count_fds(), fds);
 		ck_assert_int_eq(got, -1);
 		ck_assert_str_ne(uffd_last_error(), "");
+		/* not even the ranges before a bad one are written */
+		ck_assert_uint_eq(n, LIBUFFD_HANDOVER_MAX);
+		ck_assert(!memcmp(r, before, sizeof(r)));
 	} else {
 		ck_assert_int_eq(count_fds(), fds + 1);
 		ck_assert_uint_eq(n, w->nranges);
@@ -150,6 +156,9 @@ START_TEST(recv_bad_messages)
 	good_wire(&w, 1);
 	w.r[0].page_size = 3000;
 	ck_assert_int_eq(try_recv(&w, 24 + 32, fd), -EPROTO);
+	good_wire(&w, 2);
+	w.r[1].len = 0;			/* a bad range after a good one */
+	ck_assert_int_eq(try_recv(&w, 24 + 2 * 32, fd), -EPROTO);
 	good_wire(&w, 1);
 	ck_assert_int_eq(try_recv(&w, 24 + 32, -1), -EBADF);	/* no fd */
 	ck_assert_int_eq(pipe(pipefd), 0);

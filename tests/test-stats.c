@@ -6,6 +6,7 @@
  * helpers pagers use to read their spec.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -289,6 +290,44 @@ START_TEST(quantile_monotone)
 	ck_assert_uint_eq(uffd_stats_quantile_us(&st, 0.0),
 			  1ULL << first);
 	ck_assert_uint_eq(uffd_stats_quantile_us(&st, 1.0), 1ULL << last);
+}
+END_TEST
+
+/*
+ * Counts no real run reaches, but the function takes any uffd_stats: the
+ * fuzzer (tests/fuzz/fuzz-stats.c) found that a histogram whose buckets
+ * add up past 2^64 (there: a run of 0xff bytes) got the wrong bucket, or
+ * 0 as if it were empty, because the total wrapped; and q = NaN or a
+ * total near 2^64 with q = 1 converted an out-of-range double to an
+ * integer, which is undefined.
+ */
+START_TEST(quantile_huge_counts)
+{
+	struct uffd_stats st;
+	int i;
+
+	memset(&st, 0, sizeof(st));
+	st.hist_us[1] = 1ULL << 63;	/* the sum wraps to 0 */
+	st.hist_us[4] = 1ULL << 63;
+	ck_assert_uint_eq(uffd_stats_quantile_us(&st, 0.0), 2);
+	ck_assert_uint_eq(uffd_stats_quantile_us(&st, 0.5), 2);
+	ck_assert_uint_eq(uffd_stats_quantile_us(&st, 0.99), 16);
+	ck_assert_uint_eq(uffd_stats_quantile_us(&st, 1.0), 16);
+
+	memset(&st, 0, sizeof(st));
+	for (i = 2; i < 20; i++)	/* as the fuzzer's input */
+		st.hist_us[i] = UINT64_MAX;
+	ck_assert_uint_eq(uffd_stats_quantile_us(&st, 0.0), 4);
+	ck_assert_uint_eq(uffd_stats_quantile_us(&st, 0.5), 1ULL << 10);
+	ck_assert_uint_eq(uffd_stats_quantile_us(&st, 1.0), 1ULL << 19);
+
+	memset(&st, 0, sizeof(st));
+	st.hist_us[5] = UINT64_MAX;
+	ck_assert_uint_eq(uffd_stats_quantile_us(&st, 1.0), 32);
+	st.hist_us[3] = 10;
+	ck_assert_uint_eq(uffd_stats_quantile_us(&st, NAN), 8);	/* as 0 */
+	ck_assert_uint_eq(uffd_stats_quantile_us(&st, -INFINITY), 8);
+	ck_assert_uint_eq(uffd_stats_quantile_us(&st, INFINITY), 32);
 }
 END_TEST
 
@@ -968,6 +1007,7 @@ static Suite *stats_suite(void)
 	tcase_add_test(tc, quantile_empty);
 	tcase_add_test(tc, quantile_buckets);
 	tcase_add_test(tc, quantile_monotone);
+	tcase_add_test(tc, quantile_huge_counts);
 	tcase_add_test(tc, quantile_of_real_faults);
 
 	tc = add_tcase(s, "format", ctx_setup, ctx_teardown);
