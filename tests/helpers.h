@@ -36,6 +36,15 @@
 
 #define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 
+/* Built with ThreadSanitizer (gcc says so one way, clang another). */
+#if defined(__SANITIZE_THREAD__)
+#define TEST_TSAN	1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TEST_TSAN	1
+#endif
+#endif
+
 size_t page_size(void);
 
 /* ---- the running kernel ------------------------------------------- */
@@ -399,8 +408,9 @@ int thread_cpus(pid_t tid, char *out, size_t len);
 
 /*
  * Whether the library can resume a SIGBUS-mode fault directly (x86-64,
- * and not under QEMU's TCG, whose IRETQ faults with SMAP: see
- * libuffd/sigbus.c), asked of CPUID rather than of the library.
+ * and not under QEMU's TCG, whose IRETQ faults with SMAP, nor under
+ * ThreadSanitizer: see libuffd/sigbus.c), asked of CPUID rather than of
+ * the library.
  */
 int direct_resume_possible(void);
 
