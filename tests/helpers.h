@@ -330,7 +330,13 @@ int write_long_file(const char *path, long val);
 /* Number of open file descriptors (/proc/self/fd), or -errno. */
 int count_fds(void);
 
-/* Number of threads of this process (/proc/self/task), or -errno. */
+/*
+ * Number of threads of this process (/proc/self/task), or -errno.  Under
+ * ThreadSanitizer the count includes its background threads, which it
+ * starts at a fork and at the first pthread_create: the first call makes
+ * sure they exist, so that counts taken before and after the library
+ * starts threads differ by the library's threads only.
+ */
 int count_threads(void);
 
 /*
@@ -392,11 +398,22 @@ void expect_create_fails(const struct uffd_region_opts *o, int err);
 char thread_state(pid_t tid);
 
 /*
- * Ids of the threads of this process other than the caller, the first
- * @max of them into @tids.  Returns how many there are (perhaps more
- * than @max), or -errno.
+ * Ids of the threads of this process other than the caller (and than the
+ * sanitizer's, see note_runtime_threads), the first @max of them into
+ * @tids.  Returns how many there are (perhaps more than @max), or -errno.
  */
 int other_threads(pid_t *tids, int max);
+
+/*
+ * Under ThreadSanitizer, start its background threads and note their
+ * ids, once per process; elsewhere a no-op.  Call it before the library
+ * starts a thread, in a test that looks at each thread: other_threads()
+ * and runtime_thread() then leave TSan's threads out.
+ */
+void note_runtime_threads(void);
+
+/* Is @tid one of the threads note_runtime_threads() noted? */
+bool runtime_thread(pid_t tid);
 
 /*
  * The CPUs thread @tid of this process may run on, as its status shows
