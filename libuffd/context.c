@@ -569,7 +569,8 @@ void luffd_apply_remap(struct uffd_ctx *ctx, const struct uffd_msg *m)
 		};
 
 		luffd_table_remove(ctx, r);
-		r->base = to;
+		/* atomic: uffd_region_addr() reads it without the lock */
+		__atomic_store_n(&r->base, to, __ATOMIC_RELEASE);
 		if (r->map_len)
 			r->map_addr = (void *)(uintptr_t)to;
 		if (luffd_table_insert(ctx, r) == 0) {

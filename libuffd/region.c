@@ -687,7 +687,9 @@ LUFFD_API void uffd_region_destroy(struct uffd_region *r)
 
 LUFFD_API void *uffd_region_addr(const struct uffd_region *r)
 {
-	return r ? (void *)(uintptr_t)r->base : NULL;
+	/* atomic: a handler moves it (luffd_apply_remap) while we read */
+	return r ? (void *)(uintptr_t)__atomic_load_n(&r->base,
+						      __ATOMIC_ACQUIRE) : NULL;
 }
 
 LUFFD_API size_t uffd_region_len(const struct uffd_region *r)
