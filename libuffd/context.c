@@ -860,21 +860,16 @@ out:
 	pthread_rwlock_unlock(&ctx->lock);
 }
 
+/* Caller holds ctx->child_lock. */
 static int add_child(struct uffd_ctx *ctx, struct uffd_ctx *child)
 {
 	struct uffd_ctx **n;
 
-	pthread_mutex_lock(&ctx->child_lock);
 	n = realloc(ctx->children, (ctx->nchildren + 1) * sizeof(*n));
-	if (n) {
-		ctx->children = n;
-		ctx->children[ctx->nchildren++] = child;
-	}
-	pthread_mutex_unlock(&ctx->child_lock);
-	if (!n) {
-		uffd_ctx_destroy(child);
+	if (!n)
 		return -ENOMEM;
-	}
+	ctx->children = n;
+	ctx->children[ctx->nchildren++] = child;
 	return 0;
 }
 
@@ -894,6 +889,7 @@ static void adopt_fork(struct uffd_ctx *ctx, int fd)
 	};
 	struct uffd_ctx *child;
 	struct uffd_region *r;
+	int err;
 
 	if (uffd_ctx_adopt(&child, fd, &opts) < 0) {
 		luffd_count(&ctx->ctr, LUFFD_CTR(pager_errors), 1);
@@ -933,9 +929,22 @@ static void adopt_fork(struct uffd_ctx *ctx, int fd)
 		 */
 		luffd_count(&r->ctr, LUFFD_CTR(events_fork), 1);
 	}
-	/* listed before it serves: whoever sees the child's faults done sees it */
-	if (add_child(ctx, child) == 0 && ctx->running)
+	/*
+	 * Listed before it serves: whoever sees the child's faults done sees
+	 * it.  Listing, reading ->running and starting under child_lock:
+	 * uffd_ctx_start() sets ->running and then starts every listed child
+	 * under it too, and this worker may run before that (it is started
+	 * first), so exactly one of the two starts the child.  (Unlocked, a
+	 * grandchild adopted by a child's first worker could be started by
+	 * both at once, or seen stopped by both.)
+	 */
+	pthread_mutex_lock(&ctx->child_lock);
+	err = add_child(ctx, child);
+	if (!err && ctx->running)
 		uffd_ctx_start(child);
+	pthread_mutex_unlock(&ctx->child_lock);
+	if (err)
+		uffd_ctx_destroy(child);
 }
 
 /*

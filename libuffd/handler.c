@@ -380,8 +380,9 @@ LUFFD_API int uffd_ctx_start(struct uffd_ctx *ctx)
 	}
 	if (ret < 0)
 		goto fail_sig;
-	ctx->running = true;
+	/* under child_lock: a worker adopting a fork reads it (adopt_fork) */
 	pthread_mutex_lock(&ctx->child_lock);
+	ctx->running = true;
 	for (size_t i = 0; i < ctx->nchildren; i++)
 		uffd_ctx_start(ctx->children[i]);
 	pthread_mutex_unlock(&ctx->child_lock);
@@ -407,7 +408,9 @@ LUFFD_API int uffd_ctx_stop(struct uffd_ctx *ctx)
 			stop_workers(ctx);
 			detach(ctx, ctx);
 		}
+		pthread_mutex_lock(&ctx->child_lock);
 		ctx->running = false;
+		pthread_mutex_unlock(&ctx->child_lock);
 		/* SIGBUS faults now wait for the next start */
 		__atomic_store_n(&ctx->sig_active, 0, __ATOMIC_RELEASE);
 	} else {

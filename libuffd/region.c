@@ -695,15 +695,12 @@ LUFFD_API void uffd_region_destroy(struct uffd_region *r)
 
 LUFFD_API void *uffd_region_addr(const struct uffd_region *r)
 {
-	uint64_t to;
-
 	if (!r)
 		return NULL;
 	/* an mremap that returned was read: it is there, even if the
 	 * handler has not moved it in the table yet */
 	luffd_reads_settle(r->ctx);
-	to = __atomic_load_n(&r->moving_to, __ATOMIC_ACQUIRE);
-	return (void *)(uintptr_t)(to ? to : r->base);
+	return (void *)(uintptr_t)luffd_base(r);
 }
 
 LUFFD_API size_t uffd_region_len(const struct uffd_region *r)

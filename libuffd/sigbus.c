@@ -31,6 +31,13 @@
 #ifdef LUFFD_ASAN
 void __asan_handle_no_return(void);
 #endif
+#if defined(__SANITIZE_THREAD__)
+#define LUFFD_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define LUFFD_TSAN 1
+#endif
+#endif
 
 #define MAX_SIG_CTX	64
 
@@ -157,6 +164,16 @@ static void direct_setup(void)
 	uint64_t shstk = 0;
 
 	direct_ok = false;
+#ifdef LUFFD_TSAN
+	/*
+	 * ThreadSanitizer's own handler calls ours (at once for SIGBUS,
+	 * later for a deferred signal, with a copy of the context) and
+	 * restores its per-thread state when ours returns: an IRETQ from
+	 * here would skip that.  The return address check would refuse too,
+	 * but only by the accident of who the caller is: say it here.
+	 */
+	return;
+#endif
 	if (under_tcg())
 		return;
 	if (syscall(SYS_arch_prctl, ARCH_SHSTK_STATUS_, &shstk) == 0 &&

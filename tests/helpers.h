@@ -36,6 +36,15 @@
 
 #define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 
+/* Built with ThreadSanitizer (gcc says so one way, clang another). */
+#if defined(__SANITIZE_THREAD__)
+#define TEST_TSAN	1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TEST_TSAN	1
+#endif
+#endif
+
 size_t page_size(void);
 
 /* ---- the running kernel ------------------------------------------- */
@@ -321,7 +330,13 @@ int write_long_file(const char *path, long val);
 /* Number of open file descriptors (/proc/self/fd), or -errno. */
 int count_fds(void);
 
-/* Number of threads of this process (/proc/self/task), or -errno. */
+/*
+ * Number of threads of this process (/proc/self/task), or -errno.  Under
+ * ThreadSanitizer the count includes its background threads, which it
+ * starts at a fork and at the first pthread_create: the first call makes
+ * sure they exist, so that counts taken before and after the library
+ * starts threads differ by the library's threads only.
+ */
 int count_threads(void);
 
 /*
@@ -383,11 +398,22 @@ void expect_create_fails(const struct uffd_region_opts *o, int err);
 char thread_state(pid_t tid);
 
 /*
- * Ids of the threads of this process other than the caller, the first
- * @max of them into @tids.  Returns how many there are (perhaps more
- * than @max), or -errno.
+ * Ids of the threads of this process other than the caller (and than the
+ * sanitizer's, see note_runtime_threads), the first @max of them into
+ * @tids.  Returns how many there are (perhaps more than @max), or -errno.
  */
 int other_threads(pid_t *tids, int max);
+
+/*
+ * Under ThreadSanitizer, start its background threads and note their
+ * ids, once per process; elsewhere a no-op.  Call it before the library
+ * starts a thread, in a test that looks at each thread: other_threads()
+ * and runtime_thread() then leave TSan's threads out.
+ */
+void note_runtime_threads(void);
+
+/* Is @tid one of the threads note_runtime_threads() noted? */
+bool runtime_thread(pid_t tid);
 
 /*
  * The CPUs thread @tid of this process may run on, as its status shows
@@ -399,8 +425,9 @@ int thread_cpus(pid_t tid, char *out, size_t len);
 
 /*
  * Whether the library can resume a SIGBUS-mode fault directly (x86-64,
- * and not under QEMU's TCG, whose IRETQ faults with SMAP: see
- * libuffd/sigbus.c), asked of CPUID rather than of the library.
+ * and not under QEMU's TCG, whose IRETQ faults with SMAP, nor under
+ * ThreadSanitizer: see libuffd/sigbus.c), asked of CPUID rather than of
+ * the library.
  */
 int direct_resume_possible(void);
 
@@ -530,15 +557,20 @@ int init_region_state(struct uffd_region *region,
 int fault_like_zero(void *state, struct uffd_resolver *res,
 		    const struct uffd_fault *f);
 
-/* Read/write one byte without the compiler merging or dropping it. */
+/*
+ * Read/write one byte without the compiler merging or dropping it.
+ * Tests race readers against writers on purpose (a reader sees zeros or
+ * a writer's tag): relaxed atomics make that defined, and ThreadSanitizer
+ * quiet, and compile to the same single load or store as volatile did.
+ */
 static inline uint8_t peek(const void *p)
 {
-	return *(const volatile uint8_t *)p;
+	return __atomic_load_n((const volatile uint8_t *)p, __ATOMIC_RELAXED);
 }
 
 static inline void poke(void *p, uint8_t v)
 {
-	*(volatile uint8_t *)p = v;
+	__atomic_store_n((volatile uint8_t *)p, v, __ATOMIC_RELAXED);
 }
 
 #endif /* LIBUFFD_TESTS_HELPERS_H */

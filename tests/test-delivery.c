@@ -368,6 +368,7 @@ static void helper_cpus_with(unsigned int flags, int helper_cpu,
 	char cpus[64];
 	int n, i, seen = 0;
 
+	note_runtime_threads();
 	ck_assert_int_eq(sched_getaffinity(0, sizeof(old), &old), 0);
 	CPU_ZERO(&one);
 	CPU_SET(0, &one);
@@ -409,6 +410,7 @@ START_TEST(pin_same_follows_starter)
 	char aff[64];
 	pid_t tid;
 
+	note_runtime_threads();
 	ck_assert_int_eq(sched_getaffinity(0, sizeof(old), &old), 0);
 	CPU_ZERO(&one);
 	CPU_SET(1, &one);
@@ -456,6 +458,7 @@ START_TEST(handlers_block_signals)
 	int others = 0;
 	DIR *dir;
 
+	note_runtime_threads();
 	ck_assert_int_eq(uffd_ctx_start(hc), 0);
 	snprintf(self, sizeof(self), "%d", (int)gettid());
 	dir = opendir("/proc/self/task");
@@ -463,7 +466,8 @@ START_TEST(handlers_block_signals)
 	while ((d = readdir(dir))) {
 		long long m;
 
-		if (d->d_name[0] == '.' || !strcmp(d->d_name, self))
+		if (d->d_name[0] == '.' || !strcmp(d->d_name, self) ||
+		    runtime_thread((pid_t)atoi(d->d_name)))
 			continue;
 		m = sigblk(d->d_name);
 		ck_assert_msg(m != -1 && (m & want) == want,
