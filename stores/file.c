@@ -64,6 +64,7 @@
 
 #include <liburing.h>
 #include <libuffd.h>
+#include "inject.h"
 
 #define FS_NONE		UINT64_MAX
 #define FS_POOL_DEFAULT	256		/* pages */
@@ -186,7 +187,7 @@ static int file_pool_map(struct file_store *fs, uint64_t pool_pages)
 {
 	fs->pool_len = pool_pages * fs->ps;
 	/* page aligned (O_DIRECT), populated: no fault on first use */
-	fs->pool = mmap(NULL, fs->pool_len, PROT_READ | PROT_WRITE,
+	fs->pool = luffd_mmap(NULL, fs->pool_len, PROT_READ | PROT_WRITE,
 			MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	if (fs->pool == MAP_FAILED) {
 		fs->pool = NULL;
@@ -461,13 +462,28 @@ static void prep(struct file_store *fs, struct io_uring_sqe *sqe,
 	io_uring_sqe_set_data(sqe, io);
 }
 
+/* io_uring_submit(), and a completion's result, as injection wants them */
+static int ring_submit(struct file_store *fs)
+{
+	int err = luffd_inject(LUFFD_INJ_URING_SUBMIT);
+
+	return err ? -err : io_uring_submit(&fs->ring);
+}
+
+static int cqe_res(const struct io_uring_cqe *cqe)
+{
+	int err = luffd_inject(LUFFD_INJ_URING_CQE);
+
+	return err ? -err : cqe->res;
+}
+
 static struct io_uring_sqe *get_sqe(struct file_store *fs)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&fs->ring);
 
 	if (!sqe) {
 		/* the ring is full: send what is queued to make room */
-		io_uring_submit(&fs->ring);
+		ring_submit(fs);
 		sqe = io_uring_get_sqe(&fs->ring);
 	}
 	return sqe;
@@ -516,7 +532,7 @@ static int file_submit(void *state, struct uffd_store_io *const *ios,
 		fs->inflight++;
 	}
 	if (fs->uring) {
-		ret = io_uring_submit(&fs->ring);
+		ret = ring_submit(fs);
 		if (ret < 0 && ret != -EBUSY && ret != -EAGAIN &&
 		    ret != -EINTR) {
 			/* queued SQEs go out with the next submit */
@@ -584,7 +600,7 @@ static int file_wait(void *state, unsigned int min)
 			return done ? (int)done : ret;
 		}
 		io = io_uring_cqe_get_data(cqe);
-		ret = cqe->res;
+		ret = cqe_res(cqe);
 		io_uring_cqe_seen(&fs->ring, cqe);
 		if (io_result(fs, io, ret)) {
 			fs->inflight--;
@@ -593,7 +609,7 @@ static int file_wait(void *state, unsigned int min)
 		}
 		/* the rest of a short one, or a retry */
 		prep(fs, get_sqe(fs), io);
-		io_uring_submit(&fs->ring);
+		ring_submit(fs);
 	}
 	return (int)done;
 }
