@@ -73,6 +73,8 @@
 #define FS_CHUNK_MAX	(1ull << 30)	/* bytes per SQE */
 #define FS_DIRECT_ALIGN	4096
 #define FS_RETRIES	64
+/* failed submits of queued requests before a wait gives up: about 1 s */
+#define FS_SUBMIT_TRIES	50000
 
 struct file_store {
 	int		fd;
@@ -574,6 +576,30 @@ static int spin_cqe(struct file_store *fs, struct io_uring_cqe **cqe)
 	}
 }
 
+/* Send what a failed submit left queued: 0, or its last error. */
+static int flush_sqes(struct file_store *fs)
+{
+	struct timespec ts = { .tv_nsec = 20000 };
+	unsigned int tries = 0;
+	int ret;
+
+	while (io_uring_sq_ready(&fs->ring)) {
+		ret = ring_submit(fs);
+		if (ret >= 0 || ret == -EINTR)
+			continue;
+		/* -EAGAIN, -EBUSY: completions to reap first */
+		if (ret == -EAGAIN || ret == -EBUSY)
+			return 0;
+		if (++tries > FS_SUBMIT_TRIES) {
+			uffd_set_error("file: io_uring_submit: %s",
+				       strerror(-ret));
+			return ret;
+		}
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
 static int file_wait(void *state, unsigned int min)
 {
 	struct file_store *fs = state;
@@ -584,6 +610,18 @@ static int file_wait(void *state, unsigned int min)
 		struct uffd_store_io *io;
 		int ret;
 
+		/*
+		 * A submit that failed left its SQEs queued, unseen by the
+		 * kernel: waiting for their completions would be for ever.
+		 * Send them first, trying again for a while if need be:
+		 * requests the caller gives up on are still the kernel's,
+		 * buffers and all.
+		 */
+		if (done < min && io_uring_sq_ready(&fs->ring)) {
+			ret = flush_sqes(fs);
+			if (ret < 0)
+				return done ? (int)done : ret;
+		}
 		if (done < min && fs->spin_ns)
 			ret = spin_cqe(fs, &cqe);
 		else if (done < min)

@@ -210,6 +210,9 @@ static const struct icase cases[] = {
 	  "file:path=%s,prefetch=1,readahead=16", T, 0, HARD,
 	  "uring_cqe=EIO@0.5,seed=33", LUFFD_INJ_URING_CQE, 0, BASE_FILE,
 	  false, false, 0 },
+	{ "file/uring_submit=EIO/thread", "file:path=%s", T, 0, HARD,
+	  "uring_submit=EIO@0.5,seed=34", LUFFD_INJ_URING_SUBMIT, 0,
+	  BASE_FILE, false, false, 0 },
 	{ "evict/copy=ENOMEM,move=EFAULT/thread", "evict:limit=1M,batch=16",
 	  T, 0, HARD, "copy=ENOMEM@0.05,move=EFAULT@0.05,seed=35",
 	  LUFFD_INJ_MOVE, MOVE, BASE_ZERO, true, true, 0 },
@@ -217,6 +220,10 @@ static const struct icase cases[] = {
 	  "evict:limit=1M,batch=16,store=file,direct=0,path=%s", T, 0, HARD,
 	  "uring_cqe=EIO@0.05,seed=36", LUFFD_INJ_URING_CQE, MOVE, BASE_ZERO,
 	  true, true, 0 },
+	{ "evict-file/uring_submit=EIO/thread",
+	  "evict:limit=1M,batch=16,store=file,direct=0,path=%s", T, 0, HARD,
+	  "uring_submit=EIO@0.05,seed=37", LUFFD_INJ_URING_SUBMIT, MOVE,
+	  BASE_ZERO, true, true, 0 },
 };
 
 /* Touch page @p of @base (a write of its mark, or a read); 1: SIGBUS. */
@@ -601,7 +608,7 @@ START_TEST(lives_leak_nothing)
 	static const char *const rules =
 		"copy=ENOMEM@0.02,zeropage=EAGAIN@0.2,move=EFAULT@0.02,"
 		"read=EINTR@0.3,mmap=ENOMEM@0.05,thread=ENOMEM@0.1,"
-		"uring_cqe=EIO@0.05,seed=77";
+		"uring_submit=EIO@0.05,uring_cqe=EIO@0.05,seed=77";
 	unsigned int i, round, ok = 0, failed = 0;
 	struct state before;
 	char spec[200];
