@@ -747,7 +747,7 @@ int luffd_read_msgs(struct luffd_handler *h)
 	 */
 	pthread_mutex_lock(&h->ctx->read_lock);
 	__atomic_add_fetch(&h->ctx->reading, 1, __ATOMIC_SEQ_CST);
-	got = read(h->ctx->fd, buf, want * sizeof(buf[0]));
+	got = luffd_uffd_read(h->ctx->fd, buf, want * sizeof(buf[0]));
 	if (got < 0) {
 		int err = errno;
 

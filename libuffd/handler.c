@@ -318,7 +318,7 @@ static int start_workers(struct uffd_ctx *ctx)
 		struct luffd_worker *w = &ctx->workers[i];
 
 		pthread_mutex_lock(&ctx->cpu_lock);
-		ret = -pthread_create(&w->thread, &attr, worker_main, w);
+		ret = -luffd_pthread_create(&w->thread, &attr, worker_main, w);
 		if (!ret)
 			w->live = pthread_getcpuclockid(w->thread, &w->clk) == 0;
 		pthread_mutex_unlock(&ctx->cpu_lock);

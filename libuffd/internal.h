@@ -16,6 +16,7 @@
 #include <linux/userfaultfd.h>
 
 #include "libuffd.h"
+#include "inject.h"
 
 #ifdef LUFFD_PRELOAD	/* linked into the preload: only its interposers show */
 #define LUFFD_API

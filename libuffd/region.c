@@ -141,7 +141,7 @@ static int map_memory(struct uffd_region *r, size_t len)
 		size_t extra = len >= HUGE_2M ? HUGE_2M : 0;
 		uint64_t a, head, tail;
 
-		p = mmap(NULL, len + extra, PROT_READ | PROT_WRITE,
+		p = luffd_mmap(NULL, len + extra, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 		if (p == MAP_FAILED)
 			return luffd_fail(-errno, "mmap: %s", strerror(errno));
@@ -172,7 +172,8 @@ static int map_memory(struct uffd_region *r, size_t len)
 			close(fd);
 			return luffd_fail(-err, "ftruncate: %s", strerror(err));
 		}
-		p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		p = luffd_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED,
+			       fd, 0);
 		if (p == MAP_FAILED) {
 			int err = errno;
 
@@ -779,7 +780,7 @@ LUFFD_API int uffd_region_helper_create(const struct uffd_region *r,
 	/* the new thread inherits this mask */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	ret = pthread_create(thread, &attr, helper_main, hs);
+	ret = luffd_pthread_create(thread, &attr, helper_main, hs);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
 	if (ret)

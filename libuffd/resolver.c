@@ -36,7 +36,7 @@ enum fill_op { OP_COPY, OP_ZEROPAGE, OP_MOVE, OP_CONTINUE };
 #define ZERO_SRC_POPULATE	(2ull << 20)
 int luffd_zero_source_init(struct uffd_ctx *ctx)
 {
-	void *p = mmap(NULL, LUFFD_ZERO_SRC_LEN, PROT_READ,
+	void *p = luffd_mmap(NULL, LUFFD_ZERO_SRC_LEN, PROT_READ,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 
 	if (p == MAP_FAILED)
@@ -74,7 +74,8 @@ static long do_ioctl(struct uffd_resolver *res, enum fill_op op,
 				(res->fill_flags & LIBUFFD_FILL_WP ?
 				 UFFDIO_COPY_MODE_WP : 0),
 		};
-		ret = ioctl(fd, UFFDIO_COPY, &c);
+		ret = luffd_fill_ioctl(LUFFD_INJ_COPY, fd, UFFDIO_COPY, &c,
+				       &c.len, &c.copy, r->page_size);
 		done = (long)c.copy;
 		break;
 	}
@@ -83,7 +84,9 @@ static long do_ioctl(struct uffd_resolver *res, enum fill_op op,
 			.range = { .start = dst, .len = len },
 			.mode = dontwake ? UFFDIO_ZEROPAGE_MODE_DONTWAKE : 0,
 		};
-		ret = ioctl(fd, UFFDIO_ZEROPAGE, &z);
+		ret = luffd_fill_ioctl(LUFFD_INJ_ZEROPAGE, fd, UFFDIO_ZEROPAGE,
+				       &z, &z.range.len, &z.zeropage,
+				       r->page_size);
 		done = (long)z.zeropage;
 		break;
 	}
@@ -92,7 +95,8 @@ static long do_ioctl(struct uffd_resolver *res, enum fill_op op,
 			.dst = dst, .src = (uint64_t)(uintptr_t)src, .len = len,
 			.mode = dontwake ? UFFDIO_MOVE_MODE_DONTWAKE : 0,
 		};
-		ret = ioctl(fd, UFFDIO_MOVE, &m);
+		ret = luffd_fill_ioctl(LUFFD_INJ_MOVE, fd, UFFDIO_MOVE, &m,
+				       &m.len, &m.move, r->page_size);
 		done = (long)m.move;
 		break;
 	}

@@ -295,7 +295,8 @@ static int move_out(struct evict *e, uint32_t p, uint32_t slot)
 	int ret = 0;
 
 	count(e, LUFFD_CTR(ioctls), 1);
-	if (ioctl(e->sfd, UFFDIO_MOVE, &mv)) {
+	if (luffd_fill_ioctl(LUFFD_INJ_MOVE, e->sfd, UFFDIO_MOVE, &mv, &mv.len,
+			     &mv.move, e->ps)) {
 		ret = -errno;
 		/*
 		 * 6.18 may move the page and still fail: under a racing
@@ -501,7 +502,8 @@ static int copy_back(struct evict *e, uint32_t p, uint32_t slot, bool protect)
 
 	for (;;) {
 		count(e, LUFFD_CTR(ioctls), 1);
-		if (!ioctl(e->mfd, UFFDIO_COPY, &c))
+		if (!luffd_fill_ioctl(LUFFD_INJ_COPY, e->mfd, UFFDIO_COPY, &c,
+				      &c.len, &c.copy, e->ps))
 			break;
 		if (errno != EAGAIN || ++tries > 50000)
 			return -errno;
@@ -1056,7 +1058,7 @@ static int scratch_init(struct evict *e)
 		return luffd_fail(ret, "evict: scratch UFFDIO_API: %s",
 				  strerror(-ret));
 	e->scratch_len = (size_t)(e->batch + EV_SYNC_SLOTS) * e->ps;
-	e->scratch = mmap(NULL, e->scratch_len, PROT_READ | PROT_WRITE,
+	e->scratch = luffd_mmap(NULL, e->scratch_len, PROT_READ | PROT_WRITE,
 			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (e->scratch == MAP_FAILED) {
 		e->scratch = NULL;
@@ -1167,7 +1169,7 @@ static int evict_init(struct uffd_region *region,
 	e->ios = calloc(e->batch, sizeof(*e->ios));
 	e->iop = calloc(e->batch, sizeof(*e->iop));
 	e->bufs_len = (size_t)EV_SYNC_SLOTS * e->ra_max * e->ps;
-	e->bufs = mmap(NULL, e->bufs_len, PROT_READ | PROT_WRITE,
+	e->bufs = luffd_mmap(NULL, e->bufs_len, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (e->bufs == MAP_FAILED)
 		e->bufs = NULL;

@@ -1379,7 +1379,7 @@ static int map_file(struct file_pager *fp, const char *path)
 	if (!fp->map_pages)
 		goto out;
 	fp->map_len = fp->map_pages << fp->shift;
-	fp->map = mmap(NULL, fp->map_len, PROT_READ, MAP_PRIVATE, fd,
+	fp->map = luffd_mmap(NULL, fp->map_len, PROT_READ, MAP_PRIVATE, fd,
 		       (off_t)fp->foff);
 	if (fp->map == MAP_FAILED) {
 		ret = -errno;

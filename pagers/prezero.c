@@ -50,6 +50,7 @@
 #include <sys/syscall.h>
 
 #include <libuffd.h>
+#include "inject.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE	23
@@ -319,7 +320,7 @@ static int pool_setup(struct prezero *z)
 		return -ENOMEM;
 	z->pool_len = (size_t)z->nchunks * z->chunk;
 	/* must match the region's protection, or MOVE refuses */
-	z->pool = mmap(NULL, z->pool_len, PROT_READ | PROT_WRITE,
+	z->pool = luffd_mmap(NULL, z->pool_len, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (z->pool == MAP_FAILED) {
 		z->pool = NULL;

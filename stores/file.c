@@ -64,6 +64,7 @@
 
 #include <liburing.h>
 #include <libuffd.h>
+#include "inject.h"
 
 #define FS_NONE		UINT64_MAX
 #define FS_POOL_DEFAULT	256		/* pages */
@@ -72,6 +73,8 @@
 #define FS_CHUNK_MAX	(1ull << 30)	/* bytes per SQE */
 #define FS_DIRECT_ALIGN	4096
 #define FS_RETRIES	64
+/* failed submits of queued requests before a wait gives up: about 1 s */
+#define FS_SUBMIT_TRIES	50000
 
 struct file_store {
 	int		fd;
@@ -186,7 +189,7 @@ static int file_pool_map(struct file_store *fs, uint64_t pool_pages)
 {
 	fs->pool_len = pool_pages * fs->ps;
 	/* page aligned (O_DIRECT), populated: no fault on first use */
-	fs->pool = mmap(NULL, fs->pool_len, PROT_READ | PROT_WRITE,
+	fs->pool = luffd_mmap(NULL, fs->pool_len, PROT_READ | PROT_WRITE,
 			MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	if (fs->pool == MAP_FAILED) {
 		fs->pool = NULL;
@@ -461,13 +464,28 @@ static void prep(struct file_store *fs, struct io_uring_sqe *sqe,
 	io_uring_sqe_set_data(sqe, io);
 }
 
+/* io_uring_submit(), and a completion's result, as injection wants them */
+static int ring_submit(struct file_store *fs)
+{
+	int err = luffd_inject(LUFFD_INJ_URING_SUBMIT);
+
+	return err ? -err : io_uring_submit(&fs->ring);
+}
+
+static int cqe_res(const struct io_uring_cqe *cqe)
+{
+	int err = luffd_inject(LUFFD_INJ_URING_CQE);
+
+	return err ? -err : cqe->res;
+}
+
 static struct io_uring_sqe *get_sqe(struct file_store *fs)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&fs->ring);
 
 	if (!sqe) {
 		/* the ring is full: send what is queued to make room */
-		io_uring_submit(&fs->ring);
+		ring_submit(fs);
 		sqe = io_uring_get_sqe(&fs->ring);
 	}
 	return sqe;
@@ -516,7 +534,7 @@ static int file_submit(void *state, struct uffd_store_io *const *ios,
 		fs->inflight++;
 	}
 	if (fs->uring) {
-		ret = io_uring_submit(&fs->ring);
+		ret = ring_submit(fs);
 		if (ret < 0 && ret != -EBUSY && ret != -EAGAIN &&
 		    ret != -EINTR) {
 			/* queued SQEs go out with the next submit */
@@ -558,6 +576,30 @@ static int spin_cqe(struct file_store *fs, struct io_uring_cqe **cqe)
 	}
 }
 
+/* Send what a failed submit left queued: 0, or its last error. */
+static int flush_sqes(struct file_store *fs)
+{
+	struct timespec ts = { .tv_nsec = 20000 };
+	unsigned int tries = 0;
+	int ret;
+
+	while (io_uring_sq_ready(&fs->ring)) {
+		ret = ring_submit(fs);
+		if (ret >= 0 || ret == -EINTR)
+			continue;
+		/* -EAGAIN, -EBUSY: completions to reap first */
+		if (ret == -EAGAIN || ret == -EBUSY)
+			return 0;
+		if (++tries > FS_SUBMIT_TRIES) {
+			uffd_set_error("file: io_uring_submit: %s",
+				       strerror(-ret));
+			return ret;
+		}
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
 static int file_wait(void *state, unsigned int min)
 {
 	struct file_store *fs = state;
@@ -568,6 +610,18 @@ static int file_wait(void *state, unsigned int min)
 		struct uffd_store_io *io;
 		int ret;
 
+		/*
+		 * A submit that failed left its SQEs queued, unseen by the
+		 * kernel: waiting for their completions would be for ever.
+		 * Send them first, trying again for a while if need be:
+		 * requests the caller gives up on are still the kernel's,
+		 * buffers and all.
+		 */
+		if (done < min && io_uring_sq_ready(&fs->ring)) {
+			ret = flush_sqes(fs);
+			if (ret < 0)
+				return done ? (int)done : ret;
+		}
 		if (done < min && fs->spin_ns)
 			ret = spin_cqe(fs, &cqe);
 		else if (done < min)
@@ -584,7 +638,7 @@ static int file_wait(void *state, unsigned int min)
 			return done ? (int)done : ret;
 		}
 		io = io_uring_cqe_get_data(cqe);
-		ret = cqe->res;
+		ret = cqe_res(cqe);
 		io_uring_cqe_seen(&fs->ring, cqe);
 		if (io_result(fs, io, ret)) {
 			fs->inflight--;
@@ -593,7 +647,7 @@ static int file_wait(void *state, unsigned int min)
 		}
 		/* the rest of a short one, or a retry */
 		prep(fs, get_sqe(fs), io);
-		io_uring_submit(&fs->ring);
+		ring_submit(fs);
 	}
 	return (int)done;
 }

@@ -19,6 +19,7 @@
 #include <sys/mman.h>
 
 #include <libuffd.h>
+#include "inject.h"
 
 #define MS_NONE		UINT64_MAX
 
@@ -79,7 +80,7 @@ static int memfd_open(const struct uffd_args *args, uint64_t *len,
 			       (unsigned long long)ms->len, strerror(errno));
 		goto fail;
 	}
-	ms->map = mmap(NULL, ms->len, PROT_READ | PROT_WRITE, MAP_SHARED,
+	ms->map = luffd_mmap(NULL, ms->len, PROT_READ | PROT_WRITE, MAP_SHARED,
 		       ms->fd, 0);
 	if (ms->map == MAP_FAILED) {
 		ms->map = NULL;
