@@ -319,22 +319,35 @@ static size_t first_ending_after(struct uffd_ctx *ctx, uint64_t addr)
 	return lo;
 }
 
-/* Caller holds ctx->lock (read or write). O(log n). */
+/*
+ * Caller holds ctx->lock (read or write).  O(log n) by the table's keys;
+ * while a move read is not applied yet, the keys of moved regions are
+ * stale (another region may even live over one now), so every region is
+ * looked at where it is (luffd_base).
+ */
 struct uffd_region *luffd_lookup(struct uffd_ctx *ctx, uint64_t addr)
 {
-	size_t i = first_ending_after(ctx, addr);
 	struct uffd_region *r;
+	size_t i;
 
+	if (__atomic_load_n(&ctx->remaps_pending, __ATOMIC_SEQ_CST)) {
+		for (i = 0; i < ctx->nregions; i++) {
+			uint64_t b;
+
+			r = ctx->regions[i];
+			b = luffd_base(r);
+			if (addr >= b && addr - b < r->len &&
+			    !__atomic_load_n(&r->gone, __ATOMIC_ACQUIRE))
+				return r;
+		}
+		return NULL;
+	}
+	i = first_ending_after(ctx, addr);
 	if (i == ctx->nregions)
 		return NULL;
 	r = ctx->regions[i];
 	if (addr < r->base || __atomic_load_n(&r->gone, __ATOMIC_ACQUIRE))
-		r = NULL;
-	/* read moving away: its old place is not its own any more */
-	else if (__atomic_load_n(&r->moving_to, __ATOMIC_ACQUIRE))
-		r = NULL;
-	if (!r)
-		r = luffd_lookup_moving(ctx, addr);
+		return NULL;
 	return r;
 }
 
@@ -415,12 +428,6 @@ void luffd_table_remove(struct uffd_ctx *ctx, struct uffd_region *r)
 	     i < (ctx)->nregions && ((r) = (ctx)->regions[i])->base < (end); \
 	     i++)
 
-/*
- * Bookkeeping done as soon as an event is read, even in the middle of a
- * fill: a REMOVE or UNMAP invalidates what we know is present, and an
- * UNMAP must stop faults being served into a range that is gone.
- * Caller holds ctx->lock for reading.
- */
 /* Forget what [s, e) of @r (mapped at @base for now) held. */
 static void ingest_range(struct uffd_region *r, uint64_t base, uint64_t s,
 			 uint64_t e, struct luffd_msg *lm, size_t ctr)
@@ -454,36 +461,21 @@ static void ingest_range(struct uffd_region *r, uint64_t base, uint64_t s,
  * for every event read after it, though the table moves it only when
  * the handler reaches the message (luffd_apply_remap, write lock).
  */
-static void ingest_remap(struct uffd_ctx *ctx, const struct uffd_msg *m)
+static void ingest_remap(struct uffd_ctx *ctx, struct luffd_msg *lm)
 {
+	const struct uffd_msg *m = &lm->msg;
 	uint64_t from = m->arg.remap.from;
 	/* a region moved again before its first move was applied is
 	 * found at its new place: the moves chain */
 	struct uffd_region *r = luffd_lookup(ctx, from);
 
-	if (!r || luffd_base(r) != from || r->len != m->arg.remap.len) {
+	if (!r || luffd_base(r) != from || r->len != m->arg.remap.len)
 		return;		/* a part: luffd_apply_remap lets it go */
-	}
-	__atomic_add_fetch(&ctx->remaps_pending, 1, __ATOMIC_SEQ_CST);
+	lm->hit[0] = r;		/* a whole region: luffd_apply_remap */
+	lm->nhits = 1;
 	__atomic_add_fetch(&r->moves_pending, 1, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&r->moving_to, m->arg.remap.to, __ATOMIC_RELEASE);
-}
-
-/* The region whose REMAP to [addr, ...) is read but not applied, or NULL. */
-struct uffd_region *luffd_lookup_moving(struct uffd_ctx *ctx, uint64_t addr)
-{
-	size_t i;
-
-	if (!__atomic_load_n(&ctx->remaps_pending, __ATOMIC_ACQUIRE))
-		return NULL;
-	for (i = 0; i < ctx->nregions; i++) {
-		struct uffd_region *r = ctx->regions[i];
-		uint64_t to = __atomic_load_n(&r->moving_to, __ATOMIC_ACQUIRE);
-
-		if (to && addr >= to && addr < to + r->len)
-			return r;
-	}
-	return NULL;
+	__atomic_add_fetch(&ctx->remaps_pending, 1, __ATOMIC_SEQ_CST);
 }
 
 /*
@@ -509,36 +501,36 @@ void luffd_ingest_event(struct uffd_ctx *ctx, struct luffd_msg *lm)
 		ctr = LUFFD_CTR(events_unmap);
 		break;
 	case UFFD_EVENT_REMAP:
-		ingest_remap(ctx, m);
+		ingest_remap(ctx, lm);
 		return;
 	default:
 		return;
 	}
 	start = m->arg.remove.start;
 	end = m->arg.remove.end;
-	for_each_overlap(ctx, i, r, start, end) {
-		uint64_t s = LUFFD_MAX(start, r->base);
-		uint64_t e = LUFFD_MIN(end, r->base + r->len);
-
-		/* moved away: what is (was) at its old base is not its */
-		if (__atomic_load_n(&r->gone, __ATOMIC_ACQUIRE) ||
-		    __atomic_load_n(&r->moving_to, __ATOMIC_ACQUIRE))
-			continue;
-		hit = true;
-		ingest_range(r, r->base, s, e, lm, ctr);
-	}
-	if (__atomic_load_n(&ctx->remaps_pending, __ATOMIC_ACQUIRE)) {
+	if (__atomic_load_n(&ctx->remaps_pending, __ATOMIC_SEQ_CST)) {
+		/* keys may be stale: every region where it is now */
 		for (i = 0; i < ctx->nregions; i++) {
-			uint64_t to;
+			uint64_t b;
 
 			r = ctx->regions[i];
-			to = __atomic_load_n(&r->moving_to, __ATOMIC_ACQUIRE);
-			if (!to || to >= end || to + r->len <= start ||
+			b = luffd_base(r);
+			if (b >= end || b + r->len <= start ||
 			    __atomic_load_n(&r->gone, __ATOMIC_ACQUIRE))
 				continue;
 			hit = true;
-			ingest_range(r, to, LUFFD_MAX(start, to),
-				     LUFFD_MIN(end, to + r->len), lm, ctr);
+			ingest_range(r, b, LUFFD_MAX(start, b),
+				     LUFFD_MIN(end, b + r->len), lm, ctr);
+		}
+	} else {
+		for_each_overlap(ctx, i, r, start, end) {
+			uint64_t s = LUFFD_MAX(start, r->base);
+			uint64_t e = LUFFD_MIN(end, r->base + r->len);
+
+			if (__atomic_load_n(&r->gone, __ATOMIC_ACQUIRE))
+				continue;
+			hit = true;
+			ingest_range(r, r->base, s, e, lm, ctr);
 		}
 	}
 	if (!hit)
@@ -790,8 +782,47 @@ static void drop_range(struct uffd_ctx *ctx, uint64_t start, uint64_t len)
  * unregistered at its new place (libuffd regions are single ranges) and
  * counted in remap_dropped.
  */
-void luffd_apply_remap(struct luffd_handler *h, const struct uffd_msg *m)
+/*
+ * Every move read so far, into the table: each moved region's key (base)
+ * becomes where it is, and the table is sorted again.  The REMAPs of
+ * those moves still queued in other handlers find nothing left to do.
+ * Caller holds ctx->lock for writing.
+ */
+static void apply_moves(struct uffd_ctx *ctx)
 {
+	size_t i, j;
+
+	if (!__atomic_load_n(&ctx->remaps_pending, __ATOMIC_ACQUIRE))
+		return;
+	for (i = 0; i < ctx->nregions; i++) {
+		struct uffd_region *r = ctx->regions[i];
+		int n = __atomic_load_n(&r->moves_pending, __ATOMIC_ACQUIRE);
+		uint64_t to;
+
+		if (!n)
+			continue;
+		to = __atomic_load_n(&r->moving_to, __ATOMIC_ACQUIRE);
+		/* the base first: luffd_base() reads moving_to first */
+		__atomic_store_n(&r->base, to, __ATOMIC_RELEASE);
+		if (r->map_len)
+			r->map_addr = (void *)(uintptr_t)to;
+		__atomic_store_n(&r->moving_to, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&r->moves_pending, 0, __ATOMIC_RELEASE);
+		__atomic_sub_fetch(&ctx->remaps_pending, n, __ATOMIC_SEQ_CST);
+	}
+	/* insertion sort: a few regions moved in a short table */
+	for (i = 1; i < ctx->nregions; i++) {
+		struct uffd_region *r = ctx->regions[i];
+
+		for (j = i; j > 0 && ctx->regions[j - 1]->base > r->base; j--)
+			ctx->regions[j] = ctx->regions[j - 1];
+		ctx->regions[j] = r;
+	}
+}
+
+void luffd_apply_remap(struct luffd_handler *h, const struct luffd_msg *lm)
+{
+	const struct uffd_msg *m = &lm->msg;
 	struct uffd_ctx *ctx = h->ctx;
 	uint64_t from = m->arg.remap.from, to = m->arg.remap.to;
 	uint64_t len = m->arg.remap.len;
@@ -813,47 +844,29 @@ void luffd_apply_remap(struct luffd_handler *h, const struct uffd_msg *m)
 		sched_yield();
 	}
 	__atomic_sub_fetch(&ctx->remap_waiting, 1, __ATOMIC_SEQ_CST);
-	/* by its key: the place the table has, moves applied in order */
-	for (size_t i = 0; i < ctx->nregions && !r; i++)
-		if (ctx->regions[i]->base == from &&
-		    __atomic_load_n(&ctx->regions[i]->moves_pending,
-				    __ATOMIC_ACQUIRE))
-			r = ctx->regions[i];
-	if (r && len == r->len) {
+	if (lm->nhits == 1) {
+		/* a whole region's move, read and followed at once */
 		struct uffd_event ev = {
 			.type = LIBUFFD_EVENT_REMAP, .len = len, .new_base = to,
 		};
-		bool last;
 
-		luffd_table_remove(ctx, r);
-		__atomic_store_n(&r->base, to, __ATOMIC_RELEASE);
-		/* the base first: luffd_base() reads moving_to first */
-		last = !__atomic_sub_fetch(&r->moves_pending, 1,
-					   __ATOMIC_SEQ_CST);
-		if (last)
-			__atomic_store_n(&r->moving_to, 0, __ATOMIC_RELEASE);
-		__atomic_sub_fetch(&ctx->remaps_pending, 1, __ATOMIC_SEQ_CST);
-		if (r->map_len)
-			r->map_addr = (void *)(uintptr_t)to;
-		if (luffd_table_insert(ctx, r) == 0) {
+		apply_moves(ctx);
+		r = lm->hit[0];		/* NULL: destroyed since */
+		if (r) {
 			luffd_count(&r->ctr, LUFFD_CTR(events_remap), 1);
 			luffd_dispatch_event(r, &ev);
-			goto out;
 		}
-		/* cannot happen: the kernel gave us a free range */
-		__atomic_store_n(&r->gone, 1, __ATOMIC_RELEASE);
-		goto drop;
+		goto out;
 	}
 	r = luffd_lookup(ctx, from);
 	if (r) {
-		uint64_t off = from - r->base;
+		uint64_t off = from - luffd_base(r);
 		uint64_t n = LUFFD_MIN(len, r->len - off);
 
 		luffd_unmapped_set(r, off, n);
 		__atomic_store_n(&r->partly_unmapped, 1, __ATOMIC_RELEASE);
 		luffd_present_clear(r, off, n);
 	}
-drop:
 	drop_range(ctx, to, len);
 	luffd_count(r ? &r->ctr : &ctx->ctr, LUFFD_CTR(remap_dropped), 1);
 out:
@@ -1007,8 +1020,8 @@ static void let_stray_go(struct uffd_ctx *ctx, const struct uffd_msg *m)
 	size_t i;
 
 	luffd_count(&ctx->ctr, LUFFD_CTR(stray_faults), 1);
-	if (luffd_lookup_moving(ctx, addr))
-		goto wake;	/* its region's move is being applied */
+	if (__atomic_load_n(&ctx->remaps_pending, __ATOMIC_ACQUIRE))
+		goto wake;	/* a region's move is being applied */
 	end = mapping_of((ctx->features & UFFD_FEATURE_THREAD_ID) ?
 			 m->arg.pagefault.feat.ptid : 0, addr, &start);
 	/* the regions on either side keep theirs */

@@ -76,7 +76,7 @@ int luffd_serve_pending(struct luffd_handler *h, bool drain)
 			if (m.msg.event == UFFD_EVENT_REMAP) {
 				/* moving a region changes the table */
 				pthread_rwlock_unlock(&ctx->lock);
-				luffd_apply_remap(h, &m.msg);
+				luffd_apply_remap(h, &m);
 				pthread_rwlock_rdlock(&ctx->lock);
 				continue;
 			}

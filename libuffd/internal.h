@@ -330,7 +330,7 @@ struct uffd_ctx {
 /* context.c */
 struct uffd_region *luffd_lookup(struct uffd_ctx *ctx, uint64_t addr);
 void luffd_dispatch(struct luffd_handler *h, const struct luffd_msg *m);
-void luffd_apply_remap(struct luffd_handler *h, const struct uffd_msg *m);
+void luffd_apply_remap(struct luffd_handler *h, const struct luffd_msg *lm);
 
 /* handler.c */
 int luffd_serve_pending(struct luffd_handler *h, bool drain);
@@ -359,7 +359,6 @@ int luffd_read_msgs(struct luffd_handler *h);
 void luffd_ingest_event(struct uffd_ctx *ctx, struct luffd_msg *lm);
 void luffd_events_wait(struct uffd_ctx *ctx, uint64_t seq);
 void luffd_inboxes_forget(struct uffd_ctx *ctx, struct uffd_region *r);
-struct uffd_region *luffd_lookup_moving(struct uffd_ctx *ctx, uint64_t addr);
 void luffd_remaps_settle(struct uffd_ctx *ctx);
 
 /*

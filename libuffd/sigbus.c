@@ -303,9 +303,8 @@ static enum served serve(struct uffd_ctx *ctx, uint64_t addr, bool write,
 					       __ATOMIC_ACQUIRE));
 	pthread_rwlock_rdlock(&ctx->lock);
 	r = luffd_lookup(ctx, addr);
-	if (!r && (__atomic_load_n(&ctx->reading, __ATOMIC_ACQUIRE) ||
-		   luffd_lookup_moving(ctx, addr))) {
-		/* mremap returned, the handler has yet to move the region */
+	if (!r && __atomic_load_n(&ctx->reading, __ATOMIC_ACQUIRE)) {
+		/* an mremap returned, its REMAP is not ingested yet */
 		sched_yield();
 		goto retry;
 	}

@@ -401,6 +401,83 @@ static void unmap_live_region(int destroy_explicitly)
 	munmap(q, 8 * ps());
 }
 
+/* ---- mremap with busy handlers ------------------------------------- */
+
+struct churn {
+	uint8_t		*p;
+	size_t		len;
+	volatile int	stop;
+};
+
+/* Keep the handlers busy: discard and fault a region again and again. */
+static void *churn_main(void *arg)
+{
+	struct churn *c = arg;
+	size_t ps_ = ps(), i = 0;
+
+	while (!c->stop) {
+		madvise(c->p + (i % (c->len / ps_)) * ps_, 4 * ps_,
+			MADV_DONTNEED);
+		for (size_t k = 0; k < 4; k++)
+			poke(c->p + ((i + k) % (c->len / ps_)) * ps_, 1);
+		i += 4;
+	}
+	return NULL;
+}
+
+/*
+ * mremap a whole region 200 times while three handlers are busy with
+ * another region's faults and discards.  Each move must be followed at
+ * once: uffd_region_addr() says where the region is as soon as mremap
+ * returns, a touch there is served, nothing is dropped, and destroy
+ * unmaps the last place.  The UNMAP of the old range that follows every
+ * REMAP used to be ingested by another handler first (region gone, move
+ * dropped, its new range unregistered), found by tests/stress.
+ */
+START_TEST(mremap_busy_handlers)
+{
+	struct uffd_ctx_opts o = { .size = sizeof(o), .handlers = 3 };
+	size_t len = 64 * ps();
+	struct uffd_region *a = NULL, *b = NULL;
+	struct churn c = { 0 };
+	struct uffd_stats st;
+	pthread_t t;
+	uint8_t *p;
+
+	ck_assert_int_eq(uffd_ctx_create(&ctx, &o), 0);
+	ck_assert_int_eq(uffd_ctx_start(ctx), 0);
+	ck_assert_int_eq(make_region(ctx, LIBUFFD_MEM_ANON, 64, NULL, &a), 0);
+	ck_assert_int_eq(make_region(ctx, LIBUFFD_MEM_ANON, 256, NULL, &b), 0);
+	c.p = uffd_region_addr(b);
+	c.len = 256 * ps();
+	ck_assert_int_eq(pthread_create(&t, NULL, churn_main, &c), 0);
+	p = uffd_region_addr(a);
+	for (int i = 0; i < 200; i++) {
+		uint8_t *res = mmap(NULL, 2 * len, PROT_NONE,
+				    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		uint8_t *q;
+
+		ck_assert_ptr_ne(res, MAP_FAILED);
+		q = mremap(p, len, len, MREMAP_MAYMOVE | MREMAP_FIXED,
+			   res + (i & 1) * len);
+		ck_assert_ptr_ne(q, MAP_FAILED);
+		munmap(q == res ? res + len : res, len);
+		ck_assert_ptr_eq(uffd_region_addr(a), q);
+		poke(q + (size_t)(i % 64) * ps(), (uint8_t)i);
+		ck_assert_uint_eq(peek(q + (size_t)(i % 64) * ps()), (uint8_t)i);
+		p = q;
+	}
+	c.stop = 1;
+	pthread_join(t, NULL);
+	ck_assert_int_eq(uffd_ctx_stats(ctx, &st, sizeof(st)), 0);
+	ck_assert_uint_eq(st.remap_dropped, 0);
+	ck_assert_uint_eq(st.events_remap, 200);
+	ck_assert_int_eq(uffd_region_gone(a), 0);
+	uffd_region_destroy(a);
+	ck_assert_int_eq(mapped_pages(p, 64), 0);
+}
+END_TEST
+
 START_TEST(munmap_region_destroyed)
 {
 	unmap_live_region(1);
@@ -480,6 +557,9 @@ static Suite *events_suite(void)
 	tcase_add_test(tc, remove_memfd);
 	tcase_add_test(tc, event_hook_clipped);
 	tcase_add_test(tc, fill_while_remove_pending);
+
+	tc = add_tcase(s, "remap", NULL, ctx_teardown);
+	tcase_add_test(tc, mremap_busy_handlers);
 
 	tc = add_tcase(s, "unmap", ctx_setup, ctx_teardown);
 	tcase_add_test(tc, munmap_region_destroyed);
