@@ -574,6 +574,18 @@ int luffd_dispatch_fault(struct luffd_handler *h, struct uffd_region *r,
 		return 0;
 	if (ret == -ESRCH)
 		return 0;	/* the faulting process is gone */
+	if (ret == -ENOENT && h) {
+		/*
+		 * The range is not there any more: moved by an mremap (whose
+		 * REMAP is not read yet) or unmapped since the fault was
+		 * raised.  A fault read twice (two threads, one page) may be
+		 * dispatched that late, its thread long served; a thread
+		 * still waiting is woken by the move or the unmap, and faults
+		 * again where the page is now.  Not the pager's failure.
+		 */
+		luffd_count(&r->ctr, LUFFD_CTR(stray_faults), 1);
+		return 0;
+	}
 	luffd_count(&r->ctr, LUFFD_CTR(pager_errors), 1);
 	luffd_fail_fault(&res, f.tid, m->msg.arg.pagefault.address);
 	return -EFAULT;
