@@ -417,6 +417,38 @@ START_TEST(removed_reads_zero)
 }
 END_TEST
 
+/*
+ * On a memfd, MADV_DONTNEED keeps the pages (they are in the memfd) and
+ * MADV_REMOVE punches them out, with the same REMOVE event.  A page
+ * DONTNEED'd before it was ever restored is restored when first touched
+ * (it read zeros for ever, found by tests/stress); one punched out after
+ * it was restored reads zeros.
+ */
+START_TEST(memfd_dontneed_keeps)
+{
+	struct uffd_region *r = NULL;
+	uint8_t *base;
+	int ret;
+
+	snprintf(spec, sizeof(spec), "file:path=%s,readahead=1", path);
+	ret = make_region(ctx, LIBUFFD_MEM_MEMFD, REGION_PAGES, spec, &r);
+	ck_assert_msg(ret == 0, "%s: %d (%s)", spec, ret, uffd_last_error());
+	base = uffd_region_addr(r);
+	/* never touched, discarded, touched: the snapshot's */
+	ck_assert_int_eq(madvise(base + ps, ps, MADV_DONTNEED), 0);
+	check_page(base, 1, file_len);
+	/* restored, discarded: still there (the memfd has it) */
+	check_page(base, 2, file_len);
+	ck_assert_int_eq(madvise(base + 2 * ps, ps, MADV_DONTNEED), 0);
+	check_page(base, 2, file_len);
+	/* restored, punched out: zeros */
+	check_page(base, 4, file_len);
+	ck_assert_int_eq(madvise(base + 4 * ps, ps, MADV_REMOVE), 0);
+	ck_assert_uint_eq(peek(base + 4 * ps + 100), 0);
+	check_page(base, 5, file_len);	/* neighbours keep their data */
+}
+END_TEST
+
 /* ------------------------------------------------------- exactly once */
 
 struct toucher {
@@ -909,6 +941,7 @@ static Suite *file_suite(void)
 	}
 	tcase_add_test(tc, write_zero_page);
 	tcase_add_test(tc, removed_reads_zero);
+	tcase_add_test(tc, memfd_dontneed_keeps);
 
 	tc = add_tcase(s, "once", setup, teardown);
 	tcase_add_loop_test(tc, exactly_once_racing, 0, ARRAY_SIZE(race_specs));
