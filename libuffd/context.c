@@ -757,10 +757,13 @@ int luffd_read_msgs(struct luffd_handler *h)
 		lm->msg = buf[i];
 		lm->t_read_ns = now;
 		lm->nhits = 0;
+		/* numbered under read_lock; SIGBUS handlers read it too */
 		if (buf[i].event == UFFD_EVENT_REMOVE ||
 		    buf[i].event == UFFD_EVENT_UNMAP)
-			h->ctx->ev_read++;	/* under read_lock */
-		lm->ev_seq = h->ctx->ev_read;
+			__atomic_add_fetch(&h->ctx->ev_read, 1,
+					   __ATOMIC_SEQ_CST);
+		lm->ev_seq = __atomic_load_n(&h->ctx->ev_read,
+					     __ATOMIC_RELAXED);
 		luffd_ingest_event(h->ctx, lm);
 	}
 	__atomic_sub_fetch(&h->ctx->reading, 1, __ATOMIC_RELEASE);

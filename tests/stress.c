@@ -1025,6 +1025,29 @@ static bool listed(const char *list, const char *name)
 	return false;
 }
 
+static void *nothing(void *arg)
+{
+	return arg;
+}
+
+/*
+ * A sanitizer's runtime starts threads of its own at the process's first
+ * fork and first pthread_create (gcc's TSan does): have them started
+ * now, so that the rounds' thread counts compare like with like.
+ */
+static void runtime_threads_start(void)
+{
+	pthread_t t;
+	pid_t pid = fork();
+
+	if (pid == 0)
+		_exit(0);
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
+	if (pthread_create(&t, NULL, nothing, NULL) == 0)
+		pthread_join(t, NULL);
+}
+
 /* Reserve huge pages for the hugetlb rounds; -errno when it cannot. */
 static int huge_reserve(long need, long *saved)
 {
@@ -1088,6 +1111,7 @@ int stress_run(const struct stress_opts *o, struct stress_totals *t)
 	}
 	if (need_huge)
 		huge_ok = huge_reserve(16, &saved_huge);
+	runtime_threads_start();
 	{
 		/* before any context: SIGBUS mode chains to it */
 		struct sigaction sa = { .sa_sigaction = on_crash,
