@@ -135,6 +135,7 @@ static int ctx_alloc(struct uffd_ctx **out, const struct uffd_ctx_opts *opts)
 	ctx->served_by = opts->served_by;
 	pthread_rwlock_init(&ctx->lock, NULL);
 	pthread_mutex_init(&ctx->read_lock, NULL);
+	pthread_rwlock_init(&ctx->fill_gate, NULL);
 	pthread_mutex_init(&ctx->ev_lock, NULL);
 	pthread_rwlock_init(&ctx->served_lock, NULL);
 	pthread_mutex_init(&ctx->cpu_lock, NULL);
@@ -434,10 +435,18 @@ static void ingest_range(struct uffd_region *r, uint64_t base, uint64_t s,
 {
 	const struct uffd_msg *m = &lm->msg;
 
+	/* numbered, so that no copy lands on these unless decided after
+	 * the pager was told (fill_gate) */
+	uint64_t g = __atomic_add_fetch(&r->zap_gen, 1, __ATOMIC_SEQ_CST);
+
+	for (uint64_t o = s - base; o < e - base; o += r->page_size)
+		__atomic_store_n(&r->zap_at[o >> r->page_shift], g,
+				 __ATOMIC_RELEASE);
 	if (lm->nhits < LUFFD_EV_HITS) {
 		lm->hit[lm->nhits] = r;
 		lm->hit_off[lm->nhits] = s - base;
 		lm->hit_len[lm->nhits] = e - s;
+		lm->hit_gen[lm->nhits] = g;
 	}
 	lm->nhits++;
 	luffd_present_clear(r, s - base, e - s);
@@ -552,6 +561,46 @@ void luffd_reads_settle(struct uffd_ctx *ctx)
 		sched_yield();
 }
 
+__thread int luffd_gate_depth;
+
+/* fill_gate for reading, once per thread (the gate prefers writers). */
+void luffd_gate_enter(struct uffd_ctx *ctx)
+{
+	if (luffd_gate_depth++ == 0)
+		pthread_rwlock_rdlock(&ctx->fill_gate);
+}
+
+void luffd_gate_leave(struct uffd_ctx *ctx)
+{
+	if (--luffd_gate_depth == 0)
+		pthread_rwlock_unlock(&ctx->fill_gate);
+}
+
+/*
+ * For a pager's fault hook about to wait for another handler's fill:
+ * let the gate go (that fill may need events read), and take it back
+ * after (luffd_gate_resume).  What was discarded meanwhile, the
+ * resolver skips (zap_at).  Returns what to give luffd_gate_resume().
+ */
+int luffd_gate_pause(struct uffd_ctx *ctx)
+{
+	int depth = luffd_gate_depth;
+
+	if (depth) {
+		luffd_gate_depth = 0;
+		pthread_rwlock_unlock(&ctx->fill_gate);
+	}
+	return depth;
+}
+
+void luffd_gate_resume(struct uffd_ctx *ctx, int depth)
+{
+	if (depth) {
+		pthread_rwlock_rdlock(&ctx->fill_gate);
+		luffd_gate_depth = depth;
+	}
+}
+
 /*
  * Writers first, for the REMAP a handler waits to apply: faults served
  * one after another in SIGBUS handlers (or by other handler threads)
@@ -617,6 +666,20 @@ void luffd_events_wait(struct uffd_ctx *ctx, uint64_t seq)
 	}
 }
 
+/* The pager of @r heard of discard @g over [off, off+len): copies may go. */
+static void zap_told(struct uffd_region *r, uint64_t off, uint64_t len,
+		     uint64_t g)
+{
+	for (uint64_t o = off; o < off + len; o += r->page_size) {
+		uint64_t want = g;
+
+		/* a later discard of the page keeps its own mark */
+		__atomic_compare_exchange_n(&r->zap_at[o >> r->page_shift],
+					    &want, g | LUFFD_ZAP_TOLD, false,
+					    __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+	}
+}
+
 /* Tell pagers about an event, where it hit when it was read. */
 static void deliver_event(struct uffd_ctx *ctx, const struct luffd_msg *lm)
 {
@@ -637,8 +700,11 @@ static void deliver_event(struct uffd_ctx *ctx, const struct luffd_msg *lm)
 				.len = lm->hit_len[i],
 			};
 
-			if (lm->hit[i])	/* NULL: destroyed since */
+			if (lm->hit[i]) {	/* NULL: destroyed since */
 				luffd_dispatch_event(lm->hit[i], &ev);
+				zap_told(lm->hit[i], lm->hit_off[i],
+					 lm->hit_len[i], lm->hit_gen[i]);
+			}
 		}
 		goto done;
 	}
@@ -704,7 +770,8 @@ void luffd_inboxes_forget(struct uffd_ctx *ctx, struct uffd_region *r)
 
 /*
  * Read what the uffd has into the inbox.  Returns the number of messages
- * read (0 when none were waiting) or -errno.  Events are ingested here.
+ * read (0 when none were waiting), -EBUSY when a fault's server holds the
+ * fill gate (try again), or -errno.  Events are ingested here.
  * Caller holds ctx->lock for reading.
  */
 int luffd_read_msgs(struct luffd_handler *h)
@@ -737,6 +804,16 @@ int luffd_read_msgs(struct luffd_handler *h)
 	 * kernel sends the next event (the UNMAP after a REMAP) as soon as
 	 * read() took one, and another handler must not ingest it first.
 	 */
+	/*
+	 * Not while a copy decided earlier may still land (fill_gate), and
+	 * never waiting for it: its holder may be waiting for a lock of a
+	 * pager whose holder waits for this read.  The holders read events
+	 * themselves when a fill needs it (their EAGAIN lets the gate go).
+	 */
+	if (luffd_gate_depth)
+		return -EBUSY;	/* a fill's EAGAIN path lets it go first */
+	if (pthread_rwlock_trywrlock(&h->ctx->fill_gate))
+		return -EBUSY;
 	pthread_mutex_lock(&h->ctx->read_lock);
 	__atomic_add_fetch(&h->ctx->reading, 1, __ATOMIC_SEQ_CST);
 	got = luffd_uffd_read(h->ctx->fd, buf, want * sizeof(buf[0]));
@@ -745,6 +822,7 @@ int luffd_read_msgs(struct luffd_handler *h)
 
 		__atomic_sub_fetch(&h->ctx->reading, 1, __ATOMIC_RELEASE);
 		pthread_mutex_unlock(&h->ctx->read_lock);
+		pthread_rwlock_unlock(&h->ctx->fill_gate);
 		if (err == EAGAIN || err == EINTR)
 			return 0;
 		return -err;
@@ -768,6 +846,7 @@ int luffd_read_msgs(struct luffd_handler *h)
 	}
 	__atomic_sub_fetch(&h->ctx->reading, 1, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&h->ctx->read_lock);
+	pthread_rwlock_unlock(&h->ctx->fill_gate);
 	return (int)n;
 }
 
@@ -1100,6 +1179,7 @@ LUFFD_API void uffd_ctx_destroy(struct uffd_ctx *ctx)
 	luffd_zero_source_fini(ctx);
 	pthread_rwlock_destroy(&ctx->lock);
 	pthread_mutex_destroy(&ctx->read_lock);
+	pthread_rwlock_destroy(&ctx->fill_gate);
 	pthread_mutex_destroy(&ctx->ev_lock);
 	pthread_rwlock_destroy(&ctx->served_lock);
 	pthread_mutex_destroy(&ctx->cpu_lock);

@@ -62,6 +62,14 @@ int luffd_serve_pending(struct luffd_handler *h, bool drain)
 				return served;
 			}
 			ret = luffd_read_msgs(h);
+			if (ret == -EBUSY) {
+				/* a fault is being served: its turn first */
+				pthread_rwlock_unlock(&ctx->lock);
+				sched_yield();
+				if (drain)
+					continue;
+				return 1;	/* not idle: come back */
+			}
 			if (ret <= 0) {
 				pthread_rwlock_unlock(&ctx->lock);
 				return ret < 0 ? ret : served;

@@ -174,6 +174,15 @@ struct uffd_region {
 	 */
 	uint64_t		moving_to;
 	int			moves_pending;	/* atomic: REMAPs of it read */
+	/*
+	 * Per page, the number of the last REMOVE or UNMAP that hit it
+	 * (zap_gen counts them, atomic; both written at ingest), with
+	 * LUFFD_ZAP_TOLD once the pager was told of it: a copy must not
+	 * land on a page discarded after its pager decided on it, nor on
+	 * one whose discard the pager has not heard of yet (fill_gate).
+	 */
+	uint64_t		*zap_at;
+	uint64_t		zap_gen;
 	int			partly_unmapped; /* atomic */
 	bool			no_fork;	/* MADV_DONTFORK: no child copy */
 
@@ -207,6 +216,8 @@ struct uffd_region {
 struct luffd_handler;
 struct uffd_resolver {
 	struct uffd_region	*region;
+	uint64_t		zap_seen;	/* zap_gen when it was decided */
+	bool			zap_valid;	/* zap_seen set (a fault's) */
 	struct luffd_handler	*h;
 	uint64_t		fault_off;	/* faulting page offset */
 	uint64_t		t_read_ns;	/* when its message was read */
@@ -233,6 +244,7 @@ struct uffd_resolver {
  * read before it, which must reach its pager first.
  */
 #define LUFFD_EV_HITS	2
+#define LUFFD_ZAP_TOLD	(1ULL << 63)
 #define LUFFD_EV_RING	8192
 struct luffd_msg {
 	struct uffd_msg	msg;
@@ -241,6 +253,7 @@ struct luffd_msg {
 	unsigned int	nhits;		/* > LUFFD_EV_HITS: look them up */
 	struct uffd_region *hit[LUFFD_EV_HITS];
 	uint64_t	hit_off[LUFFD_EV_HITS], hit_len[LUFFD_EV_HITS];
+	uint64_t	hit_gen[LUFFD_EV_HITS];	/* its zap_at number */
 };
 struct luffd_handler {
 	struct uffd_ctx	*ctx;
@@ -282,6 +295,16 @@ struct uffd_ctx {
 	int			stopping;	/* atomic: workers leave */
 	int			reading;	/* atomic: reads not yet ingested */
 	pthread_mutex_t		read_lock;	/* read() and ingest, together */
+	/*
+	 * Taken for reading by a fault's dispatch (and by every copy a
+	 * helper makes), for writing around read() and ingest.  The kernel
+	 * lets a MADV_DONTNEED zap as soon as its REMOVE is read, so a copy
+	 * the pager decided before must be done by then: while anyone
+	 * serves a fault, events are read only by that server itself (its
+	 * fill's EAGAIN lets the gate go to read them), and its copies then
+	 * skip the pages those events discarded (zap_at).  Writers first.
+	 */
+	pthread_rwlock_t	fill_gate;
 	/*
 	 * REMOVE and UNMAP events are numbered as read (ev_read, under
 	 * read_lock); ev_done is the number up to which all have reached
@@ -375,6 +398,11 @@ static inline uint64_t luffd_base(const struct uffd_region *r)
 }
 void luffd_reads_settle(struct uffd_ctx *ctx);
 void luffd_remap_gate(struct uffd_ctx *ctx);
+void luffd_gate_enter(struct uffd_ctx *ctx);
+void luffd_gate_leave(struct uffd_ctx *ctx);
+int luffd_gate_pause(struct uffd_ctx *ctx);
+void luffd_gate_resume(struct uffd_ctx *ctx, int depth);
+extern __thread int luffd_gate_depth;
 int luffd_table_insert(struct uffd_ctx *ctx, struct uffd_region *r);
 void luffd_table_remove(struct uffd_ctx *ctx, struct uffd_region *r);
 

@@ -493,9 +493,10 @@ LUFFD_API int uffd_region_create(struct uffd_ctx *ctx,
 	 */
 	words = (o.len / ps + 63) / 64;
 	r->present = calloc(words, sizeof(uint64_t));
+	r->zap_at = calloc(o.len / ps, sizeof(uint64_t));
 	r->unmapped = calloc(words, sizeof(uint64_t));
 	r->failed = calloc(words, sizeof(uint64_t));
-	if (!r->present || !r->unmapped || !r->failed) {
+	if (!r->present || !r->unmapped || !r->failed || !r->zap_at) {
 		ret = luffd_fail(-ENOMEM, "out of memory");
 		goto fail_unmap;
 	}
@@ -602,6 +603,7 @@ fail_free:
 	luffd_args_free(&args);
 	free(r->args_str);
 	free(r->present);
+	free(r->zap_at);
 	free(r->unmapped);
 	free(r->failed);
 	free(r);
@@ -689,6 +691,7 @@ LUFFD_API void uffd_region_destroy(struct uffd_region *r)
 	pthread_mutex_destroy(&r->fault_lock);
 	free(r->args_str);
 	free(r->present);
+	free(r->zap_at);
 	free(r->unmapped);
 	free(r->failed);
 	free(r);

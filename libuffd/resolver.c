@@ -119,11 +119,24 @@ static long do_ioctl(struct uffd_resolver *res, enum fill_op op,
 	return -errno;
 }
 
+static int absorb(struct uffd_resolver *res, unsigned int *tries);
+
 /*
- * Read pending messages so the event that blocks the fill can complete.
+ * Read pending messages so the event that blocks the fill can complete,
+ * with the fill gate let go meanwhile (it keeps events from being read).
  * Faults read here are queued for later; events are ingested at once.
  */
 int luffd_absorb_events(struct uffd_resolver *res, unsigned int *tries)
+{
+	struct uffd_ctx *ctx = res->region->ctx;
+	int depth = luffd_gate_pause(ctx), ret;
+
+	ret = absorb(res, tries);
+	luffd_gate_resume(ctx, depth);
+	return ret;
+}
+
+static int absorb(struct uffd_resolver *res, unsigned int *tries)
 {
 	int n;
 
@@ -138,9 +151,16 @@ int luffd_absorb_events(struct uffd_resolver *res, unsigned int *tries)
 	}
 	n = luffd_read_msgs(res->h);
 
-	if (n < 0 && n != -ENOSPC)
+	if (n < 0 && n != -ENOSPC && n != -EBUSY)
 		return n;
-	if (n <= 0) {
+	if (n == -EBUSY) {
+		/* another fault's server holds the gate: it reads soon */
+		struct timespec ts = { .tv_nsec = 20000 };
+
+		if (++*tries > EVENT_RETRIES)
+			return -EAGAIN;
+		nanosleep(&ts, NULL);
+	} else if (n <= 0) {
 		if (++*tries > EVENT_RETRIES)
 			return -EAGAIN;
 		sched_yield();
@@ -181,8 +201,35 @@ static long fill_run(struct uffd_resolver *res, enum fill_op op,
 
 	while (a < b) {
 		const char *s = src ? src + (a - src_off) : NULL;
-		long done = do_ioctl(res, op, luffd_base(r) + a, s, b - a,
-				    dontwake);
+		uint64_t e = b;
+		long done;
+
+		if (op == OP_COPY) {
+			/*
+			 * Not on a page discarded after the pager decided
+			 * (an event this thread read in an EAGAIN below), nor
+			 * on one whose discard the pager has not been told
+			 * of: it faults again, and the pager knows by then.
+			 */
+			uint64_t z;
+
+			for (z = a; z < b; z += r->page_size) {
+				uint64_t v = __atomic_load_n(
+					&r->zap_at[z >> r->page_shift],
+					__ATOMIC_ACQUIRE);
+
+				if ((v && !(v & LUFFD_ZAP_TOLD)) ||
+				    (v & ~LUFFD_ZAP_TOLD) > res->zap_seen)
+					break;
+			}
+			if (z == a) {
+				*need_wake = true;
+				a += r->page_size;
+				continue;
+			}
+			e = z;
+		}
+		done = do_ioctl(res, op, luffd_base(r) + a, s, e - a, dontwake);
 
 		if (done > 0) {
 			uint64_t pages = (uint64_t)done >> r->page_shift;
@@ -279,6 +326,10 @@ static long fill(struct uffd_resolver *res, enum fill_op op, uint64_t off,
 	 */
 	dontwake = nowake || len > r->page_size;
 
+	/* every copy inside the gate: no event is read meanwhile */
+	luffd_gate_enter(r->ctx);
+	if (!res->zap_valid)	/* a helper's: decided just now */
+		res->zap_seen = __atomic_load_n(&r->zap_gen, __ATOMIC_ACQUIRE);
 	/*
 	 * Runs of pages not known to be present.  The faulting page is
 	 * never skipped on our word alone: only the kernel's EEXIST counts.
@@ -297,6 +348,7 @@ static long fill(struct uffd_resolver *res, enum fill_op op, uint64_t off,
 			       &need_wake);
 		pos = run;
 	}
+	luffd_gate_leave(r->ctx);
 	/* a write-protect fault is answered by lifting the protection */
 	if (res->fault_off >= off && res->fault_off < end && !res->fault_wp &&
 	    (ret >= 0 || luffd_present_test(r, res->fault_off)))
@@ -567,7 +619,12 @@ int luffd_dispatch_fault(struct luffd_handler *h, struct uffd_region *r,
 	/* several handler threads: one hook per region unless CONCURRENT */
 	if (serial)
 		pthread_mutex_lock(&r->fault_lock);
+	/* what the pager decides on, it fills before any discard lands */
+	luffd_gate_enter(r->ctx);
+	res.zap_seen = __atomic_load_n(&r->zap_gen, __ATOMIC_ACQUIRE);
+	res.zap_valid = true;
 	ret = r->ops->fault(r->state, &res, &f);
+	luffd_gate_leave(r->ctx);
 	if (serial)
 		pthread_mutex_unlock(&r->fault_lock);
 	if (ret == 0 && res.covered)

@@ -182,6 +182,22 @@ static inline uint64_t ev_addr(struct evict *e, uint64_t page)
 	       page * e->ps;
 }
 
+/*
+ * Take lk.  A fault's server holds the library's fill gate, which keeps
+ * events from being read; a holder of lk may be waiting for an event to
+ * be read (its fill got EAGAIN): so wait for lk without the gate.
+ */
+static void lk_take(struct evict *e)
+{
+	if (pthread_mutex_trylock(&e->lk)) {
+		struct uffd_ctx *ctx = uffd_region_ctx(e->region);
+		int gate = luffd_gate_pause(ctx);
+
+		pthread_mutex_lock(&e->lk);
+		luffd_gate_resume(ctx, gate);
+	}
+}
+
 static inline uint8_t *slot_addr(struct evict *e, uint32_t slot)
 {
 	return e->scratch + (size_t)slot * e->ps;
@@ -499,6 +515,7 @@ static int copy_back(struct evict *e, uint32_t p, uint32_t slot, bool protect)
 	};
 	struct timespec ts = { .tv_nsec = 20000 };
 	unsigned int tries = 0;
+	int gate;
 
 	for (;;) {
 		count(e, LUFFD_CTR(ioctls), 1);
@@ -507,10 +524,15 @@ static int copy_back(struct evict *e, uint32_t p, uint32_t slot, bool protect)
 			break;
 		if (errno != EAGAIN || ++tries > 50000)
 			return -errno;
-		/* an event is pending: a handler must get lk to read it */
+		/*
+		 * An event is pending: a handler must get lk, and the fill
+		 * gate this fault's server holds, to read it.
+		 */
 		pthread_mutex_unlock(&e->lk);
+		gate = luffd_gate_pause(uffd_region_ctx(e->region));
 		nanosleep(&ts, NULL);
-		pthread_mutex_lock(&e->lk);
+		luffd_gate_resume(uffd_region_ctx(e->region), gate);
+		lk_take(e);
 		if (e->st[p] != PG_OUT)
 			return -EEXIST;		/* a fault took it meanwhile */
 	}
@@ -586,7 +608,7 @@ static int write_round(struct evict *e, unsigned int n, bool keep)
 	if (!n)
 		return 0;
 	write_out(e, true, e->wb, n, e->ios, e->iop);
-	pthread_mutex_lock(&e->lk);
+	lk_take(e);
 	for (i = 0; i < n; i++)
 		if (e->wb[i].res < 0 && !err)
 			err = e->wb[i].res;
@@ -600,7 +622,7 @@ static unsigned int evict_round(struct evict *e)
 {
 	unsigned int n;
 
-	pthread_mutex_lock(&e->lk);
+	lk_take(e);
 	n = take_out(e, e->wb, e->batch, 0, e->low);
 	pthread_mutex_unlock(&e->lk);
 	write_round(e, n, false);
@@ -627,7 +649,7 @@ static bool evict_one(struct evict *e)
 
 		pthread_mutex_unlock(&e->lk);
 		write_out(e, false, &w, 1, &io, &iop);
-		pthread_mutex_lock(&e->lk);
+		lk_take(e);
 		settle(e, &w, 1, false);
 	}
 	sync_slot_put(e, slot);
@@ -639,7 +661,7 @@ static void *evictor_main(void *arg)
 	struct evict *e = arg;
 
 	luffd_internal = 1;
-	pthread_mutex_lock(&e->lk);
+	lk_take(e);
 	while (!e->stop) {
 		unsigned int n;
 
@@ -651,7 +673,7 @@ static void *evictor_main(void *arg)
 		pthread_mutex_lock(&e->elk);
 		n = evict_round(e);
 		pthread_mutex_unlock(&e->elk);
-		pthread_mutex_lock(&e->lk);
+		lk_take(e);
 		if (!n && !e->stop) {
 			/* nothing movable: wait for a change, not spin */
 			struct timespec ts;
@@ -679,15 +701,19 @@ static void lk_yield(struct evict *e)
 {
 	pthread_mutex_unlock(&e->lk);
 	sched_yield();
-	pthread_mutex_lock(&e->lk);
+	lk_take(e);
 }
 
 static void wait_filled(struct evict *e, uint32_t p)
 {
 	unsigned int spins = 0;
+	int gate = 0;
 
+	if (e->st[p] == PG_FILLING)	/* that fill may need events read */
+		gate = luffd_gate_pause(uffd_region_ctx(e->region));
 	while (e->st[p] == PG_FILLING && ++spins < 1000000)
 		lk_yield(e);
+	luffd_gate_resume(uffd_region_ctx(e->region), gate);
 }
 
 static int wp_fault(struct evict *e, struct uffd_resolver *res, uint32_t p)
@@ -695,7 +721,7 @@ static int wp_fault(struct evict *e, struct uffd_resolver *res, uint32_t p)
 	uint64_t off = (uint64_t)p * e->ps;
 	long ret;
 
-	pthread_mutex_lock(&e->lk);
+	lk_take(e);
 	wait_filled(e, p);
 	if (e->st[p] != PG_CLEAN && e->st[p] != PG_DIRTY) {
 		/* moved out meanwhile: the retry is a missing fault */
@@ -823,7 +849,7 @@ static int evict_fault(void *state, struct uffd_resolver *res,
 
 	if (f->flags & LIBUFFD_FAULT_WP)
 		return wp_fault(e, res, p);
-	pthread_mutex_lock(&e->lk);
+	lk_take(e);
 again:
 	switch (e->st[p]) {
 	case PG_OUT:
@@ -865,7 +891,7 @@ again:
 	ret = fill_window(e, res, p, n, written, write,
 			  e->bufs + (size_t)b * e->ra_max * e->ps);
 
-	pthread_mutex_lock(&e->lk);
+	lk_take(e);
 	e->filling -= n;
 	if (written)
 		e->buf_free |= 1u << b;
@@ -915,7 +941,7 @@ static void evict_event(void *state, const struct uffd_event *ev)
 
 	if (ev->type == LIBUFFD_EVENT_REMAP)
 		return;		/* addresses are looked up afresh each time */
-	pthread_mutex_lock(&e->lk);
+	lk_take(e);
 	for (; p < end; p++) {
 		uint8_t s = e->st[p];
 
@@ -960,7 +986,7 @@ static int evict_flush(void *state)
 	if (!dirty)
 		return luffd_fail(-ENOMEM, "evict: flush: out of memory");
 	pthread_mutex_lock(&e->elk);
-	pthread_mutex_lock(&e->lk);
+	lk_take(e);
 	/* a write fault's page is dirty once its fill settles: wait */
 	for (i = 0; e->filling && i < 1000000; i++)
 		lk_yield(e);
@@ -972,7 +998,7 @@ static int evict_flush(void *state)
 	while (done < ndirty) {
 		unsigned int n = 0;
 
-		pthread_mutex_lock(&e->lk);
+		lk_take(e);
 		for (; done < ndirty && n < e->batch; done++) {
 			p = dirty[done];
 			if (e->st[p] != PG_DIRTY)
@@ -1226,7 +1252,7 @@ static void evict_stop(void *state)
 
 	if (!e->running)
 		return;
-	pthread_mutex_lock(&e->lk);
+	lk_take(e);
 	e->stop = true;
 	pthread_cond_signal(&e->kick);
 	pthread_mutex_unlock(&e->lk);
