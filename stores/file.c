@@ -479,6 +479,13 @@ static int cqe_res(const struct io_uring_cqe *cqe)
 	return err ? -err : cqe->res;
 }
 
+static int ring_wait(struct file_store *fs, struct io_uring_cqe **cqe)
+{
+	int err = luffd_inject(LUFFD_INJ_URING_WAIT);
+
+	return err ? -err : io_uring_wait_cqe(&fs->ring, cqe);
+}
+
 static struct io_uring_sqe *get_sqe(struct file_store *fs)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&fs->ring);
@@ -572,7 +579,7 @@ static int spin_cqe(struct file_store *fs, struct io_uring_cqe **cqe)
 		clock_gettime(CLOCK_MONOTONIC, &t);
 		if ((uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec >
 		    end)
-			return io_uring_wait_cqe(&fs->ring, cqe);
+			return ring_wait(fs, cqe);
 	}
 }
 
@@ -625,7 +632,7 @@ static int file_wait(void *state, unsigned int min)
 		if (done < min && fs->spin_ns)
 			ret = spin_cqe(fs, &cqe);
 		else if (done < min)
-			ret = io_uring_wait_cqe(&fs->ring, &cqe);
+			ret = ring_wait(fs, &cqe);
 		else
 			ret = io_uring_peek_cqe(&fs->ring, &cqe);
 		if (ret == -EAGAIN && done >= min)
