@@ -778,6 +778,133 @@ out:
 }
 END_TEST
 
+/*
+ * An eviction round under a failing ring.  The region: EV_LIMIT pages of
+ * budget, rounds of 4, one page per fault; writing EV_LIMIT - 4 + 1
+ * pages starts the first round.
+ *
+ *  - every submit fails: the round's writes never reach the store, and
+ *    the pages it took out must come back resident and dirty, counted
+ *    in writeback_errors, never dropped as written;
+ *  - the first wait for a completion fails: the writes are in the
+ *    kernel, and only their completions say how they went: the round
+ *    waits again, and counts them written once they are.
+ */
+#define EV_LIMIT	16
+#define EV_BATCH	4
+
+static const struct {
+	const char	*rules;
+	bool		writes_fail;
+} ev_rounds[] = {
+	{ "uring_submit=EIO@1", true },
+	{ "uring_wait=EIO#1", false },
+};
+
+START_TEST(evict_round_ring_fails)
+{
+	const char *rules = ev_rounds[_i].rules;
+	const bool writes_fail = ev_rounds[_i].writes_fail;
+	uint64_t injected;
+	struct uffd_ctx_opts co = {
+		.size = sizeof(co), .delivery = LIBUFFD_DELIVER_THREAD,
+	};
+	struct uffd_region_opts ro = {
+		.size = sizeof(ro), .type = LIBUFFD_MEM_ANON,
+		.len = 2 * EV_LIMIT * page_size(),
+	};
+	const size_t high = EV_LIMIT - EV_BATCH, n = high + 1;
+	uint8_t *want = malloc(ps);
+	struct uffd_stats st;
+	struct uffd_ctx *cx;
+	struct uffd_region *r;
+	char spec[200];
+	uint8_t *base;
+	size_t p;
+	int i, ret;
+
+	ck_assert_ptr_nonnull(want);
+	/* a store file of its own, fresh=1 (evict's default) */
+	make_file();
+	snprintf(spec, sizeof(spec), "evict:limit=%zu,batch=%d,readahead=1,"
+		 "policy=fifo,store=file,direct=0,path=%s", EV_LIMIT * ps,
+		 EV_BATCH, file_path);
+	ro.pager = spec;
+	ck_assert_int_eq(uffd_ctx_create(&cx, &co), 0);
+	ret = uffd_region_create(cx, &ro, &r);
+	ck_assert_msg(ret == 0, "%s: %d %s", spec, ret, uffd_last_error());
+	base = uffd_region_addr(r);
+	ck_assert_int_eq(uffd_ctx_start(cx), 0);
+
+	/* up to the high watermark: no round yet */
+	for (p = 0; p < high; p++) {
+		base_page(BASE_FILE, p, want);
+		memcpy(base + p * ps, want, ps);
+	}
+	ck_assert_int_eq(uffd_region_stats(r, &st, sizeof(st)), 0);
+	ck_assert_uint_eq(st.pages_evicted, 0);
+	/* one more, the ring failing: the round starts */
+	ck_assert_int_eq(luffd_inject_set(rules), 0);
+	base_page(BASE_FILE, high, want);
+	memcpy(base + high * ps, want, ps);
+	for (i = 0; i < 300; i++) {
+		ck_assert_int_eq(uffd_region_stats(r, &st, sizeof(st)), 0);
+		if (st.pages_evicted &&
+		    st.pages_written_back + st.writeback_errors >=
+		    st.pages_evicted)
+			break;
+		usleep(100000);
+	}
+	printf("evict_round_ring_fails: %s: evicted %llu, written back %llu, "
+	       "writeback_errors %llu; %llu of %llu submits, %llu of %llu "
+	       "waits failed\n", rules, (unsigned long long)st.pages_evicted,
+	       (unsigned long long)st.pages_written_back,
+	       (unsigned long long)st.writeback_errors,
+	       (unsigned long long)luffd_inject_count(LUFFD_INJ_URING_SUBMIT),
+	       (unsigned long long)luffd_inject_calls(LUFFD_INJ_URING_SUBMIT),
+	       (unsigned long long)luffd_inject_count(LUFFD_INJ_URING_WAIT),
+	       (unsigned long long)luffd_inject_calls(LUFFD_INJ_URING_WAIT));
+	fflush(stdout);
+	injected = injected_total();
+	if (!luffd_inject_calls(LUFFD_INJ_URING_SUBMIT)) {
+		skip_case("evict_round_ring_fails", "no io_uring");
+		goto out;
+	}
+	ck_assert_msg(st.pages_evicted > 0, "no round ran");
+
+	/* every page holds what was written, resident or read back */
+	ck_assert_int_eq(luffd_inject_set(NULL), 0);
+	for (p = 0; p < n; p++) {
+		base_page(BASE_FILE, p, want);
+		ck_assert_msg(!memcmp(base + p * ps, want, ps),
+			      "page %zu lost: its first byte is %#x, %#x was "
+			      "written", p, base[p * ps], want[0]);
+	}
+	ck_assert_uint_gt(injected, 0);
+	if (writes_fail) {
+		/* no submit went through: nothing can have been written */
+		ck_assert_msg(st.pages_written_back == 0, "%llu pages "
+			      "counted written back while every submit "
+			      "failed",
+			      (unsigned long long)st.pages_written_back);
+		ck_assert_uint_eq(st.writeback_errors, st.pages_evicted);
+	} else {
+		ck_assert_uint_eq(st.writeback_errors, 0);
+		ck_assert_uint_eq(st.pages_written_back, st.pages_evicted);
+	}
+	/* and still after a flush, which writes the failed ones again */
+	ck_assert_int_eq(uffd_region_flush(r), 0);
+	for (p = 0; p < n; p++) {
+		base_page(BASE_FILE, p, want);
+		ck_assert_msg(!memcmp(base + p * ps, want, ps),
+			      "page %zu wrong after the flush", p);
+	}
+out:
+	uffd_ctx_destroy(cx);
+	free(want);
+}
+END_TEST
+
 /* ---- the rules themselves ---------------------------------------- */
 
 START_TEST(rules_parse_and_reproduce)
@@ -843,6 +970,8 @@ static Suite *inject_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, store_submits_fail_sync_io);
 	tcase_add_test(tc, store_wait_fails_sync_io);
+	add_loop_test_if(tc, evict_round_ring_fails, 0,
+			 (int)ARRAY_SIZE(ev_rounds), LIBUFFD_FEATURE_MOVE, 0);
 	return s;
 }
 
