@@ -13,8 +13,9 @@
  *	seed=N		the seed of the draws (default 1)
  *
  * SITE is copy, zeropage, move (the fill ioctls), read (read() of the
- * userfaultfd), mmap, thread (pthread_create), uring_submit or uring_cqe
- * (a completion's res becomes -ERRNO).  ERRNO is a name (EAGAIN, ENOMEM,
+ * userfaultfd), mmap, thread (pthread_create), uring_submit, uring_cqe
+ * (a completion's res becomes -ERRNO) or uring_wait (a wait for a
+ * completion fails, the request still in flight).  ERRNO is a name (EAGAIN, ENOMEM,
  * EFAULT, EINTR, EIO, EBUSY, ENOSPC) or a number.  For example:
  *
  *	LIBUFFD_INJECT="copy=EAGAIN@0.05,read=EINTR@0.2,uring_cqe=EIO@0.1,seed=42"
@@ -53,6 +54,7 @@ static const char *const site_names[LUFFD_INJ_NSITES] = {
 	[LUFFD_INJ_THREAD] = "thread",
 	[LUFFD_INJ_URING_SUBMIT] = "uring_submit",
 	[LUFFD_INJ_URING_CQE] = "uring_cqe",
+	[LUFFD_INJ_URING_WAIT] = "uring_wait",
 };
 
 static const struct {

@@ -30,6 +30,7 @@ enum luffd_inject_site {
 	LUFFD_INJ_THREAD,	/* pthread_create() */
 	LUFFD_INJ_URING_SUBMIT,	/* io_uring_submit() */
 	LUFFD_INJ_URING_CQE,	/* a completion's result */
+	LUFFD_INJ_URING_WAIT,	/* io_uring_wait_cqe() */
 	LUFFD_INJ_NSITES
 };
 

@@ -7,6 +7,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -452,6 +453,9 @@ LUFFD_API int uffd_store_reap(struct uffd_store *st,
 /* Wait for @io alone; other requests that finish stay queued. */
 static int wait_one(struct uffd_store *st, struct uffd_store_io *io)
 {
+	struct timespec ts = { .tv_nsec = 1000000 };
+	int ret;
+
 	for (;;) {
 		struct uffd_store_io **pp, *prev = NULL;
 
@@ -468,9 +472,21 @@ static int wait_one(struct uffd_store *st, struct uffd_store_io *io)
 		if (!st->ops->wait)
 			return luffd_fail(-EIO, "store %s: a request was lost",
 					  st->ops->name);
-		if (st->ops->wait(st->state, 1) <= 0)
-			return luffd_fail(-EIO, "store %s: wait failed",
+		ret = st->ops->wait(st->state, 1);
+		if (ret == 0)	/* none in flight, the store says */
+			return luffd_fail(-EIO, "store %s: a request was lost",
 					  st->ops->name);
+		if (ret > 0)
+			continue;
+		/*
+		 * @io lives in the caller's stack frame and its buffer is
+		 * the caller's: neither may be handed back while the store
+		 * (the kernel) may still complete it.  Wait again, however
+		 * long: a store that can no longer do I/O finishes its
+		 * requests with an error rather than fail its wait (the
+		 * file store does for those a failed submit left queued).
+		 */
+		nanosleep(&ts, NULL);
 	}
 }
 

@@ -436,16 +436,36 @@ static unsigned int take_out(struct evict *e, struct wb *w, unsigned int max,
 	return n;
 }
 
-/* Reap until @n requests are back.  Holds the handle's lock. */
+/*
+ * Reap until @n requests are back, setting the pages' res from each
+ * one's own completion.  Holds the handle's lock.  A failed reap is
+ * tried again: requests out are still the store's (the kernel may write
+ * from their slots, which the next round refills, and complete them in
+ * ios[], which it reuses), and none may count as written unless its
+ * completion says so.
+ */
 static void reap_all(struct uffd_store *st, unsigned int n)
 {
-	struct uffd_store_io *done[64];
-	int got;
+	struct uffd_store_io *done[EV_WCHUNK];
+	struct timespec ts = { .tv_nsec = 1000000 };
+	uint64_t j;
+	int got, i;
 
 	while (n) {
-		got = uffd_store_reap(st, done, 64, 1);
-		if (got <= 0)
-			break;
+		got = uffd_store_reap(st, done, EV_WCHUNK, 1);
+		if (got <= 0) {
+			/* none in flight, the store says: none can land */
+			if (!uffd_store_inflight(st))
+				return;
+			nanosleep(&ts, NULL);
+			continue;
+		}
+		for (i = 0; i < got; i++) {
+			struct wb *first = done[i]->data;
+
+			for (j = 0; j < done[i]->npages; j++)
+				first[j].res = done[i]->res;
+		}
 		n -= (unsigned int)got;
 	}
 }
@@ -460,7 +480,7 @@ static void write_out(struct evict *e, bool round, struct wb *w,
 {
 	struct uffd_store *st = round ? e->wstore : e->store;
 	pthread_mutex_t *lock = round ? &e->wlk : &e->slk;
-	unsigned int i, j, nio = 0;
+	unsigned int i, j, k, nio = 0;
 	int ret;
 
 	for (i = 0; i < n; i = j) {
@@ -482,24 +502,27 @@ static void write_out(struct evict *e, bool round, struct wb *w,
 		io->buf = slot_addr(e, w[i].slot);
 		io->data = &w[i];
 		iop[nio++] = io;
+		/* failed, until a completion says otherwise */
+		for (k = i; k < j; k++)
+			w[k].res = -EIO;
 	}
 	/*
 	 * Rounds write through a handle of their own: a fault's read never
 	 * waits behind them for the store's lock, only for the disk.
 	 */
 	for (i = 0; i < nio; i += EV_WCHUNK) {
-		unsigned int k, c = LUFFD_MIN(EV_WCHUNK, nio - i);
+		unsigned int c = LUFFD_MIN(EV_WCHUNK, nio - i);
 
 		pthread_mutex_lock(lock);
 		ret = uffd_store_submit(st, iop + i, c);
 		if (ret >= 0)
 			reap_all(st, c);
 		pthread_mutex_unlock(lock);
-		for (k = i; k < i + c; k++) {
+		for (k = i; ret < 0 && k < i + c; k++) {
 			struct wb *first = ios[k].data;
 
 			for (j = 0; j < ios[k].npages; j++)
-				first[j].res = ret < 0 ? ret : ios[k].res;
+				first[j].res = ret;
 		}
 	}
 }

@@ -73,8 +73,8 @@
 #define FS_CHUNK_MAX	(1ull << 30)	/* bytes per SQE */
 #define FS_DIRECT_ALIGN	4096
 #define FS_RETRIES	64
-/* failed submits of queued requests before a wait gives up: about 1 s */
-#define FS_SUBMIT_TRIES	50000
+/* how long a wait tries to send requests a failed submit left queued */
+#define FS_SUBMIT_NS	1000000000ull
 
 struct file_store {
 	int		fd;
@@ -479,6 +479,13 @@ static int cqe_res(const struct io_uring_cqe *cqe)
 	return err ? -err : cqe->res;
 }
 
+static int ring_wait(struct file_store *fs, struct io_uring_cqe **cqe)
+{
+	int err = luffd_inject(LUFFD_INJ_URING_WAIT);
+
+	return err ? -err : io_uring_wait_cqe(&fs->ring, cqe);
+}
+
 static struct io_uring_sqe *get_sqe(struct file_store *fs)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&fs->ring);
@@ -572,15 +579,23 @@ static int spin_cqe(struct file_store *fs, struct io_uring_cqe **cqe)
 		clock_gettime(CLOCK_MONOTONIC, &t);
 		if ((uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec >
 		    end)
-			return io_uring_wait_cqe(&fs->ring, cqe);
+			return ring_wait(fs, cqe);
 	}
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
 /* Send what a failed submit left queued: 0, or its last error. */
 static int flush_sqes(struct file_store *fs)
 {
 	struct timespec ts = { .tv_nsec = 20000 };
-	unsigned int tries = 0;
+	uint64_t end = 0;
 	int ret;
 
 	while (io_uring_sq_ready(&fs->ring)) {
@@ -590,7 +605,10 @@ static int flush_sqes(struct file_store *fs)
 		/* -EAGAIN, -EBUSY: completions to reap first */
 		if (ret == -EAGAIN || ret == -EBUSY)
 			return 0;
-		if (++tries > FS_SUBMIT_TRIES) {
+		/* by the clock: a sleep's length is the scheduler's */
+		if (!end)
+			end = now_ns() + FS_SUBMIT_NS;
+		else if (now_ns() > end) {
 			uffd_set_error("file: io_uring_submit: %s",
 				       strerror(-ret));
 			return ret;
@@ -598,6 +616,50 @@ static int flush_sqes(struct file_store *fs)
 		nanosleep(&ts, NULL);
 	}
 	return 0;
+}
+
+/*
+ * The submits failed for good: take back the requests the kernel never
+ * saw, and finish them with @err.  Their SQEs sit between the kernel's
+ * head and our tail, published or not, and without SQPOLL the kernel
+ * reads them only inside io_uring_enter(): pulling the tail back to the
+ * head hands them back whole.  A request left there would go out with
+ * the next submit that works, long after its caller took its buffer
+ * back.  Returns how many requests that finished.
+ */
+static unsigned int unqueue(struct file_store *fs, int err)
+{
+	struct io_uring_sq *sq = &fs->ring.sq;
+	unsigned int head = *sq->khead, i, n = 0;
+
+	/* SQE i is sqes[i & mask]: liburing hands them out in order */
+	for (i = head; i != sq->sqe_tail; i++) {
+		struct io_uring_sqe *sqe = &sq->sqes[i & sq->ring_mask];
+		struct uffd_store_io *io =
+			(struct uffd_store_io *)(uintptr_t)sqe->user_data;
+
+		uffd_store_complete(io, err);
+		fs->inflight--;
+		n++;
+	}
+	sq->sqe_head = sq->sqe_tail = head;
+	io_uring_smp_store_release(sq->ktail, head);
+	return n;
+}
+
+/* Queue the rest of @io (a short one, or a retry); false: it finished. */
+static bool requeue(struct file_store *fs, struct uffd_store_io *io)
+{
+	struct io_uring_sqe *sqe = get_sqe(fs);
+
+	if (!sqe) {
+		/* the ring is full of requests a failing submit left */
+		rw_sync(fs, io);
+		return false;
+	}
+	prep(fs, sqe, io);
+	ring_submit(fs);
+	return true;
 }
 
 static int file_wait(void *state, unsigned int min)
@@ -613,19 +675,21 @@ static int file_wait(void *state, unsigned int min)
 		/*
 		 * A submit that failed left its SQEs queued, unseen by the
 		 * kernel: waiting for their completions would be for ever.
-		 * Send them first, trying again for a while if need be:
-		 * requests the caller gives up on are still the kernel's,
-		 * buffers and all.
+		 * Send them first, trying again for a while if need be;
+		 * then they fail, taken back: the kernel never has a
+		 * request its caller was told is over.
 		 */
 		if (done < min && io_uring_sq_ready(&fs->ring)) {
 			ret = flush_sqes(fs);
-			if (ret < 0)
-				return done ? (int)done : ret;
+			if (ret < 0) {
+				done += unqueue(fs, ret);
+				continue;
+			}
 		}
 		if (done < min && fs->spin_ns)
 			ret = spin_cqe(fs, &cqe);
 		else if (done < min)
-			ret = io_uring_wait_cqe(&fs->ring, &cqe);
+			ret = ring_wait(fs, &cqe);
 		else
 			ret = io_uring_peek_cqe(&fs->ring, &cqe);
 		if (ret == -EAGAIN && done >= min)
@@ -646,8 +710,10 @@ static int file_wait(void *state, unsigned int min)
 			continue;
 		}
 		/* the rest of a short one, or a retry */
-		prep(fs, get_sqe(fs), io);
-		ring_submit(fs);
+		if (!requeue(fs, io)) {
+			fs->inflight--;
+			done++;
+		}
 	}
 	return (int)done;
 }

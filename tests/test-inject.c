@@ -649,6 +649,262 @@ START_TEST(lives_leak_nothing)
 }
 END_TEST
 
+/* ---- io_uring submits that fail for good ------------------------- */
+
+/*
+ * Every submit fails (uring_submit=EIO@1): the file store's wait tries
+ * again for a while, then gives up.  A request the kernel never got must
+ * then be over (failed) before its caller gets its memory back: once
+ * submits work again, a request left queued in the ring would go out
+ * with the next one, reading into a buffer the caller has reused, or
+ * writing from one, and its completion would land in a dead stack frame
+ * (uffd_store_read() and uffd_store_write() keep their request there).
+ */
+START_TEST(store_submits_fail_sync_io)
+{
+	uint8_t *a = malloc(ps), *b = malloc(ps), *w = malloc(ps);
+	uint8_t *want = malloc(ps);
+	struct uffd_store_stats ss;
+	struct uffd_store *st;
+	char spec[128];
+	size_t j;
+	int ret;
+
+	ck_assert(a && b && w && want);
+	make_file();
+	/* the page cache, not O_DIRECT: tmpfs has none before 6.6 */
+	snprintf(spec, sizeof(spec), "file:path=%s", file_path);
+	ck_assert_int_eq(uffd_store_open(spec, FILE_PAGES * ps, &st), 0);
+
+	ck_assert_int_eq(luffd_inject_set("uring_submit=EIO@1"), 0);
+	memset(a, 0x11, ps);
+	ret = uffd_store_read(st, 3, 1, a);
+	if (!luffd_inject_calls(LUFFD_INJ_URING_SUBMIT)) {
+		/* io_uring refused here (io_uring_disabled): pread */
+		skip_case("store_submits_fail_sync_io", "no io_uring");
+		goto out;
+	}
+	ck_assert_msg(ret == -EIO, "read under failing submits: %d", ret);
+	memset(w, 0xc3, ps);
+	ret = uffd_store_write(st, 7, 1, w);
+	ck_assert_msg(ret == -EIO, "write under failing submits: %d", ret);
+	printf("store_submits_fail_sync_io: %llu submits failed\n",
+	       (unsigned long long)luffd_inject_count(LUFFD_INJ_URING_SUBMIT));
+	fflush(stdout);
+
+	/* the caller has its buffers back: it reuses them */
+	memset(a, 0x5a, ps);
+	memset(w, 0x3c, ps);
+	ck_assert_int_eq(luffd_inject_set(NULL), 0);
+	ret = uffd_store_read(st, 5, 1, b);
+	ck_assert_msg(ret == 0, "read after injection: %d %s", ret,
+		      uffd_last_error());
+	base_page(BASE_FILE, 5, want);
+	ck_assert_msg(!memcmp(b, want, ps), "page 5 read back wrong");
+	for (j = 0; j < ps; j++)
+		ck_assert_msg(a[j] == 0x5a, "the failed read of page 3 wrote "
+			      "into its buffer after it returned (byte %zu: "
+			      "%#x)", j, a[j]);
+	/* the failed write never reached the file, nor a later buffer */
+	ck_assert_int_eq(uffd_store_read(st, 7, 1, b), 0);
+	base_page(BASE_FILE, 7, want);
+	ck_assert_msg(!memcmp(b, want, ps), "page 7 changed by a write that "
+		      "failed (first byte %#x; %#x is the buffer's after the "
+		      "call)", b[0], 0x3c);
+	ck_assert_uint_eq(uffd_store_inflight(st), 0);
+	ck_assert_int_eq(uffd_store_stats(st, &ss, sizeof(ss)), 0);
+	ck_assert_uint_eq(ss.errors, 2);
+	ck_assert_uint_eq(ss.writes, 0);
+	ck_assert_uint_eq(ss.reads, 2);
+out:
+	uffd_store_close(st);
+	free(a);
+	free(b);
+	free(w);
+	free(want);
+}
+END_TEST
+
+/* A read in a frame of its own, gone once it returns. */
+static __attribute__((noinline)) int read_in_frame(struct uffd_store *st,
+						   uint64_t page, void *buf)
+{
+	volatile char pad[256];
+
+	pad[0] = 1;
+	(void)pad[0];
+	return uffd_store_read(st, page, 1, buf);
+}
+
+/*
+ * The first wait for a completion fails (uring_wait=EIO#1): the read is
+ * in the kernel, its request in uffd_store_read()'s stack frame.  The
+ * call may not return before the completion is back: it waits again, and
+ * the read succeeds; nothing is left in flight to complete later into a
+ * dead frame (ASan with detect_stack_use_after_return=1 sees that).
+ */
+START_TEST(store_wait_fails_sync_io)
+{
+	uint8_t *a = malloc(ps), *want = malloc(ps);
+	struct uffd_store *st;
+	char spec[128];
+	int ret;
+
+	ck_assert(a && want);
+	make_file();
+	snprintf(spec, sizeof(spec), "file:path=%s", file_path);
+	ck_assert_int_eq(uffd_store_open(spec, FILE_PAGES * ps, &st), 0);
+	ck_assert_int_eq(luffd_inject_set("uring_wait=EIO#1"), 0);
+	ret = read_in_frame(st, 3, a);
+	if (!luffd_inject_calls(LUFFD_INJ_URING_SUBMIT)) {
+		skip_case("store_wait_fails_sync_io", "no io_uring");
+		goto out;
+	}
+	printf("store_wait_fails_sync_io: %llu of %llu waits failed\n",
+	       (unsigned long long)luffd_inject_count(LUFFD_INJ_URING_WAIT),
+	       (unsigned long long)luffd_inject_calls(LUFFD_INJ_URING_WAIT));
+	fflush(stdout);
+	ck_assert_uint_eq(luffd_inject_count(LUFFD_INJ_URING_WAIT), 1);
+	/* a later read reaps whatever the first one left */
+	ck_assert_int_eq(uffd_store_read(st, 5, 1, want), 0);
+	ck_assert_msg(ret == 0, "read with one failed wait: %d", ret);
+	ck_assert_uint_eq(uffd_store_inflight(st), 0);
+	base_page(BASE_FILE, 3, want);
+	ck_assert_msg(!memcmp(a, want, ps), "page 3 read back wrong");
+out:
+	uffd_store_close(st);
+	free(a);
+	free(want);
+}
+END_TEST
+
+/*
+ * An eviction round under a failing ring.  The region: EV_LIMIT pages of
+ * budget, rounds of 4, one page per fault; writing EV_LIMIT - 4 + 1
+ * pages starts the first round.
+ *
+ *  - every submit fails: the round's writes never reach the store, and
+ *    the pages it took out must come back resident and dirty, counted
+ *    in writeback_errors, never dropped as written;
+ *  - the first wait for a completion fails: the writes are in the
+ *    kernel, and only their completions say how they went: the round
+ *    waits again, and counts them written once they are.
+ */
+#define EV_LIMIT	16
+#define EV_BATCH	4
+
+static const struct {
+	const char	*rules;
+	bool		writes_fail;
+} ev_rounds[] = {
+	{ "uring_submit=EIO@1", true },
+	{ "uring_wait=EIO#1", false },
+};
+
+START_TEST(evict_round_ring_fails)
+{
+	const char *rules = ev_rounds[_i].rules;
+	const bool writes_fail = ev_rounds[_i].writes_fail;
+	uint64_t injected;
+	struct uffd_ctx_opts co = {
+		.size = sizeof(co), .delivery = LIBUFFD_DELIVER_THREAD,
+	};
+	struct uffd_region_opts ro = {
+		.size = sizeof(ro), .type = LIBUFFD_MEM_ANON,
+		.len = 2 * EV_LIMIT * page_size(),
+	};
+	const size_t high = EV_LIMIT - EV_BATCH, n = high + 1;
+	uint8_t *want = malloc(ps);
+	struct uffd_stats st;
+	struct uffd_ctx *cx;
+	struct uffd_region *r;
+	char spec[200];
+	uint8_t *base;
+	size_t p;
+	int i, ret;
+
+	ck_assert_ptr_nonnull(want);
+	/* a store file of its own, fresh=1 (evict's default) */
+	make_file();
+	snprintf(spec, sizeof(spec), "evict:limit=%zu,batch=%d,readahead=1,"
+		 "policy=fifo,store=file,direct=0,path=%s", EV_LIMIT * ps,
+		 EV_BATCH, file_path);
+	ro.pager = spec;
+	ck_assert_int_eq(uffd_ctx_create(&cx, &co), 0);
+	ret = uffd_region_create(cx, &ro, &r);
+	ck_assert_msg(ret == 0, "%s: %d %s", spec, ret, uffd_last_error());
+	base = uffd_region_addr(r);
+	ck_assert_int_eq(uffd_ctx_start(cx), 0);
+
+	/* up to the high watermark: no round yet */
+	for (p = 0; p < high; p++) {
+		base_page(BASE_FILE, p, want);
+		memcpy(base + p * ps, want, ps);
+	}
+	ck_assert_int_eq(uffd_region_stats(r, &st, sizeof(st)), 0);
+	ck_assert_uint_eq(st.pages_evicted, 0);
+	/* one more, the ring failing: the round starts */
+	ck_assert_int_eq(luffd_inject_set(rules), 0);
+	base_page(BASE_FILE, high, want);
+	memcpy(base + high * ps, want, ps);
+	for (i = 0; i < 300; i++) {
+		ck_assert_int_eq(uffd_region_stats(r, &st, sizeof(st)), 0);
+		if (st.pages_evicted &&
+		    st.pages_written_back + st.writeback_errors >=
+		    st.pages_evicted)
+			break;
+		usleep(100000);
+	}
+	printf("evict_round_ring_fails: %s: evicted %llu, written back %llu, "
+	       "writeback_errors %llu; %llu of %llu submits, %llu of %llu "
+	       "waits failed\n", rules, (unsigned long long)st.pages_evicted,
+	       (unsigned long long)st.pages_written_back,
+	       (unsigned long long)st.writeback_errors,
+	       (unsigned long long)luffd_inject_count(LUFFD_INJ_URING_SUBMIT),
+	       (unsigned long long)luffd_inject_calls(LUFFD_INJ_URING_SUBMIT),
+	       (unsigned long long)luffd_inject_count(LUFFD_INJ_URING_WAIT),
+	       (unsigned long long)luffd_inject_calls(LUFFD_INJ_URING_WAIT));
+	fflush(stdout);
+	injected = injected_total();
+	if (!luffd_inject_calls(LUFFD_INJ_URING_SUBMIT)) {
+		skip_case("evict_round_ring_fails", "no io_uring");
+		goto out;
+	}
+	ck_assert_msg(st.pages_evicted > 0, "no round ran");
+
+	/* every page holds what was written, resident or read back */
+	ck_assert_int_eq(luffd_inject_set(NULL), 0);
+	for (p = 0; p < n; p++) {
+		base_page(BASE_FILE, p, want);
+		ck_assert_msg(!memcmp(base + p * ps, want, ps),
+			      "page %zu lost: its first byte is %#x, %#x was "
+			      "written", p, base[p * ps], want[0]);
+	}
+	ck_assert_uint_gt(injected, 0);
+	if (writes_fail) {
+		/* no submit went through: nothing can have been written */
+		ck_assert_msg(st.pages_written_back == 0, "%llu pages "
+			      "counted written back while every submit "
+			      "failed",
+			      (unsigned long long)st.pages_written_back);
+		ck_assert_uint_eq(st.writeback_errors, st.pages_evicted);
+	} else {
+		ck_assert_uint_eq(st.writeback_errors, 0);
+		ck_assert_uint_eq(st.pages_written_back, st.pages_evicted);
+	}
+	/* and still after a flush, which writes the failed ones again */
+	ck_assert_int_eq(uffd_region_flush(r), 0);
+	for (p = 0; p < n; p++) {
+		base_page(BASE_FILE, p, want);
+		ck_assert_msg(!memcmp(base + p * ps, want, ps),
+			      "page %zu wrong after the flush", p);
+	}
+out:
+	uffd_ctx_destroy(cx);
+	free(want);
+}
+END_TEST
+
 /* ---- the rules themselves ---------------------------------------- */
 
 START_TEST(rules_parse_and_reproduce)
@@ -710,6 +966,12 @@ static Suite *inject_suite(void)
 	tcase_add_test(tc, every_mmap_fails);
 	tcase_add_test(tc, every_thread_fails);
 	tcase_add_test(tc, lives_leak_nothing);
+	tc = add_tcase(s, "uring", setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, store_submits_fail_sync_io);
+	tcase_add_test(tc, store_wait_fails_sync_io);
+	add_loop_test_if(tc, evict_round_ring_fails, 0,
+			 (int)ARRAY_SIZE(ev_rounds), LIBUFFD_FEATURE_MOVE, 0);
 	return s;
 }
 
