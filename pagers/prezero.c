@@ -52,6 +52,8 @@
 #include <libuffd.h>
 #include "inject.h"
 
+#define PZ_GUARD	((size_t)sysconf(_SC_PAGESIZE))
+
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE	23
 #endif
@@ -320,12 +322,19 @@ static int pool_setup(struct prezero *z)
 		return -ENOMEM;
 	z->pool_len = (size_t)z->nchunks * z->chunk;
 	/* must match the region's protection, or MOVE refuses */
-	z->pool = luffd_mmap(NULL, z->pool_len, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	/*
+	 * A guard page after it: two regions' pools mapped back to back,
+	 * with the same flags, would merge into one mapping, which tools
+	 * (and test-prezero) tell apart by size.
+	 */
+	z->pool = luffd_mmap(NULL, z->pool_len + PZ_GUARD,
+			     PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (z->pool == MAP_FAILED) {
 		z->pool = NULL;
 		return -errno;
 	}
+	mprotect(z->pool + z->pool_len, PZ_GUARD, PROT_NONE);
 	/*
 	 * MOVE takes only exclusive, small folios: no THP or mTHP to
 	 * split, and no copy-on-write sharing with a forked child.
@@ -459,7 +468,7 @@ static void prezero_fini(void *state)
 		return;
 	prezero_stop(z);
 	if (z->pool)
-		munmap(z->pool, z->pool_len);
+		munmap(z->pool, z->pool_len + PZ_GUARD);
 	free(z->ring);
 	free(z->done);
 	free(z);

@@ -908,6 +908,7 @@ static int run_round(struct round *rd, uint64_t *faults)
 	if (ret) {
 		fprintf(rd->out, "stress: %s: n/a: context: %s\n", name,
 			uffd_last_error());
+		fflush(rd->out);
 		return ret;
 	}
 	for (i = 0; i < NREG; i++) {
@@ -935,6 +936,7 @@ static int run_round(struct round *rd, uint64_t *faults)
 		if (ret) {
 			fprintf(rd->out, "stress: %s: n/a: %s: %d (%s)\n",
 				name, rd->spec, ret, uffd_last_error());
+			fflush(rd->out);
 			goto out;
 		}
 	}
@@ -1130,6 +1132,13 @@ int stress_run(const struct stress_opts *o, struct stress_totals *t)
 			if (!o->duration_ms || now_ms() - t0 >= o->duration_ms)
 				break;
 			k = 0;
+			/* long mode: where it stands, once a cycle */
+			fprintf(out, "# stress: %.0f s: %" PRIu64 " rounds, %"
+				PRIu64 " faults served, %" PRIu64 " mismatches, %"
+				PRIu64 " failures\n",
+				(double)(now_ms() - t0) / 1e3, t->rounds,
+				t->faults, t->mismatches, t->failures);
+			fflush(out);
 		}
 		if (na[k])
 			continue;
@@ -1137,6 +1146,7 @@ int stress_run(const struct stress_opts *o, struct stress_totals *t)
 		if (cfgs[k].mem == MEM_HUGETLB && huge_ok) {
 			fprintf(out, "stress: %s: n/a: no huge pages can be "
 				"reserved: %s\n", name, strerror(-huge_ok));
+			fflush(out);
 			t->unsupported++;
 			na[k] = true;
 			continue;
