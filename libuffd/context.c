@@ -933,7 +933,13 @@ void luffd_apply_remap(struct luffd_handler *h, const struct luffd_msg *lm)
 		};
 
 		apply_moves(ctx);
-		r = lm->hit[0];		/* NULL: destroyed since */
+		/*
+		 * Still a region of ours?  The message left the queue (where
+		 * destroy would have forgotten it) before the write lock was
+		 * ours, and a region may have been destroyed meanwhile.
+		 */
+		for (r = ctx->all; r && r != lm->hit[0]; r = r->next)
+			;
 		if (r) {
 			luffd_count(&r->ctr, LUFFD_CTR(events_remap), 1);
 			luffd_dispatch_event(r, &ev);

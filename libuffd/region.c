@@ -674,6 +674,10 @@ LUFFD_API void uffd_region_destroy(struct uffd_region *r)
 		unregister_locked(r);
 	luffd_table_remove(ctx, r);
 	luffd_inboxes_forget(ctx, r);
+	/* a move of it never applied (the settle gave up): not pending */
+	if (r->moves_pending)
+		__atomic_sub_fetch(&ctx->remaps_pending, r->moves_pending,
+				   __ATOMIC_SEQ_CST);
 	if (r->prev)
 		r->prev->next = r->next;
 	else if (ctx->all == r)
