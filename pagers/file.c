@@ -143,8 +143,9 @@
  * anonymous memory: the application threw the contents away.  On memfd
  * and hugetlb regions a DONTNEED keeps the pages (they are in the memfd)
  * and MADV_REMOVE punches them out, with the same event: there a page
- * already filled reads zeros after it (if it faults again at all), and
- * one never filled is still restored from the file when first touched.  A prefetch
+ * already filled, or being read, reads zeros after it (if it faults
+ * again at all), and one never filled is still restored from the file
+ * when first touched.  A prefetch
  * that was already copying such a page when the event arrived may still
  * land after the kernel zapped it: the kernel holds fills back only until
  * the event is read, and nothing tells a helper thread when the zap is
@@ -1665,12 +1666,17 @@ static void file_event(void *state, const struct uffd_event *ev)
 		/*
 		 * Shared memory keeps its pages through MADV_DONTNEED (they
 		 * are in the memfd) and loses them to MADV_REMOVE, and both
-		 * send REMOVE.  A page filled already faults again only if
-		 * it was punched out: zeros.  One never filled still faults
-		 * for its first time: the snapshot's, as if not discarded.
+		 * send REMOVE.  A page filled already (or being filled)
+		 * faults again only if it was punched out: zeros.  One never
+		 * filled still faults for its first time: the snapshot's, as
+		 * if not discarded.  So a page whose read was in flight reads
+		 * zeros even after a DONTNEED.
 		 */
 		for (uint64_t p = a; p < b; p++)
-			if (bit_test(fp->done, p)) {
+			/* claimed: being read, or filled a moment ago (the
+			 * done bit comes after the copy has woken its
+			 * thread), so perhaps written since */
+			if (bit_test(fp->done, p) || bit_test(fp->own, p)) {
 				bits_change(fp->removed, p, p + 1, true);
 				bits_change(fp->done, p, p + 1, false);
 			}

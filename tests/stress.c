@@ -615,9 +615,18 @@ static void chaos_discard(struct round *rd, struct sreg *s, uint64_t r,
 	rd->events[remove ? SE_REMOVE : SE_DONTNEED]++;
 	note(rd, remove ? SE_REMOVE : SE_DONTNEED, s,
 	     s->base + first * s->psize, NULL, n * s->psize);
-	/* a memfd's pages stay in its page cache after DONTNEED */
-	if (!remove && rd->cfg.mem != MEM_ANON)
+	/*
+	 * A memfd's pages stay in its page cache after DONTNEED.  But the
+	 * file pager cannot tell DONTNEED from MADV_REMOVE (one event):
+	 * a page never written whose read was in flight reads zeros.
+	 */
+	if (!remove && rd->cfg.mem != MEM_ANON) {
+		if (is_file(rd))
+			for (c = first * per; c < (first + n) * per; c++)
+				if (!s->ctr[c] && !s->zeroed[c])
+					s->zeroed[c] = ZEROED_OR_IMAGE;
 		return;
+	}
 	for (c = first * per; c < (first + n) * per; c++) {
 		/*
 		 * file pager, shared memory: a page never filled is still
