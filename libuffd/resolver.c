@@ -136,31 +136,31 @@ int luffd_absorb_events(struct uffd_resolver *res, unsigned int *tries)
 	return ret;
 }
 
+/* Give the thread that can read the event 20 us, a bounded number of times. */
+static int wait_reader(unsigned int *tries)
+{
+	struct timespec ts = { .tv_nsec = 20000 };
+
+	if (++*tries > EVENT_RETRIES)
+		return -EAGAIN;
+	nanosleep(&ts, NULL);
+	return 0;
+}
+
 static int absorb(struct uffd_resolver *res, unsigned int *tries)
 {
 	int n;
 
-	if (!res->h) {
-		/* a helper thread: the handler reads the event; wait for it */
-		struct timespec ts = { .tv_nsec = 20000 };
-
-		if (++*tries > EVENT_RETRIES)
-			return -EAGAIN;
-		nanosleep(&ts, NULL);
-		return 0;
-	}
+	/* a helper thread: the handler reads the event */
+	if (!res->h)
+		return wait_reader(tries);
 	n = luffd_read_msgs(res->h);
-
-	if (n < 0 && n != -ENOSPC && n != -EBUSY)
+	/* another fault's server holds the gate: it reads soon */
+	if (n == -EBUSY)
+		return wait_reader(tries);
+	if (n < 0 && n != -ENOSPC)
 		return n;
-	if (n == -EBUSY) {
-		/* another fault's server holds the gate: it reads soon */
-		struct timespec ts = { .tv_nsec = 20000 };
-
-		if (++*tries > EVENT_RETRIES)
-			return -EAGAIN;
-		nanosleep(&ts, NULL);
-	} else if (n <= 0) {
+	if (n <= 0) {
 		if (++*tries > EVENT_RETRIES)
 			return -EAGAIN;
 		sched_yield();
