@@ -684,22 +684,33 @@ static struct fp_slot *slot_of(struct file_pager *fp, uint64_t p)
 }
 
 /*
- * Fill what slot @s read, faulting page @pf first (FP_NONE: none of
- * its pages is waited for), and let its pages go.  Pages the
- * application threw away meanwhile (REMOVE) are left alone: they read
- * zeros now.  Returns fp_fill's verdict.
+ * Let go of the pages of window @s that the application threw away
+ * (REMOVE) while they were being read: they read zeros now, and a copy
+ * of the snapshot's data would bring back what it discarded.  Every
+ * fill of a window goes through here first.
  */
-static long slot_finish(struct file_pager *fp, struct uffd_resolver *res,
-			struct fp_slot *s, uint64_t pf, uint64_t wf)
+static void drop_removed(struct file_pager *fp, struct fp_slot *s)
 {
 	uint64_t i;
-	long ret;
 
 	for (i = 0; i < s->n; i++)
 		if (s->kind[i] != K_SKIP && bit_test(fp->removed, s->p0 + i)) {
 			bits_change(fp->own, s->p0 + i, s->p0 + i + 1, false);
 			s->kind[i] = K_SKIP;
 		}
+}
+
+/*
+ * Fill what slot @s read, faulting page @pf first (FP_NONE: none of
+ * its pages is waited for), and let its pages go, but for those
+ * discarded meanwhile (drop_removed).  Returns fp_fill's verdict.
+ */
+static long slot_finish(struct file_pager *fp, struct uffd_resolver *res,
+			struct fp_slot *s, uint64_t pf, uint64_t wf)
+{
+	long ret;
+
+	drop_removed(fp, s);
 	if (pf != FP_NONE && (pf < s->p0 || pf >= s->p0 + s->n))
 		pf = FP_NONE;
 	if (wf != FP_NONE && (wf < s->p0 || wf >= s->p0 + s->n))
@@ -730,6 +741,7 @@ static long slot_hold(struct file_pager *fp, struct uffd_resolver *res,
 	if (!fillable(k) || bit_test(fp->removed, s->marker))
 		return slot_finish(fp, res, s, FP_NONE, FP_NONE);
 	s->kind[m] = K_SKIP;
+	drop_removed(fp, s);
 	ret = fp_fill(fp, res, s->p0, s->n, s->kind, s->buf, FP_NONE,
 		      FP_NONE);
 	unclaim(fp, s->p0, s->n, s->kind);
@@ -1119,6 +1131,7 @@ static long pf_finish(struct file_pager *fp, struct fp_slot *chunks,
 
 	while (c->out)
 		take_back(fp, &fp->pio, 1, chunks, 2);
+	drop_removed(fp, c);
 	ret = fp_fill(fp, fp->pres, c->p0, c->n, c->kind, c->buf, FP_NONE,
 		      FP_NONE);
 	/* pages that failed stay for their faults to report */

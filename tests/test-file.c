@@ -449,6 +449,60 @@ START_TEST(memfd_dontneed_keeps)
 }
 END_TEST
 
+/*
+ * The windows read ahead of a stream are filled as they come back, all
+ * but their marker page.  Pages the application discarded while they
+ * were being read must stay discarded: such fills brought the
+ * snapshot's data back (found by tests/stress under TSan).  The image
+ * is dropped from the page cache first, so that reads are still out
+ * when the MADV_DONTNEED comes; it takes the odd pages only, so that
+ * the windows' first pages, their markers, stay.
+ */
+START_TEST(readahead_discarded)
+{
+	const uint64_t stream = 256, gone = 512;
+	static uint8_t zero[65536];
+	uint64_t len, s0, p, bad = 0;
+	struct uffd_region *r;
+	const uint8_t *base;
+	char big[300];
+	int fd;
+
+	ck_assert_uint_le(ps, sizeof(zero));
+	snprintf(big, sizeof(big), "%s/big", dir);
+	len = make_image(big, BIG_PAGES, 0);
+	r = make(big, "readahead=4,readahead_max=64", BIG_PAGES);
+	base = uffd_region_addr(r);
+	fd = open(big, O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	for (s0 = 0; s0 + stream + gone < BIG_PAGES / 2;
+	     s0 += stream + gone) {
+		ck_assert_int_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED),
+				 0);
+		for (p = s0; p < s0 + stream; p++)
+			check_page(base, p, len);
+		/* the windows ahead of the stream, while they are read */
+		for (p = s0 + stream + 1; p < s0 + stream + gone; p += 2)
+			ck_assert_int_eq(madvise((void *)(uintptr_t)
+						 (base + p * ps), ps,
+						 MADV_DONTNEED), 0);
+		/* faults elsewhere fill what came back */
+		check_page(base, BIG_PAGES - 1 - s0 / 64, len);
+		usleep(2000);
+		check_page(base, BIG_PAGES / 2 + s0 / 64, len);
+		for (p = s0 + stream; p < s0 + stream + gone; p++)
+			if (p & 1)
+				bad += memcmp(base + p * ps, zero, ps) != 0;
+			else
+				check_page(base, p, len);
+	}
+	close(fd);
+	ck_assert_msg(bad == 0, "%llu discarded pages read the snapshot's data",
+		      (unsigned long long)bad);
+	ck_assert_uint_eq(final_stats(r).pager_errors, 0);
+}
+END_TEST
+
 /* ------------------------------------------------------- exactly once */
 
 struct toucher {
@@ -942,6 +996,7 @@ static Suite *file_suite(void)
 	tcase_add_test(tc, write_zero_page);
 	tcase_add_test(tc, removed_reads_zero);
 	tcase_add_test(tc, memfd_dontneed_keeps);
+	tcase_add_test(tc, readahead_discarded);
 
 	tc = add_tcase(s, "once", setup, teardown);
 	tcase_add_loop_test(tc, exactly_once_racing, 0, ARRAY_SIZE(race_specs));
