@@ -41,6 +41,7 @@
 #endif
 #include <dirent.h>
 #include <errno.h>
+#include <execinfo.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -57,6 +58,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include <libuffd.h>
@@ -631,9 +633,11 @@ static void chaos_discard(struct round *rd, struct sreg *s, uint64_t r,
 		/*
 		 * file pager, shared memory: a page never filled is still
 		 * restored after MADV_REMOVE (file.c), and which were filled
-		 * (read ahead, prefetched) only the pager knows
+		 * (read ahead, prefetched) only the pager knows.  Punched
+		 * twice, never touched between, it still may be: either
+		 * stays right (a 6.1 VM found a huge page so restored).
 		 */
-		s->zeroed[c] = remove && !s->ctr[c] && !s->zeroed[c] &&
+		s->zeroed[c] = remove && !s->ctr[c] && s->zeroed[c] != 1 &&
 			       is_file(rd) ? ZEROED_OR_IMAGE : 1;
 		s->ctr[c] = 0;
 	}
@@ -860,16 +864,104 @@ static void final_check(struct round *rd)
 	}
 }
 
-/* Every thread's stack, by gdb where there is one: what hung, where. */
+static atomic_int bt_pending;
+
+/* SIGURG from dump_stacks(): this thread prints its own stack. */
+static void on_backtrace(int sig)
+{
+	void *pc[48];
+	char hdr[48];
+	int n = backtrace(pc, 48), len;
+
+	(void)sig;
+	len = snprintf(hdr, sizeof(hdr), "stress: user stack of %ld:\n",
+		       (long)syscall(SYS_gettid));
+	if (write(STDERR_FILENO, hdr, (size_t)len) < 0)
+		return;
+	backtrace_symbols_fd(pc, n, STDERR_FILENO);
+	atomic_store(&bt_pending, 0);
+}
+
+/* A line of /proc/self/task/TID/FILE, or "" */
+static void task_read(const char *tid, const char *file, char *buf,
+		      size_t len)
+{
+	char path[96];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%s/%s", tid, file);
+	buf[0] = 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = 0;
+}
+
+/*
+ * Every thread's stacks: what hung, and where.  First the kernel's
+ * (root only), which show a thread stuck in a system call, such as an
+ * mremap waiting for its UNMAP to be read.  Then the user's, each thread
+ * printing its own from a signal; a thread in uninterruptible sleep
+ * cannot take one and is left out, as are the library's threads, which
+ * block signals.  Last gdb's, where there is one, killed after 45 s: it
+ * waits for ever to stop a thread in uninterruptible sleep.
+ */
 static void dump_stacks(void)
 {
-	char cmd[160];
+	struct sigaction sa = { .sa_handler = on_backtrace };
+	char tids[64][16], stat[512], buf[4096];
+	unsigned int n = 0, i;
+	struct dirent *de;
+	DIR *d;
 
-	snprintf(cmd, sizeof(cmd), "command -v gdb >/dev/null && timeout 60 gdb -p %d "
-		 "-batch -ex 'thread apply all bt' 2>&1 | grep -v '^\\[New' "
-		 "1>&2", (int)getpid());
-	if (system(cmd))
-		fprintf(stderr, "stress: no stacks (gdb failed or is absent)\n");
+	d = opendir("/proc/self/task");
+	if (!d) {
+		fprintf(stderr, "stress: no stacks: /proc/self/task: %s\n",
+			strerror(errno));
+		return;
+	}
+	while ((de = readdir(d)) && n < 64)
+		if (de->d_name[0] != '.')
+			snprintf(tids[n++], sizeof(tids[0]), "%.15s",
+				 de->d_name);
+	closedir(d);
+	for (i = 0; i < n; i++) {
+		char *st;
+
+		task_read(tids[i], "stat", stat, sizeof(stat));
+		st = strrchr(stat, ')');
+		task_read(tids[i], "stack", buf, sizeof(buf));
+		fprintf(stderr, "stress: thread %s, state %c, kernel stack:\n%s",
+			tids[i], st && st[1] ? st[2] : '?', buf);
+	}
+	fflush(stderr);
+	backtrace((void *[1]){0}, 1);	/* loads libgcc before any signal */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGURG, &sa, NULL);
+	for (i = 0; i < n; i++) {
+		long tid = strtol(tids[i], NULL, 10);
+		char *st;
+		int w;
+
+		task_read(tids[i], "stat", stat, sizeof(stat));
+		st = strrchr(stat, ')');
+		if (tid == syscall(SYS_gettid) || !st || !st[1] || st[2] == 'D')
+			continue;
+		atomic_store(&bt_pending, 1);
+		if (syscall(SYS_tgkill, getpid(), tid, SIGURG))
+			continue;
+		for (w = 0; w < 200 && atomic_load(&bt_pending); w++)
+			sleep_us(1000);
+	}
+	snprintf(buf, sizeof(buf), "command -v gdb >/dev/null && "
+		 "timeout -s KILL 45 gdb -p %d -batch -ex 'thread apply all bt' "
+		 "2>&1 | grep -v '^\\[New' 1>&2", (int)getpid());
+	if (system(buf))
+		fprintf(stderr, "stress: no stacks from gdb (it failed, timed "
+			"out or is absent)\n");
 }
 
 static int join_or_hang(struct round *rd, pthread_t th, const char *what)
