@@ -485,6 +485,12 @@ static void ingest_remap(struct uffd_ctx *ctx, struct luffd_msg *lm)
 	__atomic_add_fetch(&r->moves_pending, 1, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&r->moving_to, m->arg.remap.to, __ATOMIC_RELEASE);
 	__atomic_add_fetch(&ctx->remaps_pending, 1, __ATOMIC_SEQ_CST);
+	/*
+	 * Followed from here on (luffd_base): counted now, so that the
+	 * count agrees with uffd_region_addr() once mremap has returned,
+	 * not when a busy handler gets round to the table.
+	 */
+	luffd_count(&r->ctr, LUFFD_CTR(events_remap), 1);
 }
 
 /*
@@ -940,10 +946,8 @@ void luffd_apply_remap(struct luffd_handler *h, const struct luffd_msg *lm)
 		 */
 		for (r = ctx->all; r && r != lm->hit[0]; r = r->next)
 			;
-		if (r) {
-			luffd_count(&r->ctr, LUFFD_CTR(events_remap), 1);
+		if (r)
 			luffd_dispatch_event(r, &ev);
-		}
 		goto out;
 	}
 	r = luffd_lookup(ctx, from);

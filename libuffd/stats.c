@@ -56,6 +56,8 @@ LUFFD_API int uffd_region_stats(const struct uffd_region *r,
 
 	if (!r)
 		return luffd_fail(-EINVAL, "uffd_region_stats: NULL region");
+	/* an event whose madvise or mremap returned is counted */
+	luffd_reads_settle(r->ctx);
 	luffd_counters_to_stats(&r->ctr, &tmp);
 	tmp.handler_cpu_ns = 0;
 	return copy_out(&tmp, st, size);
@@ -71,6 +73,7 @@ LUFFD_API int uffd_ctx_stats(const struct uffd_ctx *cctx,
 
 	if (!ctx)
 		return luffd_fail(-EINVAL, "uffd_ctx_stats: NULL context");
+	luffd_reads_settle(ctx);
 	pthread_rwlock_rdlock(&ctx->lock);
 	for (r = ctx->all; r; r = r->next)
 		luffd_counters_sum(&sum, &r->ctr);
