@@ -113,6 +113,15 @@ enum {
 #define PF_PROT		0x02	/* dirty, protected again by the hand */
 #define PF_ZAP		0x04	/* thrown away while filling or out */
 #define PF_WFAIL	0x08	/* its write-back failed: kept resident */
+/*
+ * A write of it is in flight (from took() to its settle()), whatever its
+ * state: a fault may have taken it back from its slot meanwhile.  It is
+ * not taken out again until then (two writes of one page in flight could
+ * land in either order, the older last), nor read from the store.
+ */
+#define PF_WIP		0x10
+/* thrown away while PF_WIP: the store forgets it once that write lands */
+#define PF_WZAP		0x20
 
 #define EV_NIL		UINT32_MAX
 #define EV_SYNC_SLOTS	LIBUFFD_MAX_HANDLERS	/* one per handler */
@@ -250,7 +259,7 @@ static int wp_page(struct evict *e, uint32_t p, bool protect)
 
 /*
  * The next victim, under lk: a settled page (clean or dirty) whose write
- * never failed.  Clock gives referenced pages a second chance.  EV_NIL
+ * never failed, and none of whose writes is in flight.  Clock gives referenced pages a second chance.  EV_NIL
  * when there is none.
  */
 static uint32_t pick_victim(struct evict *e)
@@ -260,7 +269,7 @@ static uint32_t pick_victim(struct evict *e)
 
 	if (!e->clock) {
 		for (p = e->next[head]; p != head; p = e->next[p])
-			if (!(e->fl[p] & PF_WFAIL))
+			if (!(e->fl[p] & (PF_WFAIL | PF_WIP)))
 				return p;
 		return EV_NIL;
 	}
@@ -273,7 +282,7 @@ static uint32_t pick_victim(struct evict *e)
 			continue;
 		}
 		e->hand = e->next[p];
-		if (e->fl[p] & PF_WFAIL)
+		if (e->fl[p] & (PF_WFAIL | PF_WIP))
 			continue;
 		if (!(e->fl[p] & PF_REF))
 			return p;
@@ -392,6 +401,7 @@ static void took(struct evict *e, struct wb *w, uint32_t p, uint32_t slot)
 	if (w->dirty) {
 		e->st[p] = PG_OUT;
 		e->fl[p] &= (uint8_t)~(PF_ZAP | PF_PROT);
+		e->fl[p] |= PF_WIP;
 		e->slot_page[slot] = p;
 	} else {
 		e->st[p] = PG_ABSENT;
@@ -583,8 +593,21 @@ static void settle(struct evict *e, struct wb *w, unsigned int n, bool keep)
 			count(e, LUFFD_CTR(writeback_errors), 1);
 		else
 			count(e, LUFFD_CTR(pages_written_back), 1);
-		if (e->st[p] != PG_OUT)
-			continue;	/* a fault copied it back: dirty */
+		e->fl[p] &= (uint8_t)~PF_WIP;
+		if (e->st[p] != PG_OUT) {
+			/*
+			 * A fault copied it back (dirty), and it may have
+			 * been thrown away since: then what this write put
+			 * in the store goes (a fault waits for that).
+			 */
+			if (e->fl[p] & PF_WZAP) {
+				pthread_mutex_lock(&e->slk);
+				uffd_store_discard(e->store, p, 1);
+				pthread_mutex_unlock(&e->slk);
+				e->fl[p] &= (uint8_t)~PF_WZAP;
+			}
+			continue;
+		}
 		if (e->fl[p] & PF_ZAP) {
 			pthread_mutex_lock(&e->slk);
 			uffd_store_discard(e->store, p, 1);
@@ -739,6 +762,24 @@ static void wait_filled(struct evict *e, uint32_t p)
 	luffd_gate_resume(uffd_region_ctx(e->region), gate);
 }
 
+/*
+ * A page whose write is in flight (PF_WIP) is not read from the store
+ * until that write has settled: the store may hold an older copy, or
+ * keep what the write brings after the page was thrown away (PF_WZAP).
+ * Under lk, dropped meanwhile; writes take microseconds to milliseconds.
+ */
+static void wait_written(struct evict *e, uint32_t p)
+{
+	unsigned int spins = 0;
+	int gate = 0;
+
+	if (e->fl[p] & PF_WIP)	/* its settle may need events read */
+		gate = luffd_gate_pause(uffd_region_ctx(e->region));
+	while ((e->fl[p] & PF_WIP) && ++spins < 10000000)
+		lk_yield(e);
+	luffd_gate_resume(uffd_region_ctx(e->region), gate);
+}
+
 static int wp_fault(struct evict *e, struct uffd_resolver *res, uint32_t p)
 {
 	uint64_t off = (uint64_t)p * e->ps;
@@ -794,9 +835,14 @@ static int fault_out(struct evict *e, struct uffd_resolver *res, uint32_t p)
 		ret = uffd_resolve_copy(res, off, slot_addr(e, slot), e->ps);
 	if (ret < 0)
 		return (int)ret;
-	/* dirty: the store may not get it (a failed write, a discard) */
+	/*
+	 * dirty: the store may not get it (a failed write, a discard).  Its
+	 * write is still in flight: thrown away before (PF_ZAP), the store
+	 * must forget that write once it lands.
+	 */
 	e->st[p] = PG_DIRTY;
-	e->fl[p] = PF_REF;
+	e->fl[p] = (uint8_t)(PF_REF | (e->fl[p] & (PF_WIP | PF_WZAP)) |
+			     (e->fl[p] & PF_ZAP ? PF_WZAP : 0));
 	e->resident++;
 	list_add(e, p);
 	return 0;
@@ -815,7 +861,8 @@ static uint64_t window(struct evict *e, uint32_t p, int *written)
 	want = e->ra_win;
 	if (e->resident + want > e->limit)
 		want = e->limit > e->resident ? e->limit - e->resident : 1;
-	while (n < want && p + n < e->npages && e->st[p + n] == PG_ABSENT)
+	while (n < want && p + n < e->npages && e->st[p + n] == PG_ABSENT &&
+	       !(e->fl[p + n] & PF_WIP))
 		n++;
 	ext = (uint64_t)uffd_store_extent(e->store, p, n, written);
 	if (ext >= 1 && ext < n)
@@ -882,6 +929,10 @@ again:
 		pthread_mutex_unlock(&e->lk);
 		return ret;
 	case PG_ABSENT:
+		if (e->fl[p] & PF_WIP) {
+			wait_written(e, p);
+			goto again;
+		}
 		break;
 	case PG_FILLING:
 		/* another handler fills it: wait, then the retry finds it */
@@ -893,8 +944,8 @@ again:
 		return uffd_resolve_wake(res, f->offset, e->ps);
 	}
 	make_room(e, 1);
-	if (e->st[p] != PG_ABSENT)	/* make_room dropped lk */
-		goto again;
+	if (e->st[p] != PG_ABSENT || (e->fl[p] & PF_WIP))
+		goto again;		/* make_room dropped lk */
 	n = window(e, p, &written);
 	b = e->buf_free ? (unsigned int)__builtin_ctz(e->buf_free) : 0;
 	if (written && !e->buf_free) {
@@ -981,7 +1032,8 @@ static void evict_event(void *state, const struct uffd_event *ev)
 			list_del(e, (uint32_t)p);
 			e->resident--;
 			e->st[p] = PG_ABSENT;
-			e->fl[p] = 0;
+			/* back from its slot, its write still in flight */
+			e->fl[p] = e->fl[p] & PF_WIP ? PF_WIP | PF_WZAP : 0;
 			/*
 			 * A fill may have landed after the kernel zapped
 			 * it: take it out (a hole when it did not).  Not
@@ -1024,6 +1076,8 @@ static int evict_flush(void *state)
 		lk_take(e);
 		for (; done < ndirty && n < e->batch; done++) {
 			p = dirty[done];
+			/* a fault's write of it first: then this one */
+			wait_written(e, p);
 			if (e->st[p] != PG_DIRTY)
 				continue;
 			if (move_out(e, p, n) < 0)
