@@ -44,8 +44,11 @@
  * events stay its own.  Dirty victims are written to the store from the
  * scratch slots, runs of neighbours in one I/O, then the slots are
  * dropped.  A fault on a page whose write is in flight copies it from
- * its slot.  A fault that finds the budget full takes one victim out
- * itself (a clean one costs a move; a dirty one a write) and no more.
+ * its slot; until that write has landed the page is not taken out
+ * again (two writes of it in flight could land older last) nor read
+ * from the store.  A fault that finds the budget full takes one victim
+ * out itself (a clean one costs a move; a dirty one a write) and no
+ * more.
  *
  * The scratch userfaultfd has UFFD_FEATURE_SIGBUS: nothing may ever wait
  * on it.  Needs UFFDIO_MOVE (6.8) and private anonymous memory (MOVE
