@@ -262,8 +262,8 @@ static int wp_page(struct evict *e, uint32_t p, bool protect)
 
 /*
  * The next victim, under lk: a settled page (clean or dirty) whose write
- * never failed, and none of whose writes is in flight.  Clock gives referenced pages a second chance.  EV_NIL
- * when there is none.
+ * never failed, and none of whose writes is in flight.  Clock gives
+ * referenced pages a second chance.  EV_NIL when there is none.
  */
 static uint32_t pick_victim(struct evict *e)
 {
@@ -742,10 +742,7 @@ static void *evictor_main(void *arg)
 
 /* ------------------------------------------------------------ faults */
 
-/*
- * A fill wakes its thread before it settles the page's state under lk:
- * wait for that (under lk, dropped meanwhile).  Fills take microseconds.
- */
+/* Let lk go a moment, for the thread a waiter waits for. */
 static void lk_yield(struct evict *e)
 {
 	pthread_mutex_unlock(&e->lk);
@@ -753,32 +750,29 @@ static void lk_yield(struct evict *e)
 	lk_take(e);
 }
 
-static void wait_filled(struct evict *e, uint32_t p)
+static bool page_busy(struct evict *e, uint32_t p, bool write)
 {
-	unsigned int spins = 0;
-	int gate = 0;
-
-	if (e->st[p] == PG_FILLING)	/* that fill may need events read */
-		gate = luffd_gate_pause(uffd_region_ctx(e->region));
-	while (e->st[p] == PG_FILLING && ++spins < 1000000)
-		lk_yield(e);
-	luffd_gate_resume(uffd_region_ctx(e->region), gate);
+	return write ? (e->fl[p] & PF_WIP) != 0 : e->st[p] == PG_FILLING;
 }
 
 /*
- * A page whose write is in flight (PF_WIP) is not read from the store
- * until that write has settled: the store may hold an older copy, or
- * keep what the write brings after the page was thrown away (PF_WZAP).
- * Under lk, dropped meanwhile; writes take microseconds to milliseconds.
+ * Wait while page @p is filling (a fill wakes its thread before it
+ * settles the page's state under lk), or (@write) while a write of it is in
+ * flight (PF_WIP): such a page is not read from the store until that
+ * write has settled, since the store may hold an older copy, or keep
+ * what the write brings after the page was thrown away (PF_WZAP).
+ * Under lk, dropped meanwhile, and the fill gate with it: that fill or
+ * settle may need events read.  Fills take microseconds, writes up to
+ * milliseconds.
  */
-static void wait_written(struct evict *e, uint32_t p)
+static void wait_page(struct evict *e, uint32_t p, bool write)
 {
-	unsigned int spins = 0;
+	unsigned int spins = 0, most = write ? 10000000 : 1000000;
 	int gate = 0;
 
-	if (e->fl[p] & PF_WIP)	/* its settle may need events read */
+	if (page_busy(e, p, write))
 		gate = luffd_gate_pause(uffd_region_ctx(e->region));
-	while ((e->fl[p] & PF_WIP) && ++spins < 10000000)
+	while (page_busy(e, p, write) && ++spins < most)
 		lk_yield(e);
 	luffd_gate_resume(uffd_region_ctx(e->region), gate);
 }
@@ -789,7 +783,7 @@ static int wp_fault(struct evict *e, struct uffd_resolver *res, uint32_t p)
 	long ret;
 
 	lk_take(e);
-	wait_filled(e, p);
+	wait_page(e, p, false);
 	if (e->st[p] != PG_CLEAN && e->st[p] != PG_DIRTY) {
 		/* moved out meanwhile: the retry is a missing fault */
 		pthread_mutex_unlock(&e->lk);
@@ -933,13 +927,13 @@ again:
 		return ret;
 	case PG_ABSENT:
 		if (e->fl[p] & PF_WIP) {
-			wait_written(e, p);
+			wait_page(e, p, true);
 			goto again;
 		}
 		break;
 	case PG_FILLING:
 		/* another handler fills it: wait, then the retry finds it */
-		wait_filled(e, p);
+		wait_page(e, p, false);
 	/* fall through */
 	default:
 		/* filled by a neighbour's fault, or an event is on its way */
@@ -1080,7 +1074,7 @@ static int evict_flush(void *state)
 		for (; done < ndirty && n < e->batch; done++) {
 			p = dirty[done];
 			/* a fault's write of it first: then this one */
-			wait_written(e, p);
+			wait_page(e, p, true);
 			if (e->st[p] != PG_DIRTY)
 				continue;
 			if (move_out(e, p, n) < 0)
