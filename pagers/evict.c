@@ -540,6 +540,16 @@ static void write_out(struct evict *e, bool round, struct wb *w,
 	}
 }
 
+/* Forget the store's copy of [p, end): they read as zeros again. */
+static void discard_run(struct evict *e, uint64_t p, uint64_t end)
+{
+	if (p >= end)
+		return;
+	pthread_mutex_lock(&e->slk);
+	uffd_store_discard(e->store, p, end - p);
+	pthread_mutex_unlock(&e->slk);
+}
+
 /* Copy slot @slot back to page @p; @protect: clean.  Under lk. */
 static int copy_back(struct evict *e, uint32_t p, uint32_t slot, bool protect)
 {
@@ -604,17 +614,13 @@ static void settle(struct evict *e, struct wb *w, unsigned int n, bool keep)
 			 * in the store goes (a fault waits for that).
 			 */
 			if (e->fl[p] & PF_WZAP) {
-				pthread_mutex_lock(&e->slk);
-				uffd_store_discard(e->store, p, 1);
-				pthread_mutex_unlock(&e->slk);
+				discard_run(e, p, p + 1);
 				e->fl[p] &= (uint8_t)~PF_WZAP;
 			}
 			continue;
 		}
 		if (e->fl[p] & PF_ZAP) {
-			pthread_mutex_lock(&e->slk);
-			uffd_store_discard(e->store, p, 1);
-			pthread_mutex_unlock(&e->slk);
+			discard_run(e, p, p + 1);
 			e->st[p] = PG_ABSENT;
 			e->fl[p] &= (uint8_t)~PF_ZAP;
 			continue;
@@ -993,16 +999,6 @@ again:
 }
 
 /* ------------------------------------------------------------ events */
-
-/* Forget the store's copy of [p, end): they read as zeros again. */
-static void discard_run(struct evict *e, uint64_t p, uint64_t end)
-{
-	if (p >= end)
-		return;
-	pthread_mutex_lock(&e->slk);
-	uffd_store_discard(e->store, p, end - p);
-	pthread_mutex_unlock(&e->slk);
-}
 
 static void evict_event(void *state, const struct uffd_event *ev)
 {
