@@ -112,63 +112,83 @@ int luffd_handover_parse(const void *buf, size_t len, uint64_t *features,
 	return 0;
 }
 
-LUFFD_API int uffd_handover_recv(int sock, int *uffd, uint64_t *features,
-				 struct uffd_handover_range *ranges,
-				 unsigned *n)
+ssize_t luffd_handover_recvmsg(int sock, void *buf, size_t cap, int *fds,
+			       int *nfds, struct ucred *cred, const char *who)
 {
-	unsigned char buf[WIRE_MAX + 1];
 	union {
 		struct cmsghdr	align;
-		char		buf[CMSG_SPACE(4 * sizeof(int))];
+		char	buf[CMSG_SPACE(LUFFD_HANDOVER_FDS * sizeof(int))];
 	} ctl;
-	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+	struct iovec iov = { .iov_base = buf, .iov_len = cap };
 	struct msghdr msg = { 0 };
 	struct cmsghdr *cm;
-	struct ucred cred;
-	socklen_t clen = sizeof(cred);
-	struct uffd_handover_range rg[LIBUFFD_HANDOVER_MAX];
-	uint64_t uf, ui, feat;
-	unsigned cnt;
-	int fds[4], nfds = 0, ret, i;
+	socklen_t clen = sizeof(*cred);
 	ssize_t got;
+	int ret, i;
 
-	if (sock < 0 || !uffd || !ranges || !n || *n == 0)
-		return luffd_fail(-EINVAL, "handover: bad arguments");
-	cnt = *n;
+	*nfds = 0;
 	msg.msg_iov = &iov;
 	msg.msg_iovlen = 1;
 	msg.msg_control = ctl.buf;
 	msg.msg_controllen = sizeof(ctl.buf);
 	got = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
 	if (got < 0)
-		return luffd_fail(-errno, "handover: recvmsg: %s",
+		return luffd_fail(-errno, "%s: recvmsg: %s", who,
 				  strerror(errno));
 	for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
 		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
 			continue;
-		for (i = 0; (size_t)i < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int) &&
-		     nfds < 4; i++)
-			memcpy(&fds[nfds++], CMSG_DATA(cm) + i * sizeof(int),
+		for (i = 0; (size_t)i < (cm->cmsg_len - CMSG_LEN(0)) /
+					sizeof(int) &&
+			    *nfds < LUFFD_HANDOVER_FDS; i++)
+			memcpy(&fds[(*nfds)++], CMSG_DATA(cm) + i * sizeof(int),
 			       sizeof(int));
 	}
 	if (got == 0) {
-		ret = luffd_fail(-ECONNRESET, "handover: peer closed");
+		ret = luffd_fail(-ECONNRESET, "%s: peer closed", who);
 		goto refuse;
 	}
-	if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0) {
-		ret = luffd_fail(-errno, "handover: SO_PEERCRED: %s",
+	if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, cred, &clen) < 0) {
+		ret = luffd_fail(-errno, "%s: SO_PEERCRED: %s", who,
 				 strerror(errno));
 		goto refuse;
 	}
-	if (cred.uid != getuid()) {
-		ret = luffd_fail(-EPERM, "handover: peer uid %u is not ours (%u)",
-				 (unsigned)cred.uid, (unsigned)getuid());
+	if (cred->uid != getuid()) {
+		ret = luffd_fail(-EPERM, "%s: peer uid %u is not ours (%u)",
+				 who, (unsigned)cred->uid, (unsigned)getuid());
 		goto refuse;
 	}
 	if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
-		ret = luffd_fail(-EPROTO, "handover: message truncated");
+		ret = luffd_fail(-EPROTO, "%s: message truncated", who);
 		goto refuse;
 	}
+	return got;
+refuse:
+	for (i = 0; i < *nfds; i++)
+		close(fds[i]);
+	*nfds = 0;
+	return ret;
+}
+
+LUFFD_API int uffd_handover_recv(int sock, int *uffd, uint64_t *features,
+				 struct uffd_handover_range *ranges,
+				 unsigned *n)
+{
+	unsigned char buf[WIRE_MAX + 1];
+	struct ucred cred;
+	struct uffd_handover_range rg[LIBUFFD_HANDOVER_MAX];
+	uint64_t uf, ui, feat;
+	unsigned cnt;
+	int fds[LUFFD_HANDOVER_FDS], nfds, ret, i;
+	ssize_t got;
+
+	if (sock < 0 || !uffd || !ranges || !n || *n == 0)
+		return luffd_fail(-EINVAL, "handover: bad arguments");
+	cnt = *n;
+	got = luffd_handover_recvmsg(sock, buf, sizeof(buf), fds, &nfds,
+				     &cred, "handover");
+	if (got < 0)
+		return (int)got;
 	ret = luffd_handover_parse(buf, (size_t)got, &feat, rg, &cnt);
 	if (ret < 0)
 		goto refuse;

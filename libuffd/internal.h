@@ -144,6 +144,31 @@ void luffd_args_free(struct uffd_args *a);
 int luffd_handover_parse(const void *buf, size_t len, uint64_t *features,
 			 struct uffd_handover_range *ranges, unsigned *n);
 
+/*
+ * Receive one message on @sock into @buf (@cap bytes) with at most
+ * LUFFD_HANDOVER_FDS descriptors (more are closed by the kernel and the
+ * message refused), from a peer of our uid.  Returns the length (> 0),
+ * the descriptors in fds[0..*nfds) and the peer's credentials; or
+ * -errno (-ECONNRESET: closed; -EPERM: another uid; -EPROTO: truncated)
+ * with the reason prefixed by @who, and every descriptor closed.
+ */
+#define LUFFD_HANDOVER_FDS	4
+struct ucred;
+ssize_t luffd_handover_recvmsg(int sock, void *buf, size_t cap, int *fds,
+			       int *nfds, struct ucred *cred, const char *who);
+
+/* ---- firecracker.c ---- */
+/*
+ * Check Firecracker's handshake (@len bytes of JSON at @buf) and turn it
+ * into ranges (file_offset: the region's offset in the memory file).
+ * Returns 0 with ranges[0..*n) (*n is the capacity on entry), or
+ * -EPROTO with the reason, leaving the outputs untouched; -EINVAL for
+ * NULL arguments or a capacity of 0.  uffd_handover_recv_firecracker
+ * runs it; so does the fuzz target tests/fuzz/fuzz-firecracker.c.
+ */
+int luffd_fc_parse(const void *buf, size_t len,
+		   struct uffd_handover_range *ranges, unsigned *n);
+
 /* ---- regions ---- */
 struct uffd_region {
 	struct uffd_ctx		*ctx;

@@ -795,6 +795,40 @@ int uffd_handover_send(int sock, int uffd, uint64_t features,
 int uffd_handover_recv(int sock, int *uffd, uint64_t *features,
 		       struct uffd_handover_range *ranges, unsigned *n);
 
+/*
+ * Since 0.3.  Receiver of Firecracker's handshake with an external page
+ * fault handler (snapshot load with mem_backend "Uffd"): one message on
+ * the connected stream socket @sock holding the JSON array
+ *   [{"base_host_virt_addr":N,"size":N,"offset":N,"page_size":N,
+ *     "page_size_kib":N},...]
+ * (older Firecrackers send page_size_kib only; both hold bytes, and must
+ * agree when both are sent) with the userfaultfd as SCM_RIGHTS.  The
+ * JSON is parsed strictly: exactly these keys, each once, unsigned
+ * integers, nothing after the array.  Each region must be whole pages of
+ * a power-of-two page size (the base page size to 1 GiB), in user
+ * address space, its offset the sum of the sizes before it (the memory
+ * file holds the regions back to back), and overlap no other.  The
+ * descriptor must be a userfaultfd already through UFFDIO_API, in thread
+ * delivery, with EVENT_REMOVE; the peer must have this process's uid.
+ * Firecracker closes its end after sending and never speaks again.
+ *
+ * On success *uffd is the descriptor (for uffd_ctx_adopt), ranges[0..*n)
+ * the regions (file_offset: the region's offset in the memory file; *n
+ * is the capacity on entry), and, when @pidfd is not NULL, *pidfd a
+ * pidfd of the peer (SO_PEERPIDFD on 6.5 and later; before, pidfd_open
+ * of its SO_PEERCRED pid): a handler that stops serving a live peer must
+ * kill it, or its vCPUs wait for ever on their next fault.
+ * Otherwise nothing is kept (received descriptors are closed) and the
+ * call returns -EPERM (another uid), -EPROTO (malformed JSON, sizes that
+ * do not add up, a userfaultfd not set up as Firecracker's), -EBADF (no
+ * descriptor, several, or not a userfaultfd), -ESRCH (the peer exited),
+ * -ECONNRESET (closed without a message), -EINVAL, or the errno of
+ * recvmsg or pidfd_open.  It blocks in recvmsg as @sock does.
+ */
+int uffd_handover_recv_firecracker(int sock, int *uffd,
+				   struct uffd_handover_range *ranges,
+				   unsigned *n, int *pidfd);
+
 /* ------------------------------------------------------------------ */
 /* Statistics                                                          */
 /* ------------------------------------------------------------------ */
