@@ -29,7 +29,8 @@ const char *mc_servers_binary(void);
 /*
  * Start @n servers of @mem_mb MiB each (-m), on free loopback ports,
  * with -M (a full server refuses sets rather than evict pages, which
- * would read back as zeros) and UDP off, and wait until each accepts a
+ * would read back as zeros), -R 1024 (a window's multi-get is not cut
+ * into events of 20 keys) and UDP off, and wait until each accepts a
  * connection.  Returns 0, or -errno with @why filled and none left
  * running (-ENOENT: no memcached binary).
  */

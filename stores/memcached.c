@@ -10,9 +10,17 @@
  * Page p is the key "NS:p" (p in lowercase hex), holding the page's
  * bytes and the flags word LIBUFFD_MC_FLAGS.  Which server holds a key
  * is libmemcached's consistent hashing (MEMCACHED_DISTRIBUTION_CONSISTENT
- * _KETAMA) over the servers listed; replicas=N keeps N more copies on
- * the N servers that follow it in the list, the layout of libmemcached's
- * MEMCACHED_BEHAVIOR_NUMBER_OF_REPLICAS.  A port may be left out (11211).
+ * _KETAMA) over the servers listed, of the name of its extent, "NS/e"
+ * for e = p / 16 (libmemcached's group keys, memcached_*_by_key, do the
+ * same): a pager's window of neighbours (16 pages by default) goes to
+ * one server, not to all, and a multi-get to one server costs about
+ * half one spread over three (16 keys on loopback here: 50 against 87
+ * us).  The extent is fixed, not an option: a reader that hashed with
+ * another would look for keys on the wrong servers, find them absent
+ * and read zeros.  replicas=N keeps N more
+ * copies on the N servers that follow in the list, the layout of
+ * libmemcached's MEMCACHED_BEHAVIOR_NUMBER_OF_REPLICAS.  A port may be
+ * left out (11211).
  *
  * Zero pages take no space: a page written all zeros deletes its key,
  * and an absent key reads as zeros.  So "absent" must be told from "the
@@ -79,6 +87,7 @@
 #define MC_KEY_MAX	(MC_NS_MAX + 20)
 #define MC_POOL_MAX	(1ull << 16)	/* pages */
 #define MC_PORT		11211
+#define MC_EXTENT	16		/* pages hashed as one: the layout */
 /* "uffd": the flags of every page this store writes */
 #define LIBUFFD_MC_FLAGS	0x75666664u
 
@@ -403,12 +412,15 @@ static bool page_is_zero(const char *page, size_t len)
 static void make_key(struct mc_store *ms, unsigned int j)
 {
 	struct mc_slot *s = &ms->slot[j];
-	int n;
+	char group[MC_KEY_MAX];
+	int n, g;
 
 	n = snprintf(ms->key[j], MC_KEY_MAX, "%s:%llx", ms->c.ns,
 		     (unsigned long long)s->page);
 	ms->klen[j] = (size_t)n;
-	s->home = memcached_generate_hash(ms->hash, ms->key[j], ms->klen[j]);
+	g = snprintf(group, sizeof(group), "%s/%llx", ms->c.ns,
+		     (unsigned long long)(s->page / MC_EXTENT));
+	s->home = memcached_generate_hash(ms->hash, group, (size_t)g);
 	if (s->home >= ms->c.nsrv)	/* cannot happen: one per server */
 		s->home = 0;
 	s->state = K_PENDING;

@@ -396,7 +396,10 @@ START_TEST(replica_survives_kill)
 }
 END_TEST
 
-/* Which server libmemcached's consistent hashing gives each page's key. */
+/*
+ * Which server libmemcached's consistent hashing gives each page's key:
+ * that of its extent's name, NS/e for e = p / 16 (stores/memcached.c).
+ */
 static unsigned int *homes(const char *ns, uint64_t pages)
 {
 	unsigned int *h = malloc(pages * sizeof(*h));
@@ -416,8 +419,8 @@ static unsigned int *homes(const char *ns, uint64_t pages)
 			 MEMCACHED_SUCCESS);
 	for (p = 0; p < pages; p++) {
 		char key[256];
-		int n = snprintf(key, sizeof(key), "%s:%llx", ns,
-				 (unsigned long long)p);
+		int n = snprintf(key, sizeof(key), "%s/%llx", ns,
+				 (unsigned long long)(p / 16));
 
 		h[p] = memcached_generate_hash(m, key, (size_t)n);
 	}
