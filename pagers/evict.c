@@ -255,6 +255,22 @@ static int wp_page(struct evict *e, uint32_t p, bool protect)
  * never failed.  Clock gives referenced pages a second chance.  EV_NIL
  * when there is none.
  */
+/*
+ * Whether a write of page @p is still out: it was taken out, faulted back
+ * in from its slot (fault_out) and is resident again.  Under lk.  Such a
+ * page may not go out again until that write settles: two writes of one
+ * page in flight through two handles land in either order, and the
+ * older one may overwrite the newer, or (memcached, whose failed set
+ * deletes the key) destroy it, after the newer one's settle let the page
+ * go as stored (found by stress, evict over a full memcached pool).
+ */
+static uint32_t slot_of(struct evict *e, uint32_t p);
+
+static bool writing(struct evict *e, uint32_t p)
+{
+	return slot_of(e, p) != EV_NIL;
+}
+
 static uint32_t pick_victim(struct evict *e)
 {
 	uint32_t head = (uint32_t)e->npages, p;
@@ -262,7 +278,7 @@ static uint32_t pick_victim(struct evict *e)
 
 	if (!e->clock) {
 		for (p = e->next[head]; p != head; p = e->next[p])
-			if (!(e->fl[p] & PF_WFAIL))
+			if (!(e->fl[p] & PF_WFAIL) && !writing(e, p))
 				return p;
 		return EV_NIL;
 	}
@@ -275,7 +291,7 @@ static uint32_t pick_victim(struct evict *e)
 			continue;
 		}
 		e->hand = e->next[p];
-		if (e->fl[p] & PF_WFAIL)
+		if ((e->fl[p] & PF_WFAIL) || writing(e, p))
 			continue;
 		if (!(e->fl[p] & PF_REF))
 			return p;
@@ -1026,7 +1042,10 @@ static int evict_flush(void *state)
 		lk_take(e);
 		for (; done < ndirty && n < e->batch; done++) {
 			p = dirty[done];
-			if (e->st[p] != PG_DIRTY)
+			/* a fault's own write of it first (pick_victim) */
+			for (i = 0; writing(e, p) && i < 1000000; i++)
+				lk_yield(e);
+			if (e->st[p] != PG_DIRTY || writing(e, p))
 				continue;
 			if (move_out(e, p, n) < 0)
 				continue;

@@ -17,7 +17,8 @@
  *    each once, counted by the library, never read as zeros, and every
  *    other page reads right;
  *  - far memory: the evict pager over the pool, a working set four times
- *    its budget, two threads, contents and Rss checked;
+ *    its budget, two threads, contents and Rss checked; and over a pool
+ *    that fills up, where refused writes keep pages resident, never lost;
  *  - a full server (-M) refuses sets: the write fails, never later reads
  *    as zeros; a server nobody listens on fails reads and writes;
  *  - uffd-snapshot push, the command; bad specs and read-only writes.
@@ -657,6 +658,73 @@ START_TEST(far_memory)
 }
 END_TEST
 
+/*
+ * Far memory over a pool that fills up: a 2 MiB server refuses sets, the
+ * evict pager keeps what it cannot write (over its budget, dirty), and
+ * no page may read back wrong.  A refused set also deletes the key in
+ * memcached: evict once let a page go out twice, its fault path's write
+ * landing first and its round's, refused, after, which deleted the page
+ * just written (5 wrong pages in 5 of 5 runs before).
+ */
+START_TEST(far_memory_full_pool)
+{
+	const size_t pages = 8192, ops = 60000;
+	struct uffd_region_opts o = {
+		.size = sizeof(o), .type = LIBUFFD_MEM_ANON,
+		.len = pages * page_size(),
+	};
+	uint32_t *ver = calloc(pages, sizeof(*ver));
+	uint64_t seed = 42, *base;
+	struct uffd_region *r;
+	struct uffd_stats st;
+	char spec[512];
+	size_t i, k;
+
+	ck_assert_ptr_nonnull(ver);
+	servers(1, 2);
+	snprintf(spec, sizeof(spec), "evict:limit=2M,batch=16,store=memcached,"
+		 "servers=%s,namespace=fullpool-%d", srv.list, (int)getpid());
+	o.pager = spec;
+	ck_assert_int_eq(uffd_ctx_create(&ctx, NULL), 0);
+	ck_assert_msg(uffd_region_create(ctx, &o, &r) == 0, "%s",
+		      uffd_last_error());
+	ck_assert_int_eq(uffd_ctx_start(ctx), 0);
+	base = uffd_region_addr(r);
+	for (i = 0; i < ops; i++) {
+		size_t pg;
+		uint64_t *p;
+
+		seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+		pg = (size_t)(seed >> 33) % pages;
+		p = base + pg * (page_size() / 8);
+		if ((seed >> 20) % 3 == 0) {
+			uint32_t v = ++ver[pg];
+
+			for (k = 0; k < page_size() / 8; k++)
+				p[k] = far_word(pg, v, k);
+			continue;
+		}
+		for (k = 0; k < page_size() / 8; k++)
+			ck_assert_msg(p[k] == far_word(pg, ver[pg], k),
+				      "op %zu: page %zu (version %u) word %zu "
+				      "is %#llx", i, pg, ver[pg], k,
+				      (unsigned long long)p[k]);
+	}
+	st = settled_stats(r);
+	/* the pool did refuse: the case tested the refusals */
+	ck_assert_uint_gt(st.writeback_errors, 0);
+	ck_assert_uint_gt(st.pages_written_back, 0);
+	fprintf(stderr, "full pool: %llu written back, %llu refused, %llu "
+		"read in, %lld items\n",
+		(unsigned long long)st.pages_written_back,
+		(unsigned long long)st.writeback_errors,
+		(unsigned long long)st.pages_read_in, items());
+	uffd_ctx_destroy(ctx);
+	ctx = NULL;
+	free(ver);
+}
+END_TEST
+
 /* ---- failures ------------------------------------------------------ */
 
 /* A server out of memory (-M): sets refused, reported, never zeros. */
@@ -844,6 +912,11 @@ static Suite *mc_suite(void)
 	tc = add_tcase(s, "far", servers_setup, servers_teardown);
 	tcase_set_timeout(tc, 600);
 	add_test_if(tc, far_memory, LIBUFFD_FEATURE_MOVE |
+		    LIBUFFD_FEATURE_PAGEFAULT_FLAG_WP, 0);
+
+	tc = add_tcase(s, "full", NULL, servers_teardown);
+	tcase_set_timeout(tc, 300);
+	add_test_if(tc, far_memory_full_pool, LIBUFFD_FEATURE_MOVE |
 		    LIBUFFD_FEATURE_PAGEFAULT_FLAG_WP, 0);
 
 	tc = add_tcase(s, "errors", NULL, servers_teardown);
