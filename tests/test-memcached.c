@@ -286,6 +286,24 @@ static int restore_child(const char *spec, uint64_t pages, uint64_t seed,
 	return 0;
 }
 
+/* In a test: ctx with @handlers handler threads, serving @pages of @spec. */
+static struct uffd_region *served(const char *spec, size_t pages,
+				  unsigned int handlers)
+{
+	struct uffd_ctx_opts co = { .size = sizeof(co), .handlers = handlers };
+	struct uffd_region_opts o = {
+		.size = sizeof(o), .type = LIBUFFD_MEM_ANON,
+		.len = pages * page_size(), .pager = spec,
+	};
+	struct uffd_region *r;
+
+	ck_assert_int_eq(uffd_ctx_create(&ctx, &co), 0);
+	ck_assert_msg(uffd_region_create(ctx, &o, &r) == 0, "%s: %s", spec,
+		      uffd_last_error());
+	ck_assert_int_eq(uffd_ctx_start(ctx), 0);
+	return r;
+}
+
 static int wait_child(pid_t pid)
 {
 	int status;
@@ -432,10 +450,6 @@ static unsigned int *homes(const char *ns, uint64_t pages)
 START_TEST(lost_server_sigbus)
 {
 	const uint64_t pages = 2048;
-	struct uffd_region_opts o = {
-		.size = sizeof(o), .type = LIBUFFD_MEM_ANON,
-		.len = pages * page_size(),
-	};
 	struct uffd_region *r;
 	struct uffd_stats st;
 	char spec[1024], ns[64];
@@ -458,11 +472,7 @@ START_TEST(lost_server_sigbus)
 	mc_servers_kill(&srv, 1);
 
 	sigbus_catcher_install();
-	o.pager = spec;
-	ck_assert_int_eq(uffd_ctx_create(&ctx, NULL), 0);
-	ck_assert_msg(uffd_region_create(ctx, &o, &r) == 0, "%s",
-		      uffd_last_error());
-	ck_assert_int_eq(uffd_ctx_start(ctx), 0);
+	r = served(spec, pages, 1);
 	base = uffd_region_addr(r);
 	for (p = 0; p < pages; p++) {
 		char *pg = base + p * page_size();
@@ -577,11 +587,6 @@ static void *far_main(void *arg)
 
 START_TEST(far_memory)
 {
-	struct uffd_ctx_opts co = { .size = sizeof(co), .handlers = 2 };
-	struct uffd_region_opts o = {
-		.size = sizeof(o), .type = LIBUFFD_MEM_ANON,
-		.len = FAR_PAGES * page_size(),
-	};
 	struct far_worker w[2];
 	pthread_barrier_t pause;
 	pthread_t t[2];
@@ -596,11 +601,7 @@ START_TEST(far_memory)
 	snprintf(more, sizeof(more), "limit=%zu", FAR_BUDGET * page_size());
 	snprintf(spec, sizeof(spec), "evict:%s,store=memcached,servers=%s,"
 		 "namespace=far-%d", more, srv.list, (int)getpid());
-	o.pager = spec;
-	ck_assert_int_eq(uffd_ctx_create(&ctx, &co), 0);
-	ck_assert_msg(uffd_region_create(ctx, &o, &r) == 0, "%s: %s", spec,
-		      uffd_last_error());
-	ck_assert_int_eq(uffd_ctx_start(ctx), 0);
+	r = served(spec, FAR_PAGES, 2);
 	ck_assert_int_eq(pthread_barrier_init(&pause, NULL, 2), 0);
 	for (i = 0; i < 2; i++) {
 		memset(&w[i], 0, sizeof(w[i]));
@@ -669,10 +670,6 @@ END_TEST
 START_TEST(far_memory_full_pool)
 {
 	const size_t pages = 8192, ops = 60000;
-	struct uffd_region_opts o = {
-		.size = sizeof(o), .type = LIBUFFD_MEM_ANON,
-		.len = pages * page_size(),
-	};
 	uint32_t *ver = calloc(pages, sizeof(*ver));
 	uint64_t seed = 42, *base;
 	struct uffd_region *r;
@@ -684,11 +681,7 @@ START_TEST(far_memory_full_pool)
 	servers(1, 2);
 	snprintf(spec, sizeof(spec), "evict:limit=2M,batch=16,store=memcached,"
 		 "servers=%s,namespace=fullpool-%d", srv.list, (int)getpid());
-	o.pager = spec;
-	ck_assert_int_eq(uffd_ctx_create(&ctx, NULL), 0);
-	ck_assert_msg(uffd_region_create(ctx, &o, &r) == 0, "%s",
-		      uffd_last_error());
-	ck_assert_int_eq(uffd_ctx_start(ctx), 0);
+	r = served(spec, pages, 1);
 	base = uffd_region_addr(r);
 	for (i = 0; i < ops; i++) {
 		size_t pg;
