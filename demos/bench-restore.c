@@ -28,6 +28,19 @@
  * contexts are started before the application thread pins itself, so it
  * does not inherit the pin.
  *
+ * --store memcached[:servers=H:P;H:P...] adds a memcached pool: the
+ * image is pushed to it once (uffd-snapshot push's code), and the rows
+ * become the file pager from the local file and the memcached pager
+ * from the pool, each with its default read-ahead and with none
+ * (readahead=1,readahead_max=1), beside the kernel's mmap of the file.
+ * Without servers= the bench starts three of its own on loopback ports
+ * (mc-servers.c).  The pool's rows ignore the page cache (what "cold"
+ * drops is the file's); "req/pg" is the store requests per page the
+ * pager sent (store_ios), for the pool one multi-get round trip each.
+ * A line per table then says how the pool did against the issue's
+ * targets: random within 2x of the file, sequential with read-ahead
+ * within 1.2x.
+ *
  * Self-contained (its own options and output), so that uffd-bench can
  * call bench_restore() as its "restore" experiment and snapshot-restore
  * as its "bench" subcommand.
@@ -50,6 +63,8 @@
 #include <libuffd.h>
 
 #include "bench-restore.h"
+#include "mc-servers.h"
+#include "snapshot-push.h"
 
 /* ------------------------------------------------------- the image */
 
@@ -208,16 +223,26 @@ int restore_drop_cache(const char *path, char *why, size_t len)
 struct strat {
 	const char	*name;
 	const char	*args;		/* after "file:path=IMAGE," */
+	bool		pool;		/* memcached pager: after its servers */
 };
 
 static const struct strat default_strats[] = {
 	/* the baseline, first: Firecracker's example handler, a page a fault */
-	{ "mmap", "engine=mmap,readahead=1,readahead_max=1" },
-	{ "pread", "engine=pread" },		/* streams, one pread a run */
-	{ "uring", "engine=uring" },		/* the pager's defaults */
-	{ "uring+direct", "engine=uring,direct=1" },
-	{ "uring+prefetch", "engine=uring,prefetch=1" },
-	{ "uring+prefetch+gap8", "engine=uring,prefetch=1,hole_gap=8" },
+	{ "mmap", "engine=mmap,readahead=1,readahead_max=1", false },
+	{ "pread", "engine=pread", false },		/* streams, one pread a run */
+	{ "uring", "engine=uring", false },		/* the pager's defaults */
+	{ "uring+direct", "engine=uring,direct=1", false },
+	{ "uring+prefetch", "engine=uring,prefetch=1", false },
+	{ "uring+prefetch+gap8", "engine=uring,prefetch=1,hole_gap=8",
+	  false },
+};
+
+/* --store memcached: the file pager and the pool, read-ahead on and off */
+static const struct strat pool_strats[] = {
+	{ "file", "engine=uring", false },
+	{ "file-ra1", "engine=uring,readahead=1,readahead_max=1", false },
+	{ "pool", "", true },
+	{ "pool-ra1", "readahead=1,readahead_max=1", true },
 };
 
 #define MAX_STRATS	24
@@ -250,6 +275,7 @@ struct sample {
 	uint64_t	helper_ns;
 	uint64_t	minflt, majflt;	/* the process's, timed part */
 	uint64_t	rss_kib;	/* of the restored range, after it */
+	uint64_t	reqs;		/* store requests (store_ios) */
 };
 
 static struct {
@@ -268,6 +294,9 @@ static struct {
 	bool		caches[2];	/* cold, warm */
 	unsigned int	threads[MAX_TLIST];
 	unsigned int	nthreads;
+	const char	*store;		/* --store memcached[:...] */
+	char		pool[2048];	/* "memcached:servers=...,namespace=..." */
+	struct mc_servers own;		/* servers started for the run */
 } o;
 
 static size_t nrows(void)
@@ -597,7 +626,7 @@ static char *kernel_map(bool populate)
 }
 
 /* The file pager's restore: a context, a region, its handler running. */
-static char *pager_map(const char *args, struct uffd_ctx **ctx,
+static char *pager_map(const char *args, bool pool, struct uffd_ctx **ctx,
 		       struct uffd_region **r)
 {
 	struct uffd_ctx_opts co = {
@@ -608,10 +637,14 @@ static char *pager_map(const char *args, struct uffd_ctx **ctx,
 	struct uffd_region_opts ro = {
 		.size = sizeof(ro), .type = LIBUFFD_MEM_ANON, .len = o.size,
 	};
-	char spec[1024];
+	char spec[3072];
 	int ret;
 
-	snprintf(spec, sizeof(spec), "file:path=%s,%s", o.file, args);
+	if (pool)
+		snprintf(spec, sizeof(spec), "%s%s%s", o.pool, *args ? "," : "",
+			 args);
+	else
+		snprintf(spec, sizeof(spec), "file:path=%s,%s", o.file, args);
 	ro.pager = spec;
 	ret = uffd_ctx_create(ctx, &co);
 	if (!ret)
@@ -670,7 +703,8 @@ static int run_one(size_t k, const struct cell *c, const uint32_t *order,
 	if (k < R_PAGERS)
 		base = kernel_map(k == R_POPULATE);
 	else
-		base = pager_map(o.strats[k - R_PAGERS].args, &ctx, &r);
+		base = pager_map(o.strats[k - R_PAGERS].args,
+				 o.strats[k - R_PAGERS].pool, &ctx, &r);
 	restore_pin_self(member_cpu(0));
 	out->bad = team_run(&team, base);
 	t1 = restore_now_ns();
@@ -698,6 +732,7 @@ static int run_one(size_t k, const struct cell *c, const uint32_t *order,
 		out->poisoned = st.poisoned;
 		out->eexist = st.eexist;
 		out->helper_ns = st.helper_cpu_ns;
+		out->reqs = st.store_ios;
 	}
 	out->valid = true;
 	out->ms = (double)(t1 - t0) / 1e6;
@@ -728,7 +763,7 @@ static double med(double *v, size_t n)
 
 enum field {
 	F_MS, F_P50, F_P99, F_FAULTS, F_COPY, F_ZERO, F_EEXIST, F_HELPER,
-	F_MINFLT, F_MAJFLT, F_RSS,
+	F_MINFLT, F_MAJFLT, F_RSS, F_REQS,
 };
 
 static double field_of(const struct sample *a, enum field f)
@@ -745,6 +780,7 @@ static double field_of(const struct sample *a, enum field f)
 	case F_MINFLT: return (double)a->minflt;
 	case F_MAJFLT: return (double)a->majflt;
 	case F_RSS: return (double)a->rss_kib;
+	case F_REQS: return (double)a->reqs;
 	}
 	return NAN;
 }
@@ -807,7 +843,8 @@ static void report_json(const struct sample *s, int ci, size_t k)
 	       "\"strategy\":\"%s%s\",\"label\":\"%s\",\"touch\":\"%s\","
 	       "\"threads\":%u,\"cache\":\"%s\",\"size_bytes\":%llu,"
 	       "\"pages\":%llu,\"reps\":%u", cell_workload(&c),
-	       pager ? "file:" : "",
+	       !pager ? "" : o.strats[k - R_PAGERS].pool ? "memcached:" :
+	       "file:",
 	       pager ? o.strats[k - R_PAGERS].args : row_name(k, c.touch),
 	       row_name(k, c.touch), c.touch ? "rw" : "read",
 	       o.threads[c.ti], cell_cache(&c), (unsigned long long)o.size,
@@ -833,6 +870,9 @@ static void report_json(const struct sample *s, int ci, size_t k)
 	json_num("helper_cpu_ns", stat_of(s, ci, k, SIZE_MAX, F_HELPER), 0);
 	json_num("helper_cpu_ms",
 		 stat_of(s, ci, k, SIZE_MAX, F_HELPER) / 1e6, 1);
+	json_num("store_ios_per_page",
+		 pager ? stat_of(s, ci, k, SIZE_MAX, F_REQS) / (double)pages :
+		 none, 4);
 	printf(",\"pin\":\"%s\"}\n", o.pin);
 }
 
@@ -840,24 +880,75 @@ static void report_row(const struct sample *s, int ci, size_t k)
 {
 	const struct cell c = cell_at(ci);
 	double ms = stat_of(s, ci, k, SIZE_MAX, F_MS);
+	double pages = (double)(o.size / RESTORE_PAGE);
 
 	printf("%-21s %9.1f %7.3f %7.3f", row_name(k, c.touch), ms,
 	       stat_of(s, ci, k, R_PAGERS, F_MS),
 	       stat_of(s, ci, k, R_MMAP, F_MS));
 	if (k < R_PAGERS) {
 		/* no fault of the kernel's reaches a histogram */
-		printf(" %6s %6s %6s %6s %9s %9s %8s\n", "-", "-", "-", "-",
-		       "-", "-", "-");
+		printf(" %6s %6s %6s %6s %9s %9s %8s %7.0f %7s\n", "-", "-",
+		       "-", "-", "-", "-", "-", ms * 1e6 / pages, "-");
 		return;
 	}
-	printf(" %6.0f %6.0f %6.2f %6.2f %9.0f %9.0f %8.0f\n",
+	printf(" %6.0f %6.0f %6.2f %6.2f %9.0f %9.0f %8.0f %7.0f %7.4f\n",
 	       stat_of(s, ci, k, SIZE_MAX, F_P50),
 	       stat_of(s, ci, k, SIZE_MAX, F_P99),
 	       stat_of(s, ci, k, R_PAGERS, F_P50),
 	       stat_of(s, ci, k, R_PAGERS, F_P99),
 	       stat_of(s, ci, k, SIZE_MAX, F_FAULTS),
 	       stat_of(s, ci, k, SIZE_MAX, F_COPY),
-	       stat_of(s, ci, k, SIZE_MAX, F_ZERO));
+	       stat_of(s, ci, k, SIZE_MAX, F_ZERO), ms * 1e6 / pages,
+	       stat_of(s, ci, k, SIZE_MAX, F_REQS) / pages);
+}
+
+/*
+ * --store memcached: the targets of issue 15, in every table measured:
+ * a random restore from the pool within 2x of the same from the file
+ * (read-ahead on against on, off against off), a sequential one with
+ * read-ahead within 1.2x.  Medians of per-rep ratios.
+ */
+static void report_pool_targets(const struct sample *s)
+{
+	static const struct {
+		const char	*pool, *file;
+	} pairs[] = { { "pool", "file" }, { "pool-ra1", "file-ra1" } };
+	unsigned int i;
+	int ci;
+
+	printf("\n# targets (issue 15), x the file pager from the local "
+	       "file, same table, same read-ahead: random within 2x, "
+	       "sequential with read-ahead within 1.2x\n");
+	for (ci = 0; ci < NCELLS; ci++) {
+		const struct cell c = cell_at(ci);
+
+		if (!cell_on(&c) || c.touch)
+			continue;
+		printf("# %-5s %-9s %u thread%s:", c.cache ? "warm" : "cold",
+		       cell_workload(&c), o.threads[c.ti],
+		       o.threads[c.ti] > 1 ? "s" : " ");
+		for (i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+			size_t kp = strat_find(pairs[i].pool);
+			size_t kf = strat_find(pairs[i].file);
+			double x, want;
+			bool ra = i == 0;
+
+			if (kp == SIZE_MAX || kf == SIZE_MAX)
+				continue;
+			x = stat_of(s, ci, kp, kf, F_MS);
+			if (c.ord)
+				want = 2.0;
+			else if (ra)
+				want = 1.2;
+			else
+				want = 0;	/* no target: shown only */
+			printf("  %s %.2fx", pairs[i].pool, x);
+			if (want > 0)
+				printf(" %s (by %+.0f%%)", x <= want ? "MET" :
+				       "MISSED", (x / want - 1) * 100);
+		}
+		printf("\n");
+	}
 }
 
 /*
@@ -948,6 +1039,9 @@ static void report(const struct sample *s)
 		printf("# kernel-mmap: mmap(MAP_PRIVATE) of the image, faulted "
 		       "by the touch; kernel-populate: the same with "
 		       "MAP_POPULATE, timed with the mmap\n");
+		if (o.store)
+			printf("# pool: %s (the image pushed once, before the "
+			       "runs); pool rows read no file\n", o.pool);
 		printf("# ratio: against \"%s\" (the first strategy); x mmap: "
 		       "against kernel-mmap of the same table (-rw for "
 		       "read-then-write); medians of per-rep ratios, lower is "
@@ -969,13 +1063,16 @@ static void report(const struct sample *s)
 			       c.cache ? "warm" : "cold", o.threads[c.ti],
 			       o.threads[c.ti] > 1 ? "s" : "");
 		}
-		printf("\n%-21s %9s %7s %7s %6s %6s %6s %6s %9s %9s %8s\n",
-		       cell_workload(&c), "ms", "ratio", "x mmap", "p50us",
-		       "p99us", "p50r", "p99r", "faults", "copied", "zeroed");
+		printf("\n%-21s %9s %7s %7s %6s %6s %6s %6s %9s %9s %8s %7s "
+		       "%7s\n", cell_workload(&c), "ms", "ratio", "x mmap",
+		       "p50us", "p99us", "p50r", "p99r", "faults", "copied",
+		       "zeroed", "ns/pg", "req/pg");
 		for (k = 0; k < nrows(); k++)
 			report_row(s, ci, k);
 	}
-	if (!o.json)
+	if (!o.json && o.store)
+		report_pool_targets(s);
+	else if (!o.json)
 		report_targets(s);
 }
 
@@ -1044,6 +1141,52 @@ static int run_all(struct sample *s, const uint32_t *order, bool tty)
 	return 0;
 }
 
+/* ------------------------------------------------------- the pool */
+
+/*
+ * --store memcached[:...]: servers (given, or three of our own, each
+ * with room for its share of the image), a namespace of this run's, and
+ * the image pushed.  0, or -1 with a message.
+ */
+static int pool_setup(void)
+{
+	const char *args = o.store[9] ? o.store + 10 : "";
+	struct push_result r;
+	char why[512];
+	size_t n;
+
+	if (!strstr(args, "servers=")) {
+		unsigned int mb = (unsigned int)(o.size >> 20) * 2 / 3 + 256;
+
+		if (mc_servers_start(&o.own, 3, mb, why, sizeof(why))) {
+			fprintf(stderr, "restore: memcached: %s\n", why);
+			return -1;
+		}
+	}
+	n = (size_t)snprintf(o.pool, sizeof(o.pool), "memcached:%s%s%s%s",
+			     args, *args && o.own.n ? "," : "",
+			     o.own.n ? "servers=" : "",
+			     o.own.n ? o.own.list : "");
+	if (!strstr(args, "namespace=") && n < sizeof(o.pool))
+		n += (size_t)snprintf(o.pool + n, sizeof(o.pool) - n,
+				      ",namespace=bench-restore-%d",
+				      (int)getpid());
+	if (n >= sizeof(o.pool)) {
+		fprintf(stderr, "restore: --store: too long\n");
+		return -1;
+	}
+	fprintf(stderr, "restore: pushing %s to %s\n", o.file, o.pool);
+	if (snapshot_push_file(o.pool, o.file, 0, &r, why, sizeof(why))) {
+		fprintf(stderr, "restore: push: %s\n", why);
+		return -1;
+	}
+	fprintf(stderr, "restore: pushed %llu pages: %llu stored, %llu zero "
+		"(not stored), %.0f ms\n", (unsigned long long)r.pages,
+		(unsigned long long)r.stored, (unsigned long long)r.zero,
+		(double)r.ns / 1e6);
+	return 0;
+}
+
 /* ------------------------------------------------------- command */
 
 static void usage(FILE *f, const char *prog)
@@ -1070,6 +1213,11 @@ static void usage(FILE *f, const char *prog)
 "  --pin P         same (app and handler on CPU 0; default), split\n"
 "                  (app CPU 0, handler CPU 1) or none; app thread i on\n"
 "                  the i-th CPU from the app's\n"
+"  --store S       memcached[:servers=H:P;H:P...]: also restore from a\n"
+"                  pool (the image pushed to it first; without servers=,\n"
+"                  three servers of its own): rows file, file-ra1, pool,\n"
+"                  pool-ra1 (ra1: no read-ahead); --strategy N=pool:ARGS\n"
+"                  adds a memcached pager row\n"
 "  --verify-all    check every byte in every run (default: first rep)\n"
 "  --json          one JSON object per row\n"
 "A page that reads wrong stops the bench (exit 1) before any table.\n", prog);
@@ -1146,6 +1294,7 @@ int bench_restore(int argc, char **argv)
 		{ "warm", no_argument, NULL, 'w' },
 		{ "verify-all", no_argument, NULL, 'V' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "store", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1222,13 +1371,17 @@ int bench_restore(int argc, char **argv)
 			}
 			*eq = '\0';
 			o.strats[o.nstrats].name = optarg;
-			o.strats[o.nstrats++].args = eq + 1;
+			o.strats[o.nstrats].pool = !strncmp(eq + 1, "pool:", 5);
+			o.strats[o.nstrats].args = eq + 1 +
+				(o.strats[o.nstrats].pool ? 5 : 0);
+			o.nstrats++;
 			break;
 		}
 		case 'p': o.pin = optarg; break;
 		case 'w': o.caches[0] = false; o.caches[1] = true; break;
 		case 'V': o.verify_all = true; break;
 		case 'j': o.json = true; break;
+		case 'M': o.store = optarg; break;
 		case 'h': usage(stdout, argv[0]); return 0;
 		default: usage(stderr, argv[0]); return 2;
 		}
@@ -1236,6 +1389,18 @@ int bench_restore(int argc, char **argv)
 	if (optind != argc) {
 		usage(stderr, argv[0]);
 		return 2;
+	}
+	if (o.store && strcmp(o.store, "memcached") &&
+	    strncmp(o.store, "memcached:", 10)) {
+		fprintf(stderr, "--store: memcached[:servers=H:P;H:P...]\n");
+		return 2;
+	}
+	for (c = 0; c < (int)o.nstrats; c++) {
+		if (o.strats[c].pool && !o.store) {
+			fprintf(stderr, "--strategy %s=pool:...: needs "
+				"--store memcached\n", o.strats[c].name);
+			return 2;
+		}
 	}
 	if (!strcmp(o.pin, "same")) {
 		o.app_cpu = 0;
@@ -1252,7 +1417,10 @@ int bench_restore(int argc, char **argv)
 	}
 	ncpus = sysconf(_SC_NPROCESSORS_ONLN);
 	o.ncpus = ncpus > 0 ? (int)ncpus : 1;
-	if (!o.nstrats) {
+	if (!o.nstrats && o.store) {
+		memcpy(o.strats, pool_strats, sizeof(pool_strats));
+		o.nstrats = sizeof(pool_strats) / sizeof(pool_strats[0]);
+	} else if (!o.nstrats) {
 		memcpy(o.strats, default_strats, sizeof(default_strats));
 		o.nstrats = sizeof(default_strats) / sizeof(default_strats[0]);
 	}
@@ -1266,6 +1434,8 @@ int bench_restore(int argc, char **argv)
 			return 1;
 		}
 	}
+	if (o.store && pool_setup())
+		goto out;
 	order = restore_page_order(o.size / RESTORE_PAGE, 2024);
 	s = calloc((size_t)o.reps * NCELLS * nrows(), sizeof(*s));
 	if (!order || !s) {
@@ -1279,6 +1449,7 @@ int bench_restore(int argc, char **argv)
 	report(s);
 	ret = 0;
 out:
+	mc_servers_stop(&o.own);
 	free(order);
 	free(s);
 	return ret;

@@ -15,6 +15,13 @@
  *   snapshot-restore make|restore [options]   one step by itself
  *   snapshot-restore bench [options]          the "restore" experiment
  *                                             (bench-restore.c; --help)
+ *
+ * --store memcached:servers=H:P;H:P...[,namespace=NS][,replicas=N] puts
+ * a memcached pool between steps 2 and 3: the snapshot file is pushed
+ * into it (as uffd-snapshot push does; "push" is that step by itself)
+ * and the restore reads it from there with the memcached pager.  With
+ * no servers=, the demo starts three of its own on loopback ports
+ * (demos/mc-servers.c) and stops them at the end.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -29,6 +36,8 @@
 #include <libuffd.h>
 
 #include "bench-restore.h"
+#include "mc-servers.h"
+#include "snapshot-push.h"
 
 #define DEFAULT_ARGS	"readahead=16,prefetch=1"
 
@@ -39,6 +48,7 @@ static struct {
 	const char	*args;
 	const char	*order;
 	const char	*pin;
+	const char	*store;		/* NULL: the file itself */
 	bool		keep, warm, json;
 } o = {
 	.file = "/tmp/snapshot.img",
@@ -52,7 +62,7 @@ static struct {
 static void usage(FILE *f, const char *prog)
 {
 	fprintf(f,
-"usage: %s [demo|make|restore] [options]\n"
+"usage: %s [demo|make|push|restore] [options]\n"
 "       %s bench [--help]\n"
 "Checkpoint memory to a snapshot file, then restore it lazily in a fresh\n"
 "process with the file pager and verify every byte.\n"
@@ -62,6 +72,9 @@ static void usage(FILE *f, const char *prog)
 "  --order O     restore touch order: seq or random (default seq)\n"
 "  --pin P       same (app and handler on CPU 0; default), split, none\n"
 "  --warm        restore from the page cache (default: drop it first)\n"
+"  --store S     file (default), or memcached:servers=H:P;H:P...[,namespace=NS]\n"
+"                [,replicas=N]: push the snapshot to a pool and restore from\n"
+"                it with the memcached pager (no servers=: three of its own)\n"
 "  --keep        keep the snapshot file (demo)\n"
 "  --json        restore's result as one JSON object\n", prog, prog);
 }
@@ -122,9 +135,15 @@ static int cmd_restore(void)
 		fprintf(stderr, "--order: seq or random\n");
 		return 2;
 	}
-	if (!o.warm)
-		cache = restore_drop_cache(o.file, why, sizeof(why));
-	snprintf(spec, sizeof(spec), "file:path=%s,%s", o.file, o.args);
+	if (o.store) {
+		/* the pool's pager takes the store's own arguments */
+		snprintf(spec, sizeof(spec), "%s,%s", o.store, o.args);
+	} else {
+		if (!o.warm)
+			cache = restore_drop_cache(o.file, why, sizeof(why));
+		snprintf(spec, sizeof(spec), "file:path=%s,%s", o.file,
+			 o.args);
+	}
 	ro.pager = spec;
 
 	/* the restore starts with an empty address space of the right size */
@@ -169,7 +188,7 @@ static int cmd_restore(void)
 		       "\"helper_cpu_ms\":%.1f,\"bad_pages\":%llu}\n",
 		       (int)getpid(), (unsigned long long)o.size,
 		       (unsigned long long)pages, spec, o.order, o.pin,
-		       o.warm ? "warm" : cache == 1 ? "dropped" :
+		       o.store ? "none" : o.warm ? "warm" : cache == 1 ? "dropped" :
 		       cache == 0 ? "file-dropped" : "warm",
 		       (double)(t1 - t0) / 1e3, (double)(t2 - t0) / 1e6,
 		       (unsigned long long)st.pages_copy,
@@ -184,7 +203,9 @@ static int cmd_restore(void)
 	printf("[restore %d] %s, touched %s, placement %s "
 	       "(app CPU %d, handler CPU %d)\n", (int)getpid(), spec,
 	       o.order, o.pin, app_cpu, co.handler_cpu);
-	if (o.warm)
+	if (o.store)
+		printf("[restore %d] from the pool, no file\n", (int)getpid());
+	else if (o.warm)
 		printf("[restore %d] page cache: kept (--warm)\n",
 		       (int)getpid());
 	else
@@ -217,11 +238,77 @@ static int cmd_restore(void)
 	return bad ? 1 : 0;
 }
 
+/* ------------------------------------------------------- push */
+
+static int cmd_push(void)
+{
+	struct push_result r;
+	char why[512];
+
+	if (!o.store) {
+		fprintf(stderr, "push: --store memcached:... is needed\n");
+		return 2;
+	}
+	printf("[push %d] %s into %s\n", (int)getpid(), o.file, o.store);
+	fflush(stdout);
+	if (snapshot_push_file(o.store, o.file, o.size, &r, why,
+			       sizeof(why))) {
+		fprintf(stderr, "push: %s\n", why);
+		return 1;
+	}
+	printf("[push %d] %llu pages: %llu stored, %llu zero (not stored), "
+	       "%.0f ms\n", (int)getpid(), (unsigned long long)r.pages,
+	       (unsigned long long)r.stored, (unsigned long long)r.zero,
+	       (double)r.ns / 1e6);
+	return 0;
+}
+
+/*
+ * --store memcached without servers=: three servers of our own, and the
+ * spec with them and a namespace filled in (in @buf).
+ */
+static struct mc_servers own;
+
+static int store_resolve(char *buf, size_t len)
+{
+	const char *args;
+	char why[256];
+
+	if (!o.store || !strcmp(o.store, "file")) {
+		o.store = NULL;
+		return 0;
+	}
+	if (strncmp(o.store, "memcached", 9) ||
+	    (o.store[9] && o.store[9] != ':')) {
+		fprintf(stderr, "--store: file or memcached:...\n");
+		return 2;
+	}
+	args = o.store[9] ? o.store + 10 : "";
+	if (!strstr(args, "servers=")) {
+		/* the pool must hold it all: 1 GiB and more per server */
+		unsigned int mb = (unsigned int)(o.size >> 20) / 3 * 2 + 256;
+
+		if (mc_servers_start(&own, 3, mb, why, sizeof(why))) {
+			fprintf(stderr, "memcached: %s\n", why);
+			return 1;
+		}
+		printf("[demo %d] three memcached servers of our own: %s\n",
+		       (int)getpid(), own.list);
+	}
+	snprintf(buf, len, "memcached:%s%s%s%s", args,
+		 strstr(args, "servers=") ? "" : *args ? ",servers=" :
+		 "servers=", strstr(args, "servers=") ? "" : own.list,
+		 strstr(args, "namespace=") ? "" :
+		 ",namespace=snapshot-restore");
+	o.store = buf;
+	return 0;
+}
+
 /* ------------------------------------------------------- demo */
 
 static int run_self(const char *self, const char *cmd)
 {
-	char *argv[16];
+	char *argv[20];
 	int n = 0, status;
 	pid_t pid;
 
@@ -241,6 +328,10 @@ static int run_self(const char *self, const char *cmd)
 		argv[n++] = "--warm";
 	if (o.json)
 		argv[n++] = "--json";
+	if (o.store) {
+		argv[n++] = "--store";
+		argv[n++] = (char *)o.store;
+	}
 	argv[n] = NULL;
 	fflush(stdout);
 	pid = fork();
@@ -272,10 +363,13 @@ static int cmd_demo(void)
 	}
 	self[n] = '\0';
 	ret = run_self(self, "make");
+	if (!ret && o.store)
+		ret = run_self(self, "push");
 	if (!ret)
 		ret = run_self(self, "restore");
 	if (!o.keep)
 		unlink(o.file);
+	mc_servers_stop(&own);
 	return ret;
 }
 
@@ -290,11 +384,13 @@ int main(int argc, char **argv)
 		{ "keep", no_argument, NULL, 'k' },
 		{ "warm", no_argument, NULL, 'w' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "store", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *cmd = "demo";
-	int c;
+	char store[2048];
+	int c, ret;
 
 	if (argc > 1 && argv[1][0] != '-') {
 		cmd = argv[1];
@@ -319,6 +415,7 @@ int main(int argc, char **argv)
 		case 'k': o.keep = true; break;
 		case 'w': o.warm = true; break;
 		case 'j': o.json = true; break;
+		case 'S': o.store = optarg; break;
 		case 'h': usage(stdout, argv[0]); return 0;
 		default: usage(stderr, argv[0]); return 2;
 		}
@@ -327,10 +424,24 @@ int main(int argc, char **argv)
 		usage(stderr, argv[0]);
 		return 2;
 	}
+	/* only the demo starts servers: the steps get servers= from it */
+	if (!strcmp(cmd, "demo") || (o.store && strstr(o.store, "servers="))) {
+		ret = store_resolve(store, sizeof(store));
+		if (ret)
+			return ret;
+	} else if (o.store && strcmp(o.store, "file")) {
+		fprintf(stderr, "--store memcached: servers= is needed for "
+			"one step by itself\n");
+		return 2;
+	} else {
+		o.store = NULL;
+	}
 	if (!strcmp(cmd, "demo"))
 		return cmd_demo();
 	if (!strcmp(cmd, "make"))
 		return cmd_make();
+	if (!strcmp(cmd, "push"))
+		return cmd_push();
 	if (!strcmp(cmd, "restore"))
 		return cmd_restore();
 	fprintf(stderr, "unknown command \"%s\"\n", cmd);

@@ -304,6 +304,10 @@ static void pager_verdict(const struct facts *f,
 				    "old kernel): use file:engine=pread",
 				    errno_name(f->uring_errno));
 		}
+	} else if (!strcmp(ops->name, "memcached")) {
+		/* not in SIGBUS delivery: libmemcached allocates */
+		WHY(v, "the file pager's reading from a memcached pool "
+		    "(servers=, namespace=)");
 	} else {
 		v->status = "?";
 		WHY(v, "a pager uffd-probe knows nothing of");

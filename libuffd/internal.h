@@ -474,9 +474,15 @@ extern const struct uffd_pager_ops luffd_pager_prezero;
 extern const struct uffd_pager_ops luffd_pager_hugezero;
 extern const struct uffd_pager_ops luffd_pager_file;
 extern const struct uffd_pager_ops luffd_pager_evict;
+#ifdef HAVE_MEMCACHED
+extern const struct uffd_pager_ops luffd_pager_memcached;
+#endif
 
 /* store.c */
 extern const struct uffd_store_ops luffd_store_memfd;
 extern const struct uffd_store_ops luffd_store_file;
+#ifdef HAVE_MEMCACHED
+extern const struct uffd_store_ops luffd_store_memcached;
+#endif
 
 #endif /* LIBUFFD_INTERNAL_H */

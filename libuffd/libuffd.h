@@ -881,6 +881,12 @@ struct uffd_stats {
 	uint64_t	pages_written_back; /* ... written to the store first */
 	uint64_t	pages_read_in;	/* filled from the store (with I/O) */
 	uint64_t	writeback_errors; /* failed writes: pages kept */
+	/*
+	 * since 0.3: read requests the file and memcached pagers sent their
+	 * store (a run of a window; for the memcached store, which reads
+	 * all of one submit in one multi-get, a round trip each)
+	 */
+	uint64_t	store_ios;
 };
 
 /*
@@ -1055,7 +1061,7 @@ struct uffd_store_ops {
 void uffd_store_complete(struct uffd_store_io *io, int res);
 
 /*
- * The built-in store @name ("memfd", "file"), or NULL.
+ * The built-in store @name ("memfd", "file", "memcached"), or NULL.
  * uffd_store_list() returns the NULL-terminated list of built-in stores.
  *
  *  memfd[:inject_eio=PAGE]
@@ -1079,6 +1085,15 @@ void uffd_store_complete(struct uffd_store_io *io, int res);
  *      US microseconds before it sleeps (0, the default: sleep at once);
  *      for a thread that has nothing else to do meanwhile.  A dup
  *      (uffd_store_dup) sleeps.
+ *  memcached:servers=H:P;H:P...,namespace=NS[,replicas=N][,readonly=1]
+ *           [,fresh=1][,pool=N][,timeout=MS]
+ *      (when built with libmemcached) a pool of memcached servers: page p
+ *      is the key "NS:p" (hex) on the server of libmemcached's consistent
+ *      hashing, and on the N after it with replicas=N.  Zero pages are
+ *      not stored: writing one deletes its key, an absent key reads as
+ *      zeros; a key whose servers do not answer fails the read (-EIO),
+ *      never zeros.  Synchronous; a length must be given.  fresh=1: no
+ *      page counts as written at open (else all do).
  *  inject_eio=PAGE (testing): every I/O that covers page PAGE and reaches
  *      the store fails with -EIO.
  */

@@ -13,6 +13,9 @@ static const struct uffd_pager_ops *const builtin[] = {
 	&luffd_pager_hugezero,
 	&luffd_pager_file,
 	&luffd_pager_evict,
+#ifdef HAVE_MEMCACHED
+	&luffd_pager_memcached,
+#endif
 	NULL,
 };
 

@@ -155,7 +155,7 @@ static const struct {
 	F(sigbus_queued), F(failed_refaults), F(kernel_unstuck),
 	F(pages_protected), F(pages_released), F(pages_continued),
 	F(pages_evicted), F(pages_written_back), F(pages_read_in),
-	F(writeback_errors),
+	F(writeback_errors), F(store_ios),
 #undef F
 };
 

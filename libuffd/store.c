@@ -15,6 +15,9 @@
 static const struct uffd_store_ops *const builtin[] = {
 	&luffd_store_memfd,
 	&luffd_store_file,
+#ifdef HAVE_MEMCACHED
+	&luffd_store_memcached,
+#endif
 	NULL,
 };
 

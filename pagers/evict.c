@@ -5,8 +5,8 @@
  * FluidMem and ExtMem do, and as the kernel's swap does under a memory
  * cgroup's limit.
  *
- *   evict:limit=SIZE[,store=memfd|file][,policy=fifo|clock][,batch=N]
- *         [,readahead=N][,STORE ARGUMENTS]
+ *   evict:limit=SIZE[,store=memfd|file|memcached][,policy=fifo|clock]
+ *         [,batch=N][,readahead=N][,STORE ARGUMENTS]
  *
  * limit    at most this many bytes of the region are resident (required)
  * store    where evicted pages go (default memfd: memory, the fastest
@@ -16,7 +16,9 @@
  *          file's contents are not this region's; and with spin=100: the
  *          handler waiting for a fault's read has nothing else to do,
  *          and in a virtual machine a sleep's wake-up costs about half a
- *          fast disk's 4 KiB read, measured with uffd-bench evict).
+ *          fast disk's 4 KiB read, measured with uffd-bench evict);
+ *          memcached: servers=...,namespace=NS (stores/memcached.c),
+ *          far memory in a pool, fresh=1 too unless told otherwise.
  *          Every argument evict
  *          does not know (path, direct, engine, pool, inject_eio...) is
  *          the store's.
@@ -1100,7 +1102,7 @@ static int evict_flush(void *state)
 static int store_spec(const struct uffd_args *args, char *spec, size_t len)
 {
 	const char *name = uffd_args_get(args, "store");
-	bool file, has_direct = false, has_fresh = false, has_spin = false;
+	bool file, mc, has_direct = false, has_fresh = false, has_spin = false;
 	size_t used;
 	int i;
 
@@ -1109,6 +1111,8 @@ static int store_spec(const struct uffd_args *args, char *spec, size_t len)
 	if (!uffd_store_find(name))
 		return luffd_fail(-EINVAL, "evict: unknown store \"%s\"", name);
 	file = !strcmp(name, "file");
+	/* a pool's keys under this namespace are not this region's either */
+	mc = !strcmp(name, "memcached");
 	used = (size_t)snprintf(spec, len, "%s:", name);
 	for (i = 0; i < args->n && used < len; i++) {
 		const char *k = args->key[i];
@@ -1127,7 +1131,7 @@ static int store_spec(const struct uffd_args *args, char *spec, size_t len)
 	}
 	if (file && !has_direct && used < len)
 		used += (size_t)snprintf(spec + used, len - used, "direct=1,");
-	if (file && !has_fresh && used < len)
+	if ((file || mc) && !has_fresh && used < len)
 		used += (size_t)snprintf(spec + used, len - used, "fresh=1,");
 	if (file && !has_spin && used < len)
 		used += (size_t)snprintf(spec + used, len - used, "spin=%d,",

@@ -64,6 +64,10 @@
 #include <libuffd.h>
 
 #include "stress.h"
+#ifdef HAVE_MEMCACHED
+#include "mc-servers.h"
+#include "snapshot-push.h"
+#endif
 
 #define CELL		4096u
 #define HDR_WORDS	8		/* mutex (40 bytes), counter, key */
@@ -83,12 +87,20 @@ const char *const stress_event_names[SE_NEVENTS] = {
 /* ---- configurations ---------------------------------------------- */
 
 enum { PG_ZERO, PG_PREALLOC, PG_PREZERO, PG_HUGEZERO, PG_FILE,
-       PG_FILE_PREFETCH, PG_EVICT, PG_N };
+       PG_FILE_PREFETCH, PG_EVICT,
+#ifdef HAVE_MEMCACHED
+       PG_MEMCACHED,	/* the image pushed to servers of its own */
+       PG_EVICT_MC,	/* evict over the same pool: far memory */
+#endif
+       PG_N };
 enum { MEM_ANON, MEM_MEMFD, MEM_HUGETLB, MEM_N };
 
 static const char *const pager_names[PG_N] = {
 	"zero", "prealloc", "prezero", "hugezero", "file", "file-prefetch",
 	"evict",
+#ifdef HAVE_MEMCACHED
+	"memcached", "evict-mc",
+#endif
 };
 static const char *const mem_names[MEM_N] = { "anon", "memfd", "hugetlb" };
 static const enum uffd_mem_type mem_types[MEM_N] = {
@@ -293,10 +305,60 @@ static void cfg_name(const struct cfg *c, char *buf, size_t len)
 
 #define ZEROED_OR_IMAGE	2	/* sreg.zeroed: either is right */
 
+/* The memcached pager is the file pager reading from a pool. */
+static bool is_file_pager(int pager)
+{
+#ifdef HAVE_MEMCACHED
+	if (pager == PG_MEMCACHED)
+		return true;
+#endif
+	return pager == PG_FILE || pager == PG_FILE_PREFETCH;
+}
+
 static bool is_file(const struct round *rd)
 {
-	return rd->cfg.pager == PG_FILE || rd->cfg.pager == PG_FILE_PREFETCH;
+	return is_file_pager(rd->cfg.pager);
 }
+
+static bool is_evict(const struct round *rd)
+{
+#ifdef HAVE_MEMCACHED
+	if (rd->cfg.pager == PG_EVICT_MC)
+		return true;
+#endif
+	return rd->cfg.pager == PG_EVICT;
+}
+
+#ifdef HAVE_MEMCACHED
+/* The pool the memcached rounds restore from: the image, pushed once. */
+static struct mc_servers pool_srv;
+static char pool_spec[200];	/* fits a round's spec */
+
+static int pool_start(const char *img, FILE *out)
+{
+	struct push_result r;
+	char why[512];
+	int ret;
+
+	ret = mc_servers_start(&pool_srv, 3, 64, why, sizeof(why));
+	if (ret) {
+		fprintf(out, "stress: memcached: %s\n", why);
+		return ret;
+	}
+	if (snprintf(pool_spec, sizeof(pool_spec),
+		     "memcached:servers=%s,namespace=stress-%d", pool_srv.list,
+		     (int)getpid()) >= (int)sizeof(pool_spec)) {
+		mc_servers_stop(&pool_srv);
+		return -ENAMETOOLONG;
+	}
+	ret = snapshot_push_file(pool_spec, img, 0, &r, why, sizeof(why));
+	if (ret) {
+		fprintf(out, "stress: memcached: push: %s\n", why);
+		mc_servers_stop(&pool_srv);
+	}
+	return ret;
+}
+#endif
 
 static uint64_t expect_word(const struct sreg *s, const struct round *rd,
 			    size_t c, size_t i, uint64_t ctr)
@@ -545,6 +607,17 @@ static void build_spec(struct round *rd)
 		snprintf(rd->spec, sizeof(rd->spec), "file:path=%s,prefetch=1",
 			 rd->img);
 		break;
+#ifdef HAVE_MEMCACHED
+	case PG_MEMCACHED:
+		snprintf(rd->spec, sizeof(rd->spec), "%s", pool_spec);
+		break;
+	case PG_EVICT_MC:
+		/* sreg_create() gives each region a namespace of its own */
+		snprintf(rd->spec, sizeof(rd->spec),
+			 "evict:limit=%zuK,batch=16,store=memcached,servers=%s",
+			 len / 4 / 1024, pool_srv.list);
+		break;
+#endif
 	case PG_EVICT:
 		/* a quarter resident: evictions all the time */
 		snprintf(rd->spec, sizeof(rd->spec),
@@ -566,6 +639,22 @@ static int sreg_create(struct round *rd, struct sreg *s)
 		.pager = rd->spec,
 	};
 	int ret, tries = 0;
+#ifdef HAVE_MEMCACHED
+	char spec[sizeof(rd->spec) + 64];
+
+	/*
+	 * Regions sharing a namespace would write each other's pages: one
+	 * a slot (a slot holds one region at a time, and evict's regions
+	 * have no fork children), so that the pool never holds more than
+	 * the slots' pages and never fills (evict opens it fresh=1: what an
+	 * earlier region of the slot left is never read).
+	 */
+	if (rd->cfg.pager == PG_EVICT_MC) {
+		snprintf(spec, sizeof(spec), "%s,namespace=stress-%d-%d",
+			 rd->spec, (int)getpid(), (int)(s - rd->reg));
+		o.pager = spec;
+	}
+#endif
 
 	while ((ret = uffd_region_create(rd->ctx, &o, &s->r)) == -ENOMEM &&
 	       rd->cfg.mem == MEM_HUGETLB && ++tries < 50)
@@ -687,7 +776,7 @@ static int fork_child(struct round *rd)
 
 		if (!s->r)
 			continue;
-		if (rd->cfg.pager == PG_EVICT) {
+		if (is_evict(rd)) {
 			/* MADV_DONTFORK: the child has no copy at all */
 			if (mincore(s->base, s->psize, &v) == 0 ||
 			    errno != ENOMEM) {
@@ -793,7 +882,7 @@ static void *chaos_main(void *arg)
 		unsigned int op = (unsigned int)(r % 16);
 
 		sleep_us(200 + (unsigned int)((r >> 20) % 1800));
-		if (op == 15 && rd->cfg.pager == PG_EVICT) {
+		if (op == 15 && is_evict(rd)) {
 			pthread_rwlock_rdlock(&s->lk);
 			if (s->r) {
 				int ret = uffd_region_flush(s->r);
@@ -1196,8 +1285,10 @@ int stress_run(const struct stress_opts *o, struct stress_totals *t)
 					cfgs[ncfg++] = (struct cfg){
 						p, m, d, handler_counts[h] };
 					need_huge |= m == MEM_HUGETLB;
-					need_img |= p == PG_FILE ||
-						    p == PG_FILE_PREFETCH;
+					need_img |= is_file_pager(p);
+#ifdef HAVE_MEMCACHED
+					need_img |= p == PG_EVICT_MC;
+#endif
 				}
 	if (!ncfg) {
 		fprintf(stderr, "stress: no configuration selected\n");
@@ -1212,6 +1303,18 @@ int stress_run(const struct stress_opts *o, struct stress_totals *t)
 			return ret;
 		}
 	}
+#ifdef HAVE_MEMCACHED
+	for (k = 0; k < ncfg && cfgs[k].pager != PG_MEMCACHED &&
+		    cfgs[k].pager != PG_EVICT_MC; k++)
+		;
+	if (k < ncfg) {
+		ret = pool_start(img, out);
+		if (ret) {
+			unlink(img);
+			return ret;
+		}
+	}
+#endif
 	if (need_huge)
 		huge_ok = huge_reserve(16, &saved_huge);
 	runtime_threads_start();
@@ -1311,6 +1414,9 @@ int stress_run(const struct stress_opts *o, struct stress_totals *t)
 		write_nr_huge(saved_huge);
 	if (need_img)
 		unlink(img);
+#ifdef HAVE_MEMCACHED
+	mc_servers_stop(&pool_srv);
+#endif
 	return status;
 }
 
@@ -1329,7 +1435,9 @@ static void stress_usage(FILE *f)
 "  -T, --threads N       faulting threads per CPU (default 2)\n"
 "  -s, --seed N          random seed (default: the time)\n"
 "  -p, --pagers LIST     zero,prealloc,prezero,hugezero,file,\n"
-"                        file-prefetch,evict (default: all)\n"
+"                        file-prefetch,evict,memcached,evict-mc (default:\n"
+"                        all; memcached and evict-mc, evict over the pool:\n"
+"                        three servers of its own)\n"
 "  -m, --mem LIST        anon,memfd,hugetlb (default: all)\n"
 "  -d, --delivery LIST   thread,sigbus (default: both)\n"
 "      --handlers LIST   1,3 (default: both)\n"

@@ -6,9 +6,12 @@
  * chaos thread discards, moves, forks, stops and recreates.  A test case
  * per pager.  Each must see no mismatch, no failure, and exactly the
  * configurations the library refuses by design left out:
- *  - file and file with prefetch: not in SIGBUS mode (not CONCURRENT);
- *  - evict: anonymous memory only, and not in SIGBUS mode (it registers
- *    write-protect faults), and only with UFFDIO_MOVE (6.8).
+ *  - file, file with prefetch and memcached (the file pager over a
+ *    memcached pool, three servers of its own): not in SIGBUS mode (not
+ *    CONCURRENT);
+ *  - evict, and evict-mc (over the pool): anonymous memory only, and
+ *    not in SIGBUS mode (it registers write-protect faults), and only
+ *    with UFFDIO_MOVE (6.8).
  * $LIBUFFD_STRESS_MS sets the round (default 400 ms): `uffd-bench
  * stress` is the long mode.
  */
@@ -23,6 +26,10 @@
 static const char *const pagers[] = {
 	"zero", "prealloc", "prezero", "hugezero", "file", "file-prefetch",
 	"evict",
+#ifdef HAVE_MEMCACHED
+	"memcached",	/* the file pager over a pool of its own servers */
+	"evict-mc",	/* evict over the same pool */
+#endif
 };
 
 /* Whether the hugetlb rounds can have their pages; why not, if not. */
@@ -41,9 +48,10 @@ static uint64_t expected_na(const char *pager, bool huge)
 {
 	unsigned int mems = huge ? 3 : 2;
 
-	if (!strcmp(pager, "file") || !strcmp(pager, "file-prefetch"))
+	if (!strcmp(pager, "file") || !strcmp(pager, "file-prefetch") ||
+	    !strcmp(pager, "memcached"))
 		return mems * 2;			/* SIGBUS mode */
-	if (!strcmp(pager, "evict"))
+	if (!strcmp(pager, "evict") || !strcmp(pager, "evict-mc"))
 		return (kernel_features() & LIBUFFD_FEATURE_MOVE) ?
 		       mems * 4 - 2 : mems * 4;	/* anon, threads only */
 	return 0;
@@ -89,7 +97,7 @@ START_TEST(stress_pager)
 		ck_assert_uint_gt(t.events[SE_RECREATE], 0);
 		if (strcmp(pager, "file-prefetch"))
 			ck_assert_uint_gt(t.events[SE_DONTNEED], 0);
-		if (!strcmp(pager, "evict"))
+		if (!strcmp(pager, "evict") || !strcmp(pager, "evict-mc"))
 			ck_assert_uint_gt(t.events[SE_FLUSH], 0);
 	}
 }
