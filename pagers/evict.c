@@ -127,6 +127,11 @@ enum {
 #define PF_WIP		0x10
 /* thrown away while PF_WIP: the store forgets it once that write lands */
 #define PF_WZAP		0x20
+/*
+ * Absent, its contents lost: its write-back failed and so did the copy
+ * back.  A fault on it fails (SIGBUS) until an event throws it away.
+ */
+#define PF_LOST		0x40
 
 #define EV_NIL		UINT32_MAX
 #define EV_SYNC_SLOTS	LIBUFFD_MAX_HANDLERS	/* one per handler */
@@ -552,11 +557,14 @@ static void discard_run(struct evict *e, uint64_t p, uint64_t end)
 	pthread_mutex_unlock(&e->slk);
 }
 
-/* Copy slot @slot back to page @p; @protect: clean.  Under lk. */
+/*
+ * Copy slot @slot back to page @p; @protect: clean.  Under lk.  -EEXIST:
+ * a fault took it meanwhile; -ENOENT: thrown away meanwhile (PF_ZAP), or
+ * its range is still not registered after the retries.
+ */
 static int copy_back(struct evict *e, uint32_t p, uint32_t slot, bool protect)
 {
 	struct uffdio_copy c = {
-		.dst = ev_addr(e, p),
 		.src = (uint64_t)(uintptr_t)slot_addr(e, slot),
 		.len = e->ps,
 		.mode = protect ? UFFDIO_COPY_MODE_WP : 0,
@@ -566,15 +574,22 @@ static int copy_back(struct evict *e, uint32_t p, uint32_t slot, bool protect)
 	int gate;
 
 	for (;;) {
+		/*
+		 * Looked up afresh each time: an mremap of the region
+		 * makes the old place ENOENT until its REMAP is read.
+		 */
+		c.dst = ev_addr(e, p);
+		c.copy = 0;
 		count(e, LUFFD_CTR(ioctls), 1);
 		if (!luffd_fill_ioctl(LUFFD_INJ_COPY, e->mfd, UFFDIO_COPY, &c,
 				      &c.len, &c.copy, e->ps))
 			break;
-		if (errno != EAGAIN || ++tries > 50000)
+		if ((errno != EAGAIN && errno != ENOENT) || ++tries > 50000)
 			return -errno;
 		/*
-		 * An event is pending: a handler must get lk, and the fill
-		 * gate this fault's server holds, to read it.
+		 * An event is pending (EAGAIN), or a move's or an unmap's
+		 * is on its way (ENOENT): a handler must get lk, and the
+		 * fill gate this fault's server holds, to read it.
 		 */
 		pthread_mutex_unlock(&e->lk);
 		gate = luffd_gate_pause(uffd_region_ctx(e->region));
@@ -583,6 +598,8 @@ static int copy_back(struct evict *e, uint32_t p, uint32_t slot, bool protect)
 		lk_take(e);
 		if (e->st[p] != PG_OUT)
 			return -EEXIST;		/* a fault took it meanwhile */
+		if (e->fl[p] & PF_ZAP)
+			return -ENOENT;		/* thrown away: zeros it is */
 	}
 	luffd_present_set(e->region, (uint64_t)p * e->ps, e->ps);
 	count(e, LUFFD_CTR(pages_copy), 1);
@@ -597,6 +614,7 @@ static int copy_back(struct evict *e, uint32_t p, uint32_t slot, bool protect)
 static void settle(struct evict *e, struct wb *w, unsigned int n, bool keep)
 {
 	unsigned int i;
+	int ret;
 
 	for (i = 0; i < n; i++) {
 		uint32_t p = w[i].page;
@@ -628,13 +646,27 @@ static void settle(struct evict *e, struct wb *w, unsigned int n, bool keep)
 			continue;
 		}
 		if (w[i].res < 0 || keep) {
-			if (copy_back(e, p, w[i].slot, w[i].res >= 0) < 0) {
+			ret = copy_back(e, p, w[i].slot, w[i].res >= 0);
+			if (ret == -EEXIST)
+				continue;	/* a fault took it */
+			if (ret < 0) {
+				e->st[p] = PG_ABSENT;
+				if (e->fl[p] & PF_ZAP || w[i].res >= 0) {
+					/* thrown away, or in the store */
+					e->fl[p] &= (uint8_t)~PF_ZAP;
+					continue;
+				}
 				/*
-				 * Only a fault (which took it) or a region
-				 * gone stops a copy back.
+				 * Neither in the store nor resident: its
+				 * contents are gone.  A fault on it fails
+				 * (SIGBUS) until it is thrown away; never
+				 * zeros.
 				 */
-				if (e->st[p] == PG_OUT)
-					e->st[p] = PG_ABSENT;
+				e->fl[p] |= PF_LOST;
+				count(e, LUFFD_CTR(pager_errors), 1);
+				luffd_fail(ret, "evict: page %u lost: its "
+					   "write-back failed, and so did "
+					   "its copy back", p);
 				continue;
 			}
 			e->st[p] = w[i].res < 0 ? PG_DIRTY : PG_CLEAN;
@@ -867,7 +899,7 @@ static uint64_t window(struct evict *e, uint32_t p, int *written)
 	if (e->resident + want > e->limit)
 		want = e->limit > e->resident ? e->limit - e->resident : 1;
 	while (n < want && p + n < e->npages && e->st[p + n] == PG_ABSENT &&
-	       !(e->fl[p + n] & PF_WIP))
+	       !(e->fl[p + n] & (PF_WIP | PF_LOST)))
 		n++;
 	ext = (uint64_t)uffd_store_extent(e->store, p, n, written);
 	if (ext >= 1 && ext < n)
@@ -938,6 +970,12 @@ again:
 			wait_page(e, p, true);
 			goto again;
 		}
+		if (e->fl[p] & PF_LOST) {
+			pthread_mutex_unlock(&e->lk);
+			return luffd_fail(-EIO, "evict: page %u was lost "
+					  "(write-back and copy back failed)",
+					  p);
+		}
 		break;
 	case PG_FILLING:
 		/* another handler fills it: wait, then the retry finds it */
@@ -949,7 +987,7 @@ again:
 		return uffd_resolve_wake(res, f->offset, e->ps);
 	}
 	make_room(e, 1);
-	if (e->st[p] != PG_ABSENT || (e->fl[p] & PF_WIP))
+	if (e->st[p] != PG_ABSENT || (e->fl[p] & (PF_WIP | PF_LOST)))
 		goto again;		/* make_room dropped lk */
 	n = window(e, p, &written);
 	b = e->buf_free ? (unsigned int)__builtin_ctz(e->buf_free) : 0;
@@ -1023,6 +1061,8 @@ static void evict_event(void *state, const struct uffd_event *ev)
 		}
 		if (s == PG_FILLING)
 			e->fl[p] |= PF_ZAP;	/* the filler drops it */
+		if (s == PG_ABSENT)
+			e->fl[p] &= (uint8_t)~PF_LOST;	/* zeros now */
 		if (s == PG_CLEAN || s == PG_DIRTY) {
 			list_del(e, (uint32_t)p);
 			e->resident--;

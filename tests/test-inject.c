@@ -905,6 +905,98 @@ out:
 }
 END_TEST
 
+/*
+ * A round's write fails and so does the copy back of the page it took
+ * out (both injected: every submit, every UFFDIO_COPY): the page is
+ * neither in the store nor resident.  A touch of it must raise SIGBUS,
+ * counted as a pager error, never read zeros; thrown away
+ * (MADV_DONTNEED), it reads zeros again.  The others are untouched.
+ * Before the fix such a page read zeros: lost without a word.
+ */
+START_TEST(evict_lost_page_sigbus)
+{
+	struct uffd_ctx_opts co = {
+		.size = sizeof(co), .delivery = LIBUFFD_DELIVER_THREAD,
+	};
+	struct uffd_region_opts ro = {
+		.size = sizeof(ro), .type = LIBUFFD_MEM_ANON,
+		.len = 2 * EV_LIMIT * page_size(),
+	};
+	const size_t high = EV_LIMIT - EV_BATCH;
+	uint8_t *want = malloc(ps);
+	struct uffd_stats st;
+	struct uffd_ctx *cx;
+	struct uffd_region *r;
+	size_t p, lost = 0;
+	char spec[200];
+	uint8_t *base;
+	int ret;
+
+	ck_assert_ptr_nonnull(want);
+	make_file();
+	snprintf(spec, sizeof(spec), "evict:limit=%zu,batch=%d,readahead=1,"
+		 "policy=fifo,store=file,direct=0,path=%s", EV_LIMIT * ps,
+		 EV_BATCH, file_path);
+	ro.pager = spec;
+	ck_assert_int_eq(uffd_ctx_create(&cx, &co), 0);
+	ret = uffd_region_create(cx, &ro, &r);
+	ck_assert_msg(ret == 0, "%s: %d %s", spec, ret, uffd_last_error());
+	base = uffd_region_addr(r);
+	ck_assert_int_eq(uffd_ctx_start(cx), 0);
+	for (p = 0; p < high; p++) {
+		base_page(BASE_FILE, p, want);
+		memcpy(base + p * ps, want, ps);
+	}
+	/*
+	 * A flush takes every dirty page out, writes it and copies it
+	 * back: no fault of ours fills anything meanwhile.
+	 */
+	ck_assert_int_eq(luffd_inject_set("uring_submit=EIO@1,copy=EFAULT@1"),
+			 0);
+	ret = uffd_region_flush(r);
+	ck_assert_int_eq(uffd_region_stats(r, &st, sizeof(st)), 0);
+	if (!luffd_inject_calls(LUFFD_INJ_URING_SUBMIT)) {
+		skip_case("evict_lost_page_sigbus", "no io_uring");
+		goto out;
+	}
+	ck_assert_msg(ret < 0, "a flush whose every write failed said %d",
+		      ret);
+	ck_assert_uint_eq(st.writeback_errors, high);
+	ck_assert_uint_gt(luffd_inject_count(LUFFD_INJ_COPY), 0);
+	ck_assert_int_eq(luffd_inject_set(NULL), 0);
+
+	for (p = 0; p < high; p++) {
+		base_page(BASE_FILE, p, want);
+		if (touch_page(base, p, false)) {
+			lost++;
+			continue;
+		}
+		ck_assert_msg(!memcmp(base + p * ps, want, ps),
+			      "page %zu read %#x, %#x was written: a page "
+			      "whose write-back and copy back failed read "
+			      "as something else, not SIGBUS", p,
+			      base[p * ps], want[0]);
+	}
+	ck_assert_int_eq(uffd_region_stats(r, &st, sizeof(st)), 0);
+	printf("evict_lost_page_sigbus: flushed %zu, writeback_errors %llu, "
+	       "lost (SIGBUS) %zu, pager_errors %llu\n", high,
+	       (unsigned long long)st.writeback_errors, lost,
+	       (unsigned long long)st.pager_errors);
+	fflush(stdout);
+	ck_assert_uint_eq(lost, high);
+	ck_assert_uint_ge(st.pager_errors, lost);
+	/* thrown away, a lost page reads zeros from then on */
+	for (p = 0; p < high; p++) {
+		ck_assert_int_eq(madvise(base + p * ps, ps, MADV_DONTNEED), 0);
+		ck_assert_int_eq(touch_page(base, p, false), 0);
+		ck_assert_uint_eq(base[p * ps], 0);
+	}
+out:
+	uffd_ctx_destroy(cx);
+	free(want);
+}
+END_TEST
+
 /* ---- the rules themselves ---------------------------------------- */
 
 START_TEST(rules_parse_and_reproduce)
@@ -972,6 +1064,8 @@ static Suite *inject_suite(void)
 	tcase_add_test(tc, store_wait_fails_sync_io);
 	add_loop_test_if(tc, evict_round_ring_fails, 0,
 			 (int)ARRAY_SIZE(ev_rounds), LIBUFFD_FEATURE_MOVE, 0);
+	add_loop_test_if(tc, evict_lost_page_sigbus, 0, 1,
+			 LIBUFFD_FEATURE_MOVE, 0);
 	return s;
 }
 
