@@ -9,8 +9,9 @@
  *            for the run and removed afterwards (on error and Ctrl-C too)
  *   native   the same child with no limit: W fits in memory, the floor
  *   evict-*  the same child, its area a region of the evict pager with
- *            limit=B: a file store beside the swap file (FIFO, CLOCK) or
- *            a memfd store (see enum row_kind)
+ *            limit=B: a file store beside the swap file (FIFO, CLOCK), a
+ *            memfd store, or far memory in a pool of three memcached
+ *            servers of the bench's own on loopback (see enum row_kind)
  *
  * The workload is one function over a memory area (evict_populate() then
  * evict_walk()), so that every row runs the very same accesses.
@@ -42,6 +43,7 @@
 #include <sys/wait.h>
 
 #include "bench.h"
+#include "mc-servers.h"
 
 #define MAX_RATIOS	8
 #define MAX_REPS_EVICT	1000	/* --reps' bound */
@@ -64,14 +66,17 @@ static const char *const mix_names[NMIXES] = { "read", "write" };
  * The rows.  The evict pager's run the same child with the area a region
  * whose pager is "evict:limit=<budget>,...": with a file store on the
  * swap file's disk (O_DIRECT, as swap: no page cache), FIFO and CLOCK,
- * and with the memfd store (memory: the bound, not a budget).  Their
- * swap out/in columns are pages written back and read in, their faults
- * the userfaultfd faults.
+ * with the memfd store (memory: the bound, not a budget), and with the
+ * memcached store over three servers the bench starts (far memory: each
+ * run a namespace of its own).  Their swap out/in columns are pages
+ * written back and read in, their faults the userfaultfd faults.
  */
-enum row_kind { R_KERNEL, R_NATIVE, R_UFILE, R_UCLOCK, R_UMEM, NKINDS };
+enum row_kind { R_KERNEL, R_NATIVE, R_UFILE, R_UCLOCK, R_UMEM, R_UMC,
+		NKINDS };
 
 static const char *const kind_names[NKINDS] = {
-	"kernel", "native", "evict-file", "evict-file-clock", "evict-memfd"
+	"kernel", "native", "evict-file", "evict-file-clock", "evict-memfd",
+	"evict-mc"
 };
 
 static struct {
@@ -96,7 +101,8 @@ void evict_usage(FILE *f)
 "A working set W of 0.5, 1, 2 and 4 times a budget B, paged by the kernel's\n"
 "swap in a memory cgroup limited to B (a swap file the bench makes and\n"
 "removes), by the evict pager (limit=B; a file store on the same disk,\n"
-"FIFO and CLOCK, and a memfd store), and natively with no limit.  Patterns seq, random and zipf\n"
+"FIFO and CLOCK, a memfd store, a pool of 3 memcached servers of its own)\n"
+"and natively with no limit.  Patterns seq, random and zipf\n"
 "(s=%.2f) x read (90%% reads) and write (90%% writes); every read checks\n"
 "the page's stamp.  Reports ns/access, faults, pages swapped out/in, peak\n"
 "Rss, ratios against the kernel row.\n"
@@ -108,7 +114,8 @@ void evict_usage(FILE *f)
 "      --passes N       timed accesses = N x W's pages (default 3)\n"
 "      --swap-dir DIR   where the swap file and the store go (default /tmp)\n"
 "      --rows LIST      of kernel, native, evict-file, evict-file-clock,\n"
-"                       evict-memfd (default all; kernel and native always)\n"
+"                       evict-memfd, evict-mc (default all; kernel and\n"
+"                       native always)\n"
 "  -r, --reps N         repetitions, interleaved (default 3; -q: 1)\n"
 "  -j, --json, -c, --csv FILE, --plot FILE (ns/access against W/B)\n"
 "Needs root, a memory cgroup and a filesystem that takes swap files for the\n"
@@ -215,7 +222,8 @@ void evict_check_args(void)
 			opt.mix[i] = true;
 	if (cfg.evict.rows && !each_item(cfg.evict.rows, one_row))
 		usage_error("bad --rows '%s': kernel, native, evict-file, "
-			    "evict-file-clock, evict-memfd", cfg.evict.rows);
+			    "evict-file-clock, evict-memfd, evict-mc",
+			    cfg.evict.rows);
 	if (!cfg.evict.rows)
 		for (i = 0; i < NKINDS; i++)
 			opt.row[i] = true;
@@ -389,6 +397,8 @@ static struct {
 	pid_t		child;		/* a run in progress */
 	char		stat[256];	/* memory.stat with pswp*, or "" */
 	char		store[256];	/* the evict rows' store file */
+	struct mc_servers mc;		/* evict-mc's pool, when started */
+	unsigned int	mc_runs;	/* namespaces used */
 } k;
 
 static int write_str(const char *path, const char *s)
@@ -458,6 +468,7 @@ void evict_restore(void)
 		waitpid(k.child, &status, 0);
 		k.child = 0;
 	}
+	mc_servers_stop(&k.mc);
 	/* EINVAL: not a swap area (any more) */
 	if (k.swap_on && swapoff(k.swapfile) && errno != EINVAL)
 		fprintf(stderr, "%s: swapoff %s: %s (run swapoff yourself)\n",
@@ -682,11 +693,18 @@ static int pager_start(enum row_kind kind, size_t pages, struct uffd_ctx **ctx,
 	};
 	int ret;
 
-	ro.pager = kind == R_UMEM ?
-		bench_fmt("evict:limit=%" PRIu64 ",store=memfd", opt.budget) :
-		bench_fmt("evict:limit=%" PRIu64 ",store=file,path=%s%s",
-			  opt.budget, k.store,
-			  kind == R_UCLOCK ? ",policy=clock" : "");
+	if (kind == R_UMEM)
+		ro.pager = bench_fmt("evict:limit=%" PRIu64 ",store=memfd",
+				     opt.budget);
+	else if (kind == R_UMC)
+		ro.pager = bench_fmt("evict:limit=%" PRIu64 ",store=memcached,"
+				     "servers=%s,namespace=bench-evict-%d-%u",
+				     opt.budget, k.mc.list, (int)k.owner,
+				     k.mc_runs);
+	else
+		ro.pager = bench_fmt("evict:limit=%" PRIu64 ",store=file,"
+				     "path=%s%s", opt.budget, k.store,
+				     kind == R_UCLOCK ? ",policy=clock" : "");
 	ret = uffd_ctx_create(ctx, &co);
 	if (ret)
 		return ret;
@@ -784,6 +802,14 @@ static void evict_child(enum row_kind kind, size_t pages, const uint64_t *acc,
 		res->swpout = (int64_t)(us1.pages_written_back -
 					us0.pages_written_back);
 		res->swpin = (int64_t)(us1.pages_read_in - us0.pages_read_in);
+		/* a refused write keeps a page resident: not this budget */
+		if (us1.writeback_errors || us1.pager_errors) {
+			res->err = EIO;
+			snprintf(res->step, sizeof(res->step), "the store "
+				 "failed %llu writes, the pager %llu faults",
+				 (unsigned long long)us1.writeback_errors,
+				 (unsigned long long)us1.pager_errors);
+		}
 		uffd_ctx_destroy(ctx);
 		return;
 	}
@@ -798,6 +824,8 @@ static void evict_run(enum row_kind kind, size_t pages, const uint64_t *acc,
 	pid_t pid;
 
 	memset(res, 0, sizeof(*res));
+	if (kind == R_UMC)
+		k.mc_runs++;	/* a namespace of its own */
 	if (pipe2(pfd, O_CLOEXEC))
 		die_sys("pipe2");
 	fflush(NULL);
@@ -834,6 +862,12 @@ static void evict_run(enum row_kind kind, size_t pages, const uint64_t *acc,
 	if (got != sizeof(*res) || !WIFEXITED(status) ||
 	    WEXITSTATUS(status)) {
 		fprintf(stderr, "%s: %s: the run failed\n", prog, what);
+		exit(1);
+	}
+	/* the next run finds the pool's memory free */
+	if (kind == R_UMC && mc_servers_flush(&k.mc)) {
+		fprintf(stderr, "%s: %s: a memcached server did not flush\n",
+			prog, what);
 		exit(1);
 	}
 	if (res->err) {
@@ -1098,6 +1132,23 @@ void experiment_evict(void)
 		     "removed afterwards)", bench_pin_desc(), k.store);
 	else
 		note("evict rows left out: %s", why);
+	if (pager && opt.row[R_UMC]) {
+		/* each server room for a third of W, twice over */
+		unsigned int mb = (unsigned int)(max_ws >> 20) * 2 / 3 + 256;
+
+		if (!uffd_store_find("memcached"))
+			snprintf(why, sizeof(why), "libuffd was built without "
+				 "libmemcached");
+		if (!uffd_store_find("memcached") ||
+		    mc_servers_start(&k.mc, 3, mb, why, sizeof(why))) {
+			note("evict-mc row left out: %s", why);
+			opt.row[R_UMC] = false;
+		} else {
+			note("evict-mc: 3 memcached servers of the bench's "
+			     "own, %u MiB each: %s (flushed after each run)",
+			     mb, k.mc.list);
+		}
+	}
 	kernel = !evict_kernel_setup(max_ws, why, sizeof(why));
 	if (kernel) {
 		fmt_size(sw, sizeof(sw), k.swap_bytes);

@@ -253,3 +253,42 @@ out:
 	close(fd);
 	return v;
 }
+
+int mc_servers_flush(const struct mc_servers *s)
+{
+	char buf[64];
+	size_t used;
+	unsigned int i;
+	int fd, ret = 0;
+
+	for (i = 0; i < s->n; i++) {
+		if (s->pid[i] <= 0)
+			continue;
+		fd = dial(s->port[i]);
+		if (fd < 0)
+			return -EIO;
+		used = 0;
+		if (write(fd, "flush_all\r\n", 11) != 11)
+			ret = -EIO;
+		/* "OK\r\n" once every item is gone */
+		while (!ret && used < sizeof(buf) - 1) {
+			ssize_t got = read(fd, buf + used,
+					   sizeof(buf) - 1 - used);
+
+			if (got <= 0) {
+				ret = -EIO;
+				break;
+			}
+			used += (size_t)got;
+			buf[used] = '\0';
+			if (strstr(buf, "\r\n"))
+				break;
+		}
+		if (!ret && strncmp(buf, "OK\r\n", 4))
+			ret = -EIO;
+		close(fd);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}

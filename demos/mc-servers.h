@@ -50,4 +50,10 @@ void mc_servers_stop(struct mc_servers *s);
 long long mc_servers_stat(const struct mc_servers *s, unsigned int i,
 			  const char *name);
 
+/*
+ * Empty every running server (flush_all): a bench's next run starts with
+ * the pool's memory free.  0, or -EIO when a server did not say OK.
+ */
+int mc_servers_flush(const struct mc_servers *s);
+
 #endif /* MC_SERVERS_H */
