@@ -212,8 +212,10 @@ void mc_servers_stop(struct mc_servers *s)
 {
 	unsigned int i;
 
-	for (i = 0; i < s->n; i++)
+	for (i = 0; i < s->n; i++) {
 		mc_servers_kill(s, i);
+		s->pid[i] = 0;	/* someone else's too: forgotten */
+	}
 }
 
 long long mc_servers_stat(const struct mc_servers *s, unsigned int i,
@@ -224,7 +226,7 @@ long long mc_servers_stat(const struct mc_servers *s, unsigned int i,
 	long long v = -1;
 	int fd;
 
-	if (i >= s->n || s->pid[i] <= 0)
+	if (i >= s->n || !s->pid[i])
 		return -1;
 	fd = dial(s->port[i]);
 	if (fd < 0)
@@ -290,5 +292,54 @@ int mc_servers_flush(const struct mc_servers *s)
 		if (ret)
 			return ret;
 	}
+	return 0;
+}
+
+int mc_servers_attach(struct mc_servers *s, const char *list, char *why,
+		      size_t len)
+{
+	const char *at = list;
+	unsigned int n = 0;
+	int fd;
+
+	memset(s, 0, sizeof(*s));
+	while (*at) {
+		char *end;
+		long port;
+
+		if (n == MC_SERVERS_MAX) {
+			snprintf(why, len, "more than %d servers in \"%s\"",
+				 MC_SERVERS_MAX, list);
+			return -EINVAL;
+		}
+		if (strncmp(at, "127.0.0.1:", 10)) {
+			snprintf(why, len, "\"%s\": not 127.0.0.1:PORT;...",
+				 list);
+			return -EINVAL;
+		}
+		errno = 0;
+		port = strtol(at + 10, &end, 10);
+		if (errno || end == at + 10 || port < 1 || port > 65535 ||
+		    (*end && *end != ';')) {
+			snprintf(why, len, "\"%s\": bad port", list);
+			return -EINVAL;
+		}
+		fd = dial((int)port);
+		if (fd < 0) {
+			snprintf(why, len, "127.0.0.1:%ld: %s", port,
+				 strerror(errno));
+			return -ECONNREFUSED;
+		}
+		close(fd);
+		s->port[n] = (int)port;
+		s->pid[n++] = -1;	/* never killed by us */
+		at = *end ? end + 1 : end;
+	}
+	if (!n) {
+		snprintf(why, len, "no server in \"%s\"", list);
+		return -EINVAL;
+	}
+	s->n = n;
+	snprintf(s->list, sizeof(s->list), "%s", list);
 	return 0;
 }

@@ -15,7 +15,7 @@
 
 struct mc_servers {
 	unsigned int	n;
-	pid_t		pid[MC_SERVERS_MAX];	/* 0: stopped */
+	pid_t		pid[MC_SERVERS_MAX];	/* 0: stopped; -1: not ours */
 	int		port[MC_SERVERS_MAX];
 	char		list[MC_SERVERS_MAX * 24];	/* "127.0.0.1:P;..." */
 };
@@ -49,6 +49,14 @@ void mc_servers_stop(struct mc_servers *s);
  */
 long long mc_servers_stat(const struct mc_servers *s, unsigned int i,
 			  const char *name);
+
+/*
+ * Servers someone else started (CI): @list is "127.0.0.1:P;...", each
+ * of which must accept a connection now.  They are asked for stats, and
+ * never killed.  0, or -errno with @why filled.
+ */
+int mc_servers_attach(struct mc_servers *s, const char *list, char *why,
+		      size_t len);
 
 /*
  * Empty every running server (flush_all): a bench's next run starts with
