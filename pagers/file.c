@@ -156,6 +156,7 @@
  * The memcached pager is this pager over a memcached pool:
  *
  *   memcached:servers=H:P;H:P...,namespace=NS[,replicas=N][,timeout=MS]
+ *             [,offset=BYTES]
  *       [,readahead=N][,readahead_max=M][,prefetch=1][,inject_eio=PAGE]
  *
  * reads through a read-only memcached store (stores/memcached.c) the
@@ -166,7 +167,8 @@
  * zero-mapped like any zero page, and a key whose servers did not
  * answer fails its request, so the faulting page is retried alone and
  * poisoned if it fails again.  readahead_max defaults to 1 MiB, the
- * largest bound (size_windows()); no offset, direct or engine.
+ * largest bound (size_windows()); offset= as the file pager's (a region
+ * of a snapshot pushed whole); no direct or engine.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -323,7 +325,7 @@ static const char *const file_keys[] = {
 
 /* the memcached pager: the store's own keys, passed on, and the reading */
 static const char *const mc_keys[] = {
-	"servers", "namespace", "replicas", "timeout", "readahead",
+	"servers", "namespace", "replicas", "timeout", "offset", "readahead",
 	"readahead_max", "prefetch", "inject_eio", NULL
 };
 
@@ -1383,6 +1385,7 @@ static int mc_parse(struct file_pager *fp, const struct uffd_args *args)
 	const char *ns = uffd_args_get(args, "namespace");
 	const char *rep = uffd_args_get(args, "replicas");
 	const char *tmo = uffd_args_get(args, "timeout");
+	const char *off = uffd_args_get(args, "offset");
 	int ret;
 
 	fp->engine = ENG_PREAD;
@@ -1395,9 +1398,10 @@ static int mc_parse(struct file_pager *fp, const struct uffd_args *args)
 		return -EINVAL;
 	}
 	return spec_printf(&fp->src, "memcached:servers=%s,namespace=%s,"
-			   "readonly=1%s%s%s%s", servers, ns,
+			   "readonly=1%s%s%s%s%s%s", servers, ns,
 			   rep ? ",replicas=" : "", rep ? rep : "",
-			   tmo ? ",timeout=" : "", tmo ? tmo : "");
+			   tmo ? ",timeout=" : "", tmo ? tmo : "",
+			   off ? ",offset=" : "", off ? off : "");
 }
 
 static int file_parse(struct file_pager *fp, const struct uffd_args *args,

@@ -5,7 +5,7 @@
  * for the memcached pager (pagers/file.c).
  *
  *   memcached:servers=H:P;H:P...,namespace=NS[,replicas=N][,readonly=1]
- *       [,fresh=1][,pool=N][,timeout=MS]
+ *       [,fresh=1][,pool=N][,timeout=MS][,offset=BYTES]
  *
  * Page p is the key "NS:p" (p in lowercase hex), holding the page's
  * bytes and the flags word LIBUFFD_MC_FLAGS.  Which server holds a key
@@ -56,6 +56,9 @@
  * readonly=1: writes fail with -EBADF, discard deletes nothing.
  * pool=N: a buffer pool of N pages (uffd_store_pool), for the pager.
  * timeout=MS: connect and poll timeout per server (default 1000).
+ * offset=BYTES: the store's page 0 is the pool's page BYTES / page size
+ * (a multiple of it), as a file store's offset=: one region of a
+ * snapshot pushed whole (Firecracker's guest regions, uffd-serve).
  *
  * What it cannot see: memcached keeps nothing on disk, so a server that
  * restarts comes back empty and its keys read as zeros, and a server
@@ -108,6 +111,7 @@ struct mc_conf {
 	uint64_t	pool_pages;
 	uint64_t	timeout_ms;
 	uint64_t	ps;
+	uint64_t	base;		/* offset= in pages: our page 0's key */
 };
 
 /* A key of the batch, and what became of it. */
@@ -142,7 +146,7 @@ struct mc_store {
 
 static const char *const mc_keys[] = {
 	"servers", "namespace", "replicas", "readonly", "fresh", "pool",
-	"timeout", NULL
+	"timeout", "offset", NULL
 };
 
 static void mc_close(void *state)
@@ -214,7 +218,7 @@ static int parse(struct mc_conf *c, const struct uffd_args *args)
 {
 	const char *servers = uffd_args_get(args, "servers");
 	const char *ns = uffd_args_get(args, "namespace");
-	uint64_t ro = 0, fresh = 0, replicas = 0;
+	uint64_t ro = 0, fresh = 0, replicas = 0, off = 0;
 	size_t i;
 	int ret;
 
@@ -252,12 +256,19 @@ static int parse(struct mc_conf *c, const struct uffd_args *args)
 	    (ret = uffd_args_u64(args, "pool", &c->pool_pages, 0,
 				 MC_POOL_MAX)) < 0 ||
 	    (ret = uffd_args_u64(args, "timeout", &c->timeout_ms, 1,
-				 600000)) < 0)
+				 600000)) < 0 ||
+	    (ret = uffd_args_u64(args, "offset", &off, 0, INT64_MAX)) < 0)
 		return ret;
 	c->readonly = ro;
 	c->fresh = fresh;
 	c->replicas = (unsigned int)replicas;
 	c->ps = (uint64_t)sysconf(_SC_PAGESIZE);
+	if (off % c->ps) {
+		uffd_set_error("memcached: offset=%llu is not a multiple of "
+			       "the page size", (unsigned long long)off);
+		return -EINVAL;
+	}
+	c->base = off / c->ps;
 	return 0;
 }
 
@@ -416,10 +427,11 @@ static void make_key(struct mc_store *ms, unsigned int j)
 	int n, g;
 
 	n = snprintf(ms->key[j], MC_KEY_MAX, "%s:%llx", ms->c.ns,
-		     (unsigned long long)s->page);
+		     (unsigned long long)(s->page + ms->c.base));
 	ms->klen[j] = (size_t)n;
 	g = snprintf(group, sizeof(group), "%s/%llx", ms->c.ns,
-		     (unsigned long long)(s->page / MC_EXTENT));
+		     (unsigned long long)((s->page + ms->c.base) /
+					  MC_EXTENT));
 	s->home = memcached_generate_hash(ms->hash, group, (size_t)g);
 	if (s->home >= ms->c.nsrv)	/* cannot happen: one per server */
 		s->home = 0;
@@ -446,7 +458,7 @@ static uint64_t key_page(const struct mc_store *ms, const char *key,
 		else
 			return UINT64_MAX;
 	}
-	return p;
+	return p >= ms->c.base ? p - ms->c.base : UINT64_MAX;
 }
 
 /* Did server @s's handle finish its request cleanly: no error, all read? */

@@ -40,6 +40,7 @@
 #include <linux/userfaultfd.h>
 
 #include "helpers.h"
+#include "mc-servers.h"
 
 #ifndef USERFAULTFD_IOC_NEW
 #define USERFAULTFD_IOC_NEW	_IO(0xAA, 0x00)
@@ -633,6 +634,49 @@ START_TEST(serve_guest)
 }
 END_TEST
 
+/*
+ * Served from a memcached pool instead of the file: the memory file
+ * pushed whole (uffd-snapshot push) to three servers of the test's own,
+ * and each guest region paged from its offset in it (the daemon appends
+ * offset=, as for a file).  The same guest life: every page against the
+ * file, the balloon's discards reading zeros.
+ */
+START_TEST(serve_guest_from_pool)
+{
+	const char *dir = getenv("LIBUFFD_DEMOS");
+	struct mc_servers mc;
+	char why[256], path[4096], src[1024];
+	const char *args[5];
+	struct result res;
+
+	if (!uffd_store_find("memcached")) {
+		skip_case("serve_guest_from_pool", "libuffd was built "
+			  "without libmemcached");
+		return;
+	}
+	if (!mc_servers_binary()) {
+		skip_case("serve_guest_from_pool", "no memcached binary");
+		return;
+	}
+	ck_assert_msg(!mc_servers_start(&mc, 3, 64, why, sizeof(why)),
+		      "memcached: %s", why);
+	snprintf(src, sizeof(src), "memcached:servers=%s,namespace=fc-%d",
+		 mc.list, (int)getpid());
+	snprintf(path, sizeof(path), "%s/uffd-snapshot", dir ? dir : "demos");
+	args[0] = "push";
+	args[1] = "--store";
+	args[2] = src;
+	args[3] = img_path;
+	args[4] = NULL;
+	run_program(&res, path, args, 60, 0, NULL, NULL);
+	ck_assert_msg(res.status == 0, "uffd-snapshot push: exit %d: %s",
+		      res.status, res.err);
+	result_free(&res);
+	serve_one(&guest_both, src);
+	mc_servers_stop(&mc);
+}
+END_TEST
+
 /* Two Firecrackers at once, each served from its own context. */
 START_TEST(serve_two_peers)
 {
@@ -1090,6 +1134,7 @@ static Suite *firecracker_suite(void)
 	tcase_add_loop_test(tc, serve_guest, 0,
 			    (int)ARRAY_SIZE(serve_cases) - !huge);
 	tcase_add_test(tc, serve_two_peers);
+	tcase_add_test(tc, serve_guest_from_pool);
 	tcase_add_test(tc, handler_killed_peer_killed);
 	tcase_add_test(tc, handler_stops_peer_killed);
 	tcase_add_test(tc, page_error_peer_killed);
