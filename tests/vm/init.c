@@ -53,7 +53,10 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -146,6 +149,28 @@ static int load_modules(const char *release, char *why, size_t len)
 	}
 	fclose(f);
 	return n;
+}
+
+/*
+ * The loopback interface up (the kernel gives it 127.0.0.1 then): the
+ * memcached tests start servers of their own on it.  A VM-NOTE when it
+ * cannot be: a kernel without IPv4.
+ */
+static void loopback_up(void)
+{
+	struct ifreq ifr = { .ifr_name = "lo" };
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0) {
+		fprintf(con, "VM-NOTE no loopback: socket(AF_INET): %s\n",
+			strerror(errno));
+		return;
+	}
+	if (ioctl(fd, SIOCGIFFLAGS, &ifr) ||
+	    (ifr.ifr_flags |= IFF_UP, ioctl(fd, SIOCSIFFLAGS, &ifr)))
+		fprintf(con, "VM-NOTE no loopback: lo: %s\n",
+			strerror(errno));
+	close(fd);
 }
 
 /* Whether a file in /tmp opens with O_DIRECT, as the tests will ask. */
@@ -516,6 +541,7 @@ int main(void)
 		fclose(f);
 	}
 	setup_tmp(u.release);
+	loopback_up();
 	facts();
 	mkdir(LOGDIR, 0755);
 	f = fopen(LIST, "r");
