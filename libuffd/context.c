@@ -247,6 +247,8 @@ LUFFD_API int uffd_ctx_adopt(struct uffd_ctx **out, int fd,
 	}
 	fcntl(fd, F_SETFD, FD_CLOEXEC);
 	ret = ctx_alloc(&ctx, &opts);
+	if (!ctx)
+		goto fail_fd;	/* not even the context: fd is still ours */
 	ctx->fd = fd;
 	if (ret < 0)
 		goto fail;
