@@ -304,6 +304,19 @@ static void pager_verdict(const struct facts *f,
 				    "old kernel): use file:engine=pread",
 				    errno_name(f->uring_errno));
 		}
+	} else if (!strcmp(ops->name, "evict")) {
+		/* write-protect faults: thread delivery only */
+		v->sigbus = false;
+		if (has_feature(f, LIBUFFD_FEATURE_MOVE) &&
+		    reg_has(f, LIBUFFD_MEM_ANON, LIBUFFD_IOCTL_MOVE |
+			    LIBUFFD_IOCTL_WRITEPROTECT)) {
+			WHY(v, "MOVE takes pages out, write-protect finds "
+			    "the dirty ones (anon only)");
+		} else {
+			v->status = "no";
+			WHY(v, "needs UFFDIO_MOVE (6.8) and write-protect "
+			    "on anonymous memory");
+		}
 	} else if (!strcmp(ops->name, "memcached")) {
 		/* not in SIGBUS delivery: libmemcached allocates */
 		WHY(v, "the file pager's reading from a memcached pool "

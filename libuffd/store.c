@@ -595,12 +595,13 @@ LUFFD_API int uffd_store_stats(const struct uffd_store *st,
 			       struct uffd_store_stats *out, size_t size)
 {
 	struct uffd_store_stats s;
-	const uint64_t *src = (const uint64_t *)&st->st;
+	const uint64_t *src;
 	uint64_t *dst = (uint64_t *)&s;
 	size_t i;
 
 	if (!st || !out)
 		return luffd_fail(-EINVAL, "store: no handle or output");
+	src = (const uint64_t *)&st->st;
 	for (i = 0; i < sizeof(s) / sizeof(uint64_t); i++)
 		dst[i] = luffd_load(&src[i]);
 	memcpy(out, &s, LUFFD_MIN(size, sizeof(s)));
