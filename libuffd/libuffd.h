@@ -345,7 +345,8 @@ void uffd_ctx_destroy(struct uffd_ctx *ctx);
  * handshake, possibly in another process (a handover, or a FORK event):
  * the features are read back from /proc/self/fdinfo.  The context owns
  * @fd from then on, also on failure (it is closed).  @opts as for
- * uffd_ctx_create (its .features and .flags are ignored).  Regions the
+ * uffd_ctx_create (its .features are ignored, and of .flags only the
+ * PIN flags count: the handshake was done already).  Regions the
  * peer registered are adopted with LIBUFFD_MEM_REMOTE.
  * Returns 0, -EBADF (not a userfaultfd), -EINVAL, -ENOMEM.
  */
@@ -1120,7 +1121,7 @@ void uffd_store_close(struct uffd_store *st);
  * Since 0.3.  A second handle on the same store, for a second thread:
  * its own I/O queue, ring and pool, the same pages and the same "never
  * written" bitmap (what a write through one completes, a read through
- * the other sees).  Both stores built in have it (-EOPNOTSUPP for one
+ * the other sees).  The stores built in have it (-EOPNOTSUPP for one
  * without the dup hook).  Close it like any handle, in any order.
  * Returns 0 and *out, -EINVAL, -ENOMEM, or the store's -errno.
  */
@@ -1173,8 +1174,9 @@ int64_t uffd_store_extent(const struct uffd_store *st, uint64_t page,
 
 /*
  * Mark [page, page + npages) never written (they read as zeros again)
- * and let the store reclaim their space.  0, -EINVAL, -EBADF, or the
- * store's -errno (the pages are marked never written all the same).
+ * and let the store reclaim their space.  0, -EINVAL, or the store's
+ * -errno (the pages are marked never written all the same; a read-only
+ * memcached store deletes nothing and returns 0).
  */
 int uffd_store_discard(struct uffd_store *st, uint64_t page,
 		       uint64_t npages);
