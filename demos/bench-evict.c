@@ -816,8 +816,14 @@ static void evict_child(enum row_kind kind, size_t pages, const uint64_t *acc,
 	munmap(area, pages * page_size);
 }
 
-static void evict_run(enum row_kind kind, size_t pages, const uint64_t *acc,
-		      size_t n, const char *what, struct evict_result *res)
+/*
+ * One run in a child.  false: the kernel row's child was SIGKILLed and
+ * @may_retry: the cgroup's OOM killer, when swap-out could not keep up
+ * (a busy machine, the disk slow); the caller runs it again.
+ */
+static bool evict_run(enum row_kind kind, size_t pages, const uint64_t *acc,
+		      size_t n, const char *what, struct evict_result *res,
+		      bool may_retry)
 {
 	int pfd[2], status;
 	ssize_t got;
@@ -852,6 +858,13 @@ static void evict_run(enum row_kind kind, size_t pages, const uint64_t *acc,
 	if (bench_stopped() && (errno == ECHILD || WIFSIGNALED(status)))
 		exit(130);
 	k.child = 0;
+	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL &&
+	    kind == R_KERNEL && may_retry) {
+		fprintf(stderr, "%s: %s: killed (SIGKILL: the cgroup out of "
+			"memory, swap-out too slow?): run again\n", prog,
+			what);
+		return false;
+	}
 	if (WIFSIGNALED(status)) {
 		fprintf(stderr, "%s: %s: the run was killed by signal %d%s\n",
 			prog, what, WTERMSIG(status), WTERMSIG(status) ==
@@ -885,6 +898,7 @@ static void evict_run(enum row_kind kind, size_t pages, const uint64_t *acc,
 			      >> 32));
 		exit(1);
 	}
+	return true;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1186,9 +1200,13 @@ void experiment_evict(void)
 						 mix_names[wl[w].m],
 						 wl[w].ratio, rep + 1);
 				progress_step(&pg, "%s", what);
-				evict_run((enum row_kind)kk, wl[w].pages,
-					  acc, wl[w].n, what,
-					  &res[(rep * nwl + w) * nk + kk]);
+				for (i = 0; !evict_run((enum row_kind)kk,
+						       wl[w].pages, acc,
+						       wl[w].n, what,
+						       &res[(rep * nwl + w) *
+							    nk + kk], i < 2);
+				     i++)
+					;
 			}
 			free(acc);
 		}
