@@ -1775,6 +1775,16 @@ static int file_fault(void *state, struct uffd_resolver *res,
 		if (slot_finish(fp, res, s, FP_NONE, FP_NONE) == -ESRCH)
 			return -ESRCH;
 		s = window_start(fp, res, pf, 1, false, false);
+		while (!s && !page_skip(fp, pf) && bit_test(fp->own, pf)) {
+			/*
+			 * The prefetcher claimed it again meanwhile: it
+			 * fills it, or fails and lets it go to us (CI under
+			 * TSan: a good page next to a bad one poisoned).
+			 */
+			owner_wait(fp, res, pf);
+			if (!page_skip(fp, pf))
+				s = window_start(fp, res, pf, 1, false, false);
+		}
 		if (!s)		/* filled by the prefetcher meanwhile */
 			return page_skip(fp, pf) ?
 			       uffd_resolve_wake(res, f->offset, fp->ps) : -EIO;
