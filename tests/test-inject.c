@@ -806,11 +806,14 @@ static const struct {
 	{ "uring_wait=EIO#1", false },
 };
 
-START_TEST(evict_round_ring_fails)
+/*
+ * The evict region both cases below use: EV_LIMIT pages of budget over a
+ * store file of its own (fresh=1, evict's default), started, and pages
+ * 0..@high written with their base (no round yet).  Returns its address.
+ */
+static uint8_t *ev_start(struct uffd_ctx **cx, struct uffd_region **r,
+			 size_t high, uint8_t *want)
 {
-	const char *rules = ev_rounds[_i].rules;
-	const bool writes_fail = ev_rounds[_i].writes_fail;
-	uint64_t injected;
 	struct uffd_ctx_opts co = {
 		.size = sizeof(co), .delivery = LIBUFFD_DELIVER_THREAD,
 	};
@@ -818,34 +821,45 @@ START_TEST(evict_round_ring_fails)
 		.size = sizeof(ro), .type = LIBUFFD_MEM_ANON,
 		.len = 2 * EV_LIMIT * page_size(),
 	};
-	const size_t high = EV_LIMIT - EV_BATCH, n = high + 1;
-	uint8_t *want = malloc(ps);
-	struct uffd_stats st;
-	struct uffd_ctx *cx;
-	struct uffd_region *r;
 	char spec[200];
 	uint8_t *base;
 	size_t p;
-	int i, ret;
+	int ret;
 
-	ck_assert_ptr_nonnull(want);
-	/* a store file of its own, fresh=1 (evict's default) */
 	make_file();
 	snprintf(spec, sizeof(spec), "evict:limit=%zu,batch=%d,readahead=1,"
 		 "policy=fifo,store=file,direct=0,path=%s", EV_LIMIT * ps,
 		 EV_BATCH, file_path);
 	ro.pager = spec;
-	ck_assert_int_eq(uffd_ctx_create(&cx, &co), 0);
-	ret = uffd_region_create(cx, &ro, &r);
+	ck_assert_int_eq(uffd_ctx_create(cx, &co), 0);
+	ret = uffd_region_create(*cx, &ro, r);
 	ck_assert_msg(ret == 0, "%s: %d %s", spec, ret, uffd_last_error());
-	base = uffd_region_addr(r);
-	ck_assert_int_eq(uffd_ctx_start(cx), 0);
-
-	/* up to the high watermark: no round yet */
+	base = uffd_region_addr(*r);
+	ck_assert_int_eq(uffd_ctx_start(*cx), 0);
 	for (p = 0; p < high; p++) {
 		base_page(BASE_FILE, p, want);
 		memcpy(base + p * ps, want, ps);
 	}
+	return base;
+}
+
+START_TEST(evict_round_ring_fails)
+{
+	const char *rules = ev_rounds[_i].rules;
+	const bool writes_fail = ev_rounds[_i].writes_fail;
+	uint64_t injected;
+	const size_t high = EV_LIMIT - EV_BATCH, n = high + 1;
+	uint8_t *want = malloc(ps);
+	struct uffd_stats st;
+	struct uffd_ctx *cx;
+	struct uffd_region *r;
+	uint8_t *base;
+	size_t p;
+	int i;
+
+	ck_assert_ptr_nonnull(want);
+	/* up to the high watermark: no round yet */
+	base = ev_start(&cx, &r, high, want);
 	ck_assert_int_eq(uffd_region_stats(r, &st, sizeof(st)), 0);
 	ck_assert_uint_eq(st.pages_evicted, 0);
 	/* one more, the ring failing: the round starts */
@@ -920,38 +934,17 @@ END_TEST
  */
 START_TEST(evict_lost_page_sigbus)
 {
-	struct uffd_ctx_opts co = {
-		.size = sizeof(co), .delivery = LIBUFFD_DELIVER_THREAD,
-	};
-	struct uffd_region_opts ro = {
-		.size = sizeof(ro), .type = LIBUFFD_MEM_ANON,
-		.len = 2 * EV_LIMIT * page_size(),
-	};
 	const size_t high = EV_LIMIT - EV_BATCH;
 	uint8_t *want = malloc(ps);
 	struct uffd_stats st;
 	struct uffd_ctx *cx;
 	struct uffd_region *r;
 	size_t p, lost = 0;
-	char spec[200];
 	uint8_t *base;
 	int ret;
 
 	ck_assert_ptr_nonnull(want);
-	make_file();
-	snprintf(spec, sizeof(spec), "evict:limit=%zu,batch=%d,readahead=1,"
-		 "policy=fifo,store=file,direct=0,path=%s", EV_LIMIT * ps,
-		 EV_BATCH, file_path);
-	ro.pager = spec;
-	ck_assert_int_eq(uffd_ctx_create(&cx, &co), 0);
-	ret = uffd_region_create(cx, &ro, &r);
-	ck_assert_msg(ret == 0, "%s: %d %s", spec, ret, uffd_last_error());
-	base = uffd_region_addr(r);
-	ck_assert_int_eq(uffd_ctx_start(cx), 0);
-	for (p = 0; p < high; p++) {
-		base_page(BASE_FILE, p, want);
-		memcpy(base + p * ps, want, ps);
-	}
+	base = ev_start(&cx, &r, high, want);
 	/*
 	 * A flush takes every dirty page out, writes it and copies it
 	 * back: no fault of ours fills anything meanwhile.
